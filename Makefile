@@ -1,0 +1,62 @@
+# carealert: `make run` starts everything with the demo configuration, `make test` runs the suite.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+KAFKA  := deploy/kafka/kafka.sh
+
+.PHONY: help setup run stop status test lint format unit integration schemas bench kafka-start kafka-stop clean
+
+help:
+	@echo "make run    set up and start broker + services with the demo configuration"
+	@echo "make stop   stop everything make run started"
+	@echo "make test   set up and run lint + the whole test suite"
+	@echo "make lint   ruff + mypy --strict;  make unit / make integration: parts of the suite"
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) is required (durable-rules needs Python 3.11)" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,rocksdb]'
+	touch $@
+
+setup: $(STAMP)
+	@$(KAFKA) fetch
+
+run: setup
+	@deploy/local/run.sh
+
+stop:
+	@deploy/local/stop.sh
+
+status:
+	@deploy/local/run.sh status
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: setup lint
+	$(BIN)/pytest
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+integration: setup
+	$(BIN)/pytest tests/integration tests/e2e
+
+schemas: $(STAMP)
+	$(BIN)/carealert schemas docs/schemas
+
+kafka-start: setup
+	@$(KAFKA) start
+
+kafka-stop:
+	@$(KAFKA) stop
+
+clean: stop
+	rm -rf .run $(VENV)

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# The local Apache Kafka broker (KRaft, one combined broker+controller on 127.0.0.1).
+#
+#   kafka.sh fetch    resolve the broker jars from Maven Central into the cache (once)
+#   kafka.sh start    fetch, format the storage once, start, wait until it accepts connections
+#   kafka.sh stop     stop it (SIGTERM, then SIGKILL after a bounded wait)
+#   kafka.sh status   exit 0 if it is running
+#
+# Settings (environment): KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093),
+# KAFKA_DATA_DIR (<repo>/.run/kafka), KAFKA_LIBS_DIR (deploy/kafka/.cache/libs),
+# KAFKA_START_TIMEOUT seconds (90), KAFKA_HEAP (-Xmx768m -Xms256m).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+PORT="${KAFKA_PORT:-9092}"
+CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+DATA_DIR="${KAFKA_DATA_DIR:-$ROOT/.run/kafka}"
+LIBS_DIR="${KAFKA_LIBS_DIR:-$HERE/.cache/libs}"
+START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
+HEAP="${KAFKA_HEAP:--Xmx768m -Xms256m}"
+PID_FILE="$DATA_DIR/kafka.pid"
+LOG_FILE="$DATA_DIR/server.log"
+
+die() { echo "kafka.sh: $*" >&2; exit 1; }
+
+need() {
+  command -v "$1" >/dev/null 2>&1 || die "$1 is required but not on PATH ($2)"
+}
+
+fetch() {
+  need java "install a Java 17+ runtime, e.g. apt-get install -y openjdk-17-jre-headless"
+  if [[ -f "$LIBS_DIR/.complete" ]]; then
+    return 0
+  fi
+  need mvn "install Apache Maven, e.g. apt-get install -y maven"
+  echo "kafka.sh: resolving the Kafka broker jars into $LIBS_DIR" >&2
+  rm -rf "$LIBS_DIR"
+  mkdir -p "$LIBS_DIR"
+  mvn -q -B -f "$HERE/pom.xml" dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$LIBS_DIR" >&2 \
+    || die "mvn could not resolve the broker jars (see the output above)"
+  touch "$LIBS_DIR/.complete"
+}
+
+running() {
+  [[ -f "$PID_FILE" ]] && kill -0 "$(cat "$PID_FILE")" 2>/dev/null
+}
+
+port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Always called in a subshell: exec makes the subshell's pid the JVM's pid.
+java_run() {
+  exec java $HEAP -XX:+UseG1GC -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$HERE/log4j2.properties" \
+    -Dkafka.logs.dir="$DATA_DIR" \
+    -cp "$LIBS_DIR/*" "$@"
+}
+
+configure() {
+  mkdir -p "$DATA_DIR"
+  sed -e "s|@PORT@|$PORT|g" -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" \
+      -e "s|@DATA_DIR@|$DATA_DIR|g" "$HERE/server.properties.in" > "$DATA_DIR/server.properties"
+  if [[ ! -f "$DATA_DIR/logs/meta.properties" ]]; then
+    local cluster_id
+    cluster_id="$(java_run kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)"
+    [[ -n "$cluster_id" ]] || die "could not generate a cluster id (see $LOG_FILE)"
+    (java_run kafka.tools.StorageTool format --ignore-formatted \
+      -t "$cluster_id" -c "$DATA_DIR/server.properties" >/dev/null) \
+      || die "formatting the storage in $DATA_DIR/logs failed"
+  fi
+}
+
+start() {
+  fetch
+  if running; then
+    echo "kafka.sh: already running on 127.0.0.1:$PORT (pid $(cat "$PID_FILE"))" >&2
+    return 0
+  fi
+  if port_open "$PORT"; then
+    die "port $PORT is taken by another process; set KAFKA_PORT, or KAFKA_BOOTSTRAP_SERVERS to use that broker"
+  fi
+  configure
+  local started=$SECONDS
+  (java_run kafka.Kafka "$DATA_DIR/server.properties" </dev/null >>"$DATA_DIR/stdout.log" 2>&1) &
+  echo $! > "$PID_FILE"
+  while ! port_open "$PORT"; do
+    if ! running; then
+      die "the broker exited during start-up; see $DATA_DIR/stdout.log and $LOG_FILE"
+    fi
+    if (( SECONDS - started > START_TIMEOUT )); then
+      stop
+      die "the broker did not open 127.0.0.1:$PORT within ${START_TIMEOUT}s; see $LOG_FILE"
+    fi
+    sleep 0.5
+  done
+  echo "kafka.sh: broker up on 127.0.0.1:$PORT after $((SECONDS - started))s (logs: $LOG_FILE)" >&2
+}
+
+stop() {
+  if ! running; then
+    rm -f "$PID_FILE"
+    return 0
+  fi
+  local pid waited=0
+  pid="$(cat "$PID_FILE")"
+  kill "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null; do
+    if (( waited >= 60 )); then
+      kill -9 "$pid" 2>/dev/null || true
+      break
+    fi
+    sleep 0.5
+    waited=$((waited + 1))
+  done
+  rm -f "$PID_FILE"
+}
+
+case "${1:-}" in
+  fetch) fetch ;;
+  start) start ;;
+  stop) stop ;;
+  status) running ;;
+  *) echo "usage: $0 fetch|start|stop|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Start the local stack with the demo configuration: the Kafka broker (unless
+# KAFKA_BOOTSTRAP_SERVERS names a running one) and every carealert service, in the background.
+# Logs and pid files live in .run/. `run.sh status` lists what is running.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+RUN_DIR="$ROOT/.run"
+BIN="$ROOT/.venv/bin"
+mkdir -p "$RUN_DIR"
+
+export CAREALERT_API_KEYS_FILE="${CAREALERT_API_KEYS_FILE:-$ROOT/deploy/local/api-keys.yaml}"
+export CAREALERT_INGEST_PORT="${CAREALERT_INGEST_PORT:-8080}"
+export CAREALERT_RULES_PORT="${CAREALERT_RULES_PORT:-8081}"
+export CAREALERT_NOTIFY_PORT="${CAREALERT_NOTIFY_PORT:-8082}"
+
+# name:port:command — a service is started only if its command exists in this checkout.
+SERVICES=(
+  "ingest:$CAREALERT_INGEST_PORT:ingest"
+)
+
+alive() { [[ -f "$RUN_DIR/$1.pid" ]] && kill -0 "$(cat "$RUN_DIR/$1.pid")" 2>/dev/null; }
+
+status() {
+  local rc=0
+  for spec in "kafka::" "${SERVICES[@]}"; do
+    local name="${spec%%:*}"
+    if [[ "$name" == kafka ]]; then
+      if deploy/kafka/kafka.sh status; then echo "kafka    running"; else echo "kafka    stopped"; fi
+    elif alive "$name"; then
+      echo "$name   running (pid $(cat "$RUN_DIR/$name.pid"), log $RUN_DIR/$name.log)"
+    else
+      echo "$name   stopped"; rc=1
+    fi
+  done
+  return $rc
+}
+
+wait_http() {
+  local name="$1" url="$2" deadline=$((SECONDS + 60))
+  until curl -fsS -o /dev/null "$url" 2>/dev/null; do
+    if ! alive "$name"; then
+      echo "run.sh: $name exited during start-up; last lines of $RUN_DIR/$name.log:" >&2
+      tail -n 20 "$RUN_DIR/$name.log" >&2
+      exit 1
+    fi
+    if (( SECONDS > deadline )); then
+      echo "run.sh: $name did not answer $url within 60s; see $RUN_DIR/$name.log" >&2
+      exit 1
+    fi
+    sleep 0.3
+  done
+}
+
+if [[ "${1:-}" == status ]]; then
+  status
+  exit $?
+fi
+
+if [[ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]]; then
+  deploy/kafka/kafka.sh start
+  export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:${KAFKA_PORT:-9092}"
+else
+  echo "run.sh: using the broker at $KAFKA_BOOTSTRAP_SERVERS (nothing started for Kafka)"
+fi
+
+for spec in "${SERVICES[@]}"; do
+  IFS=: read -r name port cmd <<<"$spec"
+  if alive "$name"; then
+    echo "run.sh: $name already running (pid $(cat "$RUN_DIR/$name.pid"))"
+    continue
+  fi
+  # shellcheck disable=SC2086
+  nohup "$BIN/carealert" $cmd >>"$RUN_DIR/$name.log" 2>&1 </dev/null &
+  echo $! >"$RUN_DIR/$name.pid"
+done
+for spec in "${SERVICES[@]}"; do
+  IFS=: read -r name port cmd <<<"$spec"
+  wait_http "$name" "http://127.0.0.1:$port/healthz"
+done
+
+cat <<EOF2
+
+carealert is running (stop it with: make stop)
+
+  ingest    http://127.0.0.1:$CAREALERT_INGEST_PORT   (OpenAPI: /docs, /openapi.json; /metrics, /readyz)
+  kafka     $KAFKA_BOOTSTRAP_SERVERS   (topics care.events.v1, care.events.dlq, care.escalations.v1, ...)
+  logs      $RUN_DIR/*.log
+
+Demo API key (agency demo-agency): demo-not-a-secret
+
+Try it:
+  curl -i -X POST http://127.0.0.1:$CAREALERT_INGEST_PORT/v1/events \\
+    -H 'Authorization: Bearer demo-not-a-secret' -H 'Content-Type: application/json' \\
+    -d @deploy/local/example-event.json
+EOF2

@@ -1,0 +1,398 @@
+"""The Event contract (CONTRACT.md, "Event"): one pydantic model per event_type.
+
+`parse_event(raw_bytes)` and `parse_event_obj(obj)` are the only ways events enter the system;
+both raise `EventInvalid` whose `errors` name each field path and problem and never carry the
+submitted values (they may be PII).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
+
+USPS_STATES = frozenset(
+    "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH "
+    "NJ NM NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY AS GU MP PR VI".split()
+)
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+LongText = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+AgencyId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{2,64}$")]
+
+
+def _usps(code: str) -> str:
+    if code not in USPS_STATES:
+        raise ValueError("must be a two-letter USPS state or territory code")
+    return code
+
+
+StateCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$"), AfterValidator(_usps)]
+
+Sex = Literal["female", "male", "other", "unknown"]
+RiskIndicator = Literal[
+    "prior_trafficking_allegation",
+    "sexual_abuse_history",
+    "substance_use",
+    "developmental_disability",
+    "pregnant",
+    "needs_medication",
+]
+Setting = Literal[
+    "pre_adoptive_home",
+    "foster_family_relative",
+    "foster_family_nonrelative",
+    "group_home",
+    "institution",
+    "supervised_independent_living",
+    "trial_home_visit",
+    "other",
+]
+EndReason = Literal[
+    "planned_move",
+    "runaway",
+    "disruption",
+    "reunification",
+    "adoption",
+    "guardianship",
+    "aged_out",
+    "other",
+]
+Circumstances = Literal["runaway", "abducted", "unknown"]
+ImmediateRisk = Literal[
+    "with_dangerous_person",
+    "dangerous_situation",
+    "suspected_trafficking",
+    "out_of_character",
+    "medical_need",
+    "incapacity",
+]
+Party = Literal["court", "guardian_ad_litem", "attorney", "parent", "tribe"]
+StaffingLevel = Literal["supervisor", "multidisciplinary", "court"]
+LocationClass = Literal[
+    "placement", "family", "friend", "shelter", "law_enforcement", "hospital", "other"
+]
+ScreeningTool = Literal["cse_it", "tvit", "state_tool", "other"]
+ScreeningResult = Literal["no_concern", "possible_concern", "clear_concern"]
+
+
+class Strict(BaseModel):
+    """Base for everything a person or an agency system writes: unknown fields are errors,
+    and nothing is coerced ("yes" is not a bool, "1" is not a number)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Jurisdiction(Strict):
+    state: StateCode
+    county: Text | None = None
+
+
+# --- payloads --------------------------------------------------------------------------------
+
+
+class ChildProfile(Strict):
+    date_of_birth: date
+    sex: Sex
+    risk_indicators: tuple[RiskIndicator, ...] = ()
+    caseworker_id: Id | None = None
+    supervisor_id: Id | None = None
+
+
+class PlacementStarted(Strict):
+    placement_id: Id
+    setting: Setting
+    provider_id: Id | None = None
+
+
+class PlacementEnded(Strict):
+    placement_id: Id
+    reason: EndReason
+
+
+class MissingDescription(Strict):
+    name: Text
+    aliases: tuple[Text, ...] = ()
+    physical_description: LongText | None = None
+    clothing: LongText | None = None
+    photo_url: (
+        Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2048)] | None
+    ) = None
+    last_seen_location: LongText | None = None
+    places_frequented: tuple[Text, ...] = ()
+
+
+class MissingOpened(Strict):
+    episode_id: Id
+    last_seen_at: AwareDatetime
+    circumstances: Circumstances
+    immediate_risks: tuple[ImmediateRisk, ...] = ()
+    description: MissingDescription | None = None
+
+
+class LawEnforcementReported(Strict):
+    episode_id: Id
+    le_agency: Text
+    report_number: Text
+    ncic_entry_confirmed: bool
+    ncic_declined: bool = False
+
+
+class NcmecReported(Strict):
+    episode_id: Id
+    ncmec_case_number: Text
+
+
+class PartyNotified(Strict):
+    episode_id: Id
+    party: Party
+
+
+class SearchEffort(Strict):
+    episode_id: Id
+    effort: Text
+
+
+class StaffingHeld(Strict):
+    episode_id: Id
+    level: StaffingLevel
+
+
+class MissingLocated(Strict):
+    episode_id: Id
+    located_at: AwareDatetime
+    location_class: LocationClass | None = None
+
+
+class DebriefCompleted(Strict):
+    episode_id: Id
+    factors: tuple[Text, ...] = ()
+
+
+class ScreeningCompleted(Strict):
+    episode_id: Id | None = None
+    tool: ScreeningTool
+    result: ScreeningResult
+
+
+class TraffickingIdentified(Strict):
+    status: Literal["suspected", "confirmed"]
+    type: Literal["sex", "labor"]
+
+
+class TraffickingReported(Strict):
+    report_number: Text
+
+
+# --- envelopes -------------------------------------------------------------------------------
+
+
+class EventBase(Strict):
+    event_id: Id
+    schema_version: Literal[1]
+    agency_id: AgencyId
+    child_id: Id
+    occurred_at: AwareDatetime
+    jurisdiction: Jurisdiction
+
+    @property
+    def key(self) -> str:
+        """The Kafka key: every event of one child lands on one partition, in order."""
+        return f"{self.agency_id}:{self.child_id}"
+
+
+class ChildRegistered(EventBase):
+    event_type: Literal["child.registered"]
+    payload: ChildProfile
+
+
+class ChildUpdated(EventBase):
+    event_type: Literal["child.updated"]
+    payload: ChildProfile
+
+
+class PlacementStartedEvent(EventBase):
+    event_type: Literal["placement.started"]
+    payload: PlacementStarted
+
+
+class PlacementEndedEvent(EventBase):
+    event_type: Literal["placement.ended"]
+    payload: PlacementEnded
+
+
+class MissingOpenedEvent(EventBase):
+    event_type: Literal["missing.opened"]
+    payload: MissingOpened
+
+
+class LawEnforcementReportedEvent(EventBase):
+    event_type: Literal["missing.law_enforcement_reported"]
+    payload: LawEnforcementReported
+
+
+class NcmecReportedEvent(EventBase):
+    event_type: Literal["missing.ncmec_reported"]
+    payload: NcmecReported
+
+
+class PartyNotifiedEvent(EventBase):
+    event_type: Literal["missing.party_notified"]
+    payload: PartyNotified
+
+
+class SearchEffortEvent(EventBase):
+    event_type: Literal["missing.search_effort"]
+    payload: SearchEffort
+
+
+class StaffingHeldEvent(EventBase):
+    event_type: Literal["missing.staffing_held"]
+    payload: StaffingHeld
+
+
+class MissingLocatedEvent(EventBase):
+    event_type: Literal["missing.located"]
+    payload: MissingLocated
+
+
+class DebriefCompletedEvent(EventBase):
+    event_type: Literal["return.debrief_completed"]
+    payload: DebriefCompleted
+
+
+class ScreeningCompletedEvent(EventBase):
+    event_type: Literal["screening.completed"]
+    payload: ScreeningCompleted
+
+
+class TraffickingIdentifiedEvent(EventBase):
+    event_type: Literal["trafficking.identified"]
+    payload: TraffickingIdentified
+
+
+class TraffickingReportedEvent(EventBase):
+    event_type: Literal["trafficking.law_enforcement_reported"]
+    payload: TraffickingReported
+
+
+Event = Annotated[
+    ChildRegistered
+    | ChildUpdated
+    | PlacementStartedEvent
+    | PlacementEndedEvent
+    | MissingOpenedEvent
+    | LawEnforcementReportedEvent
+    | NcmecReportedEvent
+    | PartyNotifiedEvent
+    | SearchEffortEvent
+    | StaffingHeldEvent
+    | MissingLocatedEvent
+    | DebriefCompletedEvent
+    | ScreeningCompletedEvent
+    | TraffickingIdentifiedEvent
+    | TraffickingReportedEvent,
+    Field(discriminator="event_type"),
+]
+
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+EVENT_TYPES: tuple[str, ...] = tuple(
+    sorted(
+        m.model_fields["event_type"].annotation.__args__[0]  # type: ignore[union-attr]  # Literal
+        for m in EventBase.__subclasses__()
+    )
+)
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem with one field. `field` is a dotted path; no submitted value is included."""
+
+    field: str
+    problem: str
+    type: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "problem": self.problem, "type": self.type}
+
+
+class EventInvalid(ValueError):
+    """The bytes or object are not a valid Event. `errors` lists every problem found."""
+
+    def __init__(self, errors: Sequence[FieldError]) -> None:
+        self.errors = tuple(errors)
+        super().__init__(self.reason)
+
+    @property
+    def reason(self) -> str:
+        """A one-line summary for a DLQ header or a log line: field paths and problems only."""
+        return "; ".join(f"{e.field}: {e.problem}" for e in self.errors)[:1000]
+
+
+def field_errors(exc: ValidationError, prefix: Sequence[str | int] = ()) -> list[FieldError]:
+    """Turn pydantic errors into FieldErrors, dropping the union tag pydantic puts in paths.
+
+    pydantic reports a field of a tagged union as ``('missing.opened', 'payload', 'x')``; the
+    tag is the value of ``event_type``, not a field, so it is removed.
+    """
+    out: list[FieldError] = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = [p for p in err["loc"] if p not in EVENT_TYPES]
+        path = ".".join(str(p) for p in [*prefix, *loc]) or "(root)"
+        problem = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "union_tag_invalid":
+            problem = f"must be one of: {', '.join(EVENT_TYPES)}"
+            path = ".".join(str(p) for p in [*prefix, *loc, "event_type"])
+        elif err["type"] == "union_tag_not_found":
+            problem = "Field required"
+            path = ".".join(str(p) for p in [*prefix, *loc, "event_type"])
+        out.append(FieldError(field=path, problem=problem, type=err["type"]))
+    return out
+
+
+def parse_event_obj(obj: Any, prefix: Sequence[str | int] = ()) -> Event:
+    """Validate one decoded JSON value as an Event (JSON semantics: timestamps as RFC 3339
+    strings, no other coercion). Raises EventInvalid with paths under `prefix`."""
+    if not isinstance(obj, dict):
+        path = ".".join(str(p) for p in prefix) or "(root)"
+        raise EventInvalid([FieldError(path, "must be a JSON object", "model_type")])
+    try:
+        # Re-encoding lets pydantic apply JSON-mode rules to an already-decoded value.
+        return EVENT_ADAPTER.validate_json(json.dumps(obj))
+    except ValidationError as exc:
+        raise EventInvalid(field_errors(exc, prefix)) from None
+
+
+def decode_json(raw: bytes) -> Any:
+    """Decode UTF-8 JSON bytes. Raises EventInvalid naming the problem, never the content."""
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise EventInvalid([FieldError("(root)", "body is not UTF-8", "json_invalid")]) from None
+    except json.JSONDecodeError as exc:
+        problem = f"not valid JSON (line {exc.lineno}, column {exc.colno})"
+        raise EventInvalid([FieldError("(root)", problem, "json_invalid")]) from None
+
+
+def parse_event(raw: bytes) -> Event:
+    """Decode UTF-8 JSON bytes and validate them as an Event. Raises EventInvalid."""
+    return parse_event_obj(decode_json(raw))
+
+
+def event_bytes(event: EventBase) -> bytes:
+    """The canonical JSON encoding of an event, as written to care.events.v1."""
+    return event.model_dump_json(exclude_none=True).encode()

@@ -1,0 +1,33 @@
+"""Settings shared by every service. Each service subclasses `CommonSettings`; `main()` builds
+one instance and passes it down (no module-level singleton)."""
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CAREALERT_", extra="ignore", frozen=True)
+
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices(
+            "KAFKA_BOOTSTRAP_SERVERS", "CAREALERT_KAFKA_BOOTSTRAP_SERVERS"
+        ),
+        description="Comma-separated host:port list of the Kafka brokers.",
+    )
+    topic_partitions: int = Field(
+        default=6, ge=1, le=1000, description="Partitions for topics created at start-up."
+    )
+    topic_replication: int = Field(
+        default=1, ge=1, le=5, description="Replication factor for topics created at start-up."
+    )
+    kafka_wait_seconds: float = Field(
+        default=60.0, gt=0, description="How long a service waits for Kafka at start-up."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @property
+    def bootstrap_list(self) -> list[str]:
+        return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]

@@ -1,0 +1,11 @@
+"""Topic names (CONTRACT.md, "Topics")."""
+
+from typing import Final
+
+EVENTS: Final = "care.events.v1"
+EVENTS_DLQ: Final = "care.events.dlq"
+ESCALATIONS: Final = "care.escalations.v1"
+NOTIFICATIONS: Final = "care.notifications.v1"
+ACKS: Final = "care.acks.v1"
+
+ALL: Final = (EVENTS, EVENTS_DLQ, ESCALATIONS, NOTIFICATIONS, ACKS)

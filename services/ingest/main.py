@@ -1,0 +1,44 @@
+"""Start the ingest service: wait for Kafka, create topics, serve HTTP."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+
+from services.common import logs
+from services.common.kafka import ensure_topics, wait_for_kafka
+from services.ingest.app import create_app
+from services.ingest.keys import ApiKeys
+from services.ingest.metrics import IngestMetrics
+from services.ingest.settings import IngestSettings
+from services.ingest.sink import KafkaEventSink
+
+log = logging.getLogger(__name__)
+
+
+def run(settings: IngestSettings) -> None:
+    logs.configure("ingest", settings.log_level)
+    keys = ApiKeys.load(settings.api_keys_file)
+    wait_for_kafka(
+        settings.bootstrap_list, client_id="carealert-ingest", timeout_s=settings.kafka_wait_seconds
+    )
+    ensure_topics(
+        settings.bootstrap_list,
+        partitions=settings.topic_partitions,
+        replication=settings.topic_replication,
+    )
+    sink = KafkaEventSink(settings.bootstrap_list, timeout_s=settings.publish_timeout_s)
+    app = create_app(settings, keys, sink, IngestMetrics(CollectorRegistry()))
+    log.info("ingest listening", extra={"port": settings.ingest_port})
+    try:
+        uvicorn.run(
+            app,
+            host=settings.ingest_host,
+            port=settings.ingest_port,
+            log_config=None,
+            access_log=False,
+        )
+    finally:
+        sink.close()

@@ -1,0 +1,122 @@
+"""Where accepted events go. `EventSink` is the role; `KafkaEventSink` the production
+implementation, `MemoryEventSink` the one for unit tests of the HTTP layer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+
+from services.common import topics
+from services.common.events import EventBase, event_bytes
+from services.common.kafka import producer_config
+
+log = logging.getLogger(__name__)
+
+
+class SinkUnavailable(RuntimeError):
+    """The events were not acknowledged in time; the caller should answer 503."""
+
+
+class EventSink(Protocol):
+    async def publish(self, events: Sequence[EventBase]) -> None:
+        """Return only after every event is durably written. Raises SinkUnavailable."""
+
+    def ready(self) -> bool:
+        """True if the backing store looks reachable right now."""
+
+    def close(self) -> None: ...
+
+
+class MemoryEventSink:
+    """Keeps published events in a list; `available=False` makes publish fail like Kafka down."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, bytes]] = []
+        self.available = True
+
+    async def publish(self, events: Sequence[EventBase]) -> None:
+        if not self.available:
+            raise SinkUnavailable("memory sink switched off")
+        self.published.extend((e.key, event_bytes(e)) for e in events)
+
+    def ready(self) -> bool:
+        return self.available
+
+    def close(self) -> None:
+        pass
+
+
+def _settle(fut: asyncio.Future[None], exc: BaseException | None) -> None:
+    if not fut.done():
+        if exc is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(exc)
+
+
+class KafkaEventSink:
+    """kafka-python producer, acks=all and idempotent, keyed `{agency_id}:{child_id}`.
+
+    Each record's delivery callback resolves an asyncio future on the request's loop, so a
+    request waits for its own acks without holding a thread.
+    """
+
+    def __init__(self, bootstrap: list[str], *, timeout_s: float, topic: str = topics.EVENTS):
+        self._bootstrap = bootstrap
+        self._timeout_s = timeout_s
+        self._topic = topic
+        self._producer = KafkaProducer(
+            **producer_config(bootstrap, client_id="carealert-ingest", timeout_s=timeout_s)
+        )
+        # Fetch metadata now so that send() does not block a request on the first call.
+        self._producer.partitions_for(topic)
+
+    def _send_all(
+        self,
+        events: Sequence[EventBase],
+        loop: asyncio.AbstractEventLoop,
+        futures: list[asyncio.Future[None]],
+    ) -> None:
+        for event, fut in zip(events, futures, strict=True):
+            kf = self._producer.send(self._topic, key=event.key.encode(), value=event_bytes(event))
+
+            def ok(_md: Any, fut: asyncio.Future[None] = fut) -> None:
+                loop.call_soon_threadsafe(_settle, fut, None)
+
+            def failed(exc: BaseException, fut: asyncio.Future[None] = fut) -> None:
+                loop.call_soon_threadsafe(_settle, fut, exc)
+
+            kf.add_callback(ok)
+            kf.add_errback(failed)
+
+    async def publish(self, events: Sequence[EventBase]) -> None:
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[None]] = [loop.create_future() for _ in events]
+        try:
+            # send() may block while metadata is refreshed: keep that off the event loop.
+            await asyncio.to_thread(self._send_all, events, loop, futures)
+            await asyncio.wait_for(asyncio.gather(*futures), timeout=self._timeout_s + 1)
+        except (KafkaError, TimeoutError) as exc:
+            for fut in futures:
+                fut.cancel()
+            log.warning("publish failed", extra={"reason": type(exc).__name__})
+            raise SinkUnavailable(type(exc).__name__) from exc
+
+    def ready(self) -> bool:
+        for server in self._bootstrap:
+            host, _, port = server.rpartition(":")
+            try:
+                with socket.create_connection((host.strip("[]"), int(port)), timeout=1.0):
+                    return True
+            except OSError:
+                continue
+        return False
+
+    def close(self) -> None:
+        self._producer.close(timeout=5)

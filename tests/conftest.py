@@ -1,0 +1,32 @@
+"""Session fixtures. The broker is real: started from the Kafka jars on free loopback ports,
+unless KAFKA_BOOTSTRAP_SERVERS names one that is already running."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import Broker, temp_dir
+
+
+@pytest.fixture(scope="session")
+def bootstrap() -> Iterator[str]:
+    existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if existing:
+        yield existing
+        return
+    broker = Broker()
+    broker.start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.destroy()
+
+
+@pytest.fixture(scope="session")
+def log_dir() -> Iterator[Path]:
+    with temp_dir() as d:
+        yield d

@@ -1,0 +1,177 @@
+"""Ingest against the real broker: `carealert ingest` in a subprocess, real HTTP, records read
+back from care.events.v1."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from services.common import topics
+from services.common.events import event_bytes, parse_event_obj
+from tests.support import Broker, Service, free_port, missing_opened, read_topic, wait_for_records
+
+KEYS_FILE = Path(__file__).resolve().parents[2] / "deploy" / "local" / "api-keys.yaml"
+AUTH = {"Authorization": "Bearer demo-not-a-secret"}
+
+
+def ingest_service(bootstrap: str, log_dir: Path, **env: str) -> Service:
+    port = free_port()
+    return Service(
+        ["ingest"],
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "CAREALERT_INGEST_PORT": str(port),
+            "CAREALERT_API_KEYS_FILE": str(KEYS_FILE),
+            **env,
+        },
+        port,
+        log_dir,
+    )
+
+
+@pytest.fixture(scope="module")
+def ingest(bootstrap: str, log_dir: Path) -> Iterator[Service]:
+    svc = ingest_service(bootstrap, log_dir)
+    svc.start()
+    yield svc
+    svc.stop()
+
+
+def post(svc: Service, path: str, body: Any, timeout: float = 30) -> httpx.Response:
+    return httpx.post(f"{svc.url}{path}", json=body, headers=AUTH, timeout=timeout)
+
+
+def events_with_ids(bootstrap: str, ids: set[str]) -> list[Any]:
+    return [r for r in read_topic(bootstrap, topics.EVENTS) if r.json()["event_id"] in ids]
+
+
+def test_posted_event_is_on_the_topic_with_key_and_bytes(ingest: Service, bootstrap: str) -> None:
+    event = missing_opened(description={"name": "Test Child"})
+    r = post(ingest, "/v1/events", event)
+    assert r.status_code == 202, r.text
+    assert r.json() == {"event_id": event["event_id"], "status": "accepted"}
+    # 202 means acked: the record is readable right away, no waiting.
+    [record] = events_with_ids(bootstrap, {event["event_id"]})
+    assert record.key == f"demo-agency:{event['child_id']}".encode()
+    assert record.value == event_bytes(parse_event_obj(event))
+    assert record.json()["payload"]["description"]["name"] == "Test Child"
+
+
+def test_same_child_always_lands_on_one_partition(ingest: Service, bootstrap: str) -> None:
+    events = [missing_opened(child_id="C-same", episode_id=f"E-{i}") for i in range(5)]
+    for e in events:
+        assert post(ingest, "/v1/events", e).status_code == 202
+    records = events_with_ids(bootstrap, {e["event_id"] for e in events})
+    assert len({r.partition for r in records}) == 1
+    assert [r.json()["event_id"] for r in sorted(records, key=lambda r: r.offset)] == [
+        e["event_id"] for e in events
+    ]
+
+
+def test_batch_is_published_whole(ingest: Service, bootstrap: str) -> None:
+    events = [missing_opened() for _ in range(50)]
+    r = post(ingest, "/v1/events:batch", {"events": events})
+    assert r.status_code == 202
+    assert r.json()["accepted"] == 50
+    assert len(events_with_ids(bootstrap, {e["event_id"] for e in events})) == 50
+
+
+def test_batch_with_one_bad_event_publishes_nothing(ingest: Service, bootstrap: str) -> None:
+    events = [missing_opened() for _ in range(10)]
+    events[7]["payload"]["circumstances"] = "wandered"
+    r = post(ingest, "/v1/events:batch", {"events": events})
+    assert r.status_code == 422
+    assert [(e["index"], e["field"]) for e in r.json()["errors"]] == [(7, "payload.circumstances")]
+    assert events_with_ids(bootstrap, {e["event_id"] for e in events}) == []
+
+
+def test_wrong_agency_is_403_and_nothing_published(ingest: Service, bootstrap: str) -> None:
+    event = missing_opened()
+    event["agency_id"] = "other-agency"
+    r = post(ingest, "/v1/events", event)
+    assert r.status_code == 403
+    assert events_with_ids(bootstrap, {event["event_id"]}) == []
+
+
+def test_unknown_key_is_401(ingest: Service) -> None:
+    r = httpx.post(
+        f"{ingest.url}/v1/events", json=missing_opened(), headers={"Authorization": "Bearer nope"}
+    )
+    assert r.status_code == 401
+
+
+def test_body_over_one_mebibyte_is_413(ingest: Service) -> None:
+    event = missing_opened()
+    body = json.dumps({"events": [event] * 3000}).encode()
+    assert len(body) > 1024 * 1024
+    r = httpx.post(
+        f"{ingest.url}/v1/events:batch",
+        content=body,
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
+    assert r.status_code == 413
+
+
+def test_health_ready_metrics_openapi(ingest: Service) -> None:
+    assert httpx.get(f"{ingest.url}/healthz").status_code == 200
+    assert httpx.get(f"{ingest.url}/readyz").status_code == 200
+    metrics = httpx.get(f"{ingest.url}/metrics").text
+    assert 'carealert_ingest_events_accepted_total{event_type="missing.opened"}' in metrics
+    assert httpx.get(f"{ingest.url}/openapi.json").json()["info"]["title"] == "carealert ingest"
+
+
+def test_restarted_ingest_still_accepts(bootstrap: str, log_dir: Path) -> None:
+    svc = ingest_service(bootstrap, log_dir)
+    svc.start()
+    first = missing_opened()
+    assert post(svc, "/v1/events", first).status_code == 202
+    svc.stop(kill=True)
+    svc.start()
+    try:
+        second = missing_opened()
+        assert post(svc, "/v1/events", second).status_code == 202
+        assert len(events_with_ids(bootstrap, {first["event_id"], second["event_id"]})) == 2
+    finally:
+        svc.stop()
+
+
+def test_broker_down_is_503_and_nothing_half_written(log_dir: Path) -> None:
+    """A broker of its own, stopped under a running ingest: 503 with Retry-After, the refused
+    event never shows up later, and ingest recovers when the broker is back."""
+    broker = Broker()
+    broker.start()
+    svc = ingest_service(broker.bootstrap, log_dir, CAREALERT_PUBLISH_TIMEOUT_S="3")
+    try:
+        svc.start()
+        before = missing_opened()
+        assert post(svc, "/v1/events", before).status_code == 202
+
+        broker.stop()
+        refused = missing_opened()
+        r = post(svc, "/v1/events", refused)
+        assert r.status_code == 503
+        assert r.headers["retry-after"] == "5"
+        assert "retry" in r.json()["detail"]
+        batch = [missing_opened() for _ in range(5)]
+        assert post(svc, "/v1/events:batch", {"events": batch}).status_code == 503
+        assert httpx.get(f"{svc.url}/readyz").status_code == 503
+
+        broker.start()
+        after = missing_opened()
+        r = post(svc, "/v1/events", after)
+        assert r.status_code == 202, r.text
+        wait_for_records(
+            broker.bootstrap, topics.EVENTS, lambda rec: rec.json()["event_id"] == after["event_id"]
+        )
+        ids = {rec.json()["event_id"] for rec in read_topic(broker.bootstrap, topics.EVENTS)}
+        assert before["event_id"] in ids
+        assert refused["event_id"] not in ids
+        assert not ids & {e["event_id"] for e in batch}
+    finally:
+        svc.stop()
+        broker.destroy()

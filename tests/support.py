@@ -1,0 +1,235 @@
+"""Helpers for integration tests: a real local broker, real service processes, topic readers.
+
+Nothing here is a fake: `Broker` runs the Apache Kafka jars through deploy/kafka/kafka.sh, and
+`Service` runs the `carealert` command line in a subprocess, exactly as `make run` does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from kafka import KafkaConsumer, TopicPartition
+
+ROOT = Path(__file__).resolve().parents[1]
+KAFKA_SH = ROOT / "deploy" / "kafka" / "kafka.sh"
+CAREALERT = ROOT / ".venv" / "bin" / "carealert"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Broker:
+    """A real single-node KRaft broker on free loopback ports with its own data dir."""
+
+    def __init__(self, data_dir: Path | None = None) -> None:
+        self.port = free_port()
+        self.controller_port = free_port()
+        self._own_dir = data_dir is None
+        self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="carealert-kafka-"))
+        self.bootstrap = f"127.0.0.1:{self.port}"
+
+    def _env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "KAFKA_PORT": str(self.port),
+            "KAFKA_CONTROLLER_PORT": str(self.controller_port),
+            "KAFKA_DATA_DIR": str(self.data_dir),
+            "KAFKA_HEAP": "-Xmx512m -Xms128m",
+        }
+
+    def start(self) -> None:
+        subprocess.run([str(KAFKA_SH), "start"], env=self._env(), check=True, timeout=180)
+
+    def stop(self) -> None:
+        subprocess.run([str(KAFKA_SH), "stop"], env=self._env(), check=True, timeout=120)
+
+    def destroy(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+class Service:
+    """`carealert <command>` in a subprocess, with its log in a file."""
+
+    def __init__(self, command: list[str], env: dict[str, str], port: int, log_dir: Path) -> None:
+        self.command = command
+        self.env = {**os.environ, **env}
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_dir / f"{command[0]}-{port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [str(CAREALERT), *self.command], env=self.env, stdout=log, stderr=log
+        )
+        wait_until(self._healthy, timeout, f"{self.command[0]} /healthz ({self.log_path})")
+
+    def _healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.command[0]} exited: {self.log_text()[-2000:]}")
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        if kill:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.2)
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, bytes]
+
+    def json(self) -> Any:
+        return json.loads(self.value)
+
+
+def read_topic(bootstrap: str, topic: str, timeout: float = 5.0) -> list[Record]:
+    """Every record currently on `topic` (all partitions, from the beginning)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=[bootstrap],
+        enable_auto_commit=False,
+        consumer_timeout_ms=int(timeout * 1000),
+    )
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        out: list[Record] = []
+        deadline = time.monotonic() + timeout
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {topic} to its end in {timeout}s")
+            for tp, msgs in consumer.poll(timeout_ms=500).items():
+                out.extend(
+                    Record(
+                        tp.topic,
+                        tp.partition,
+                        m.offset,
+                        m.key,
+                        m.value,
+                        dict(m.headers or []),
+                    )
+                    for m in msgs
+                )
+        return out
+    finally:
+        consumer.close()
+
+
+def wait_for_records(
+    bootstrap: str,
+    topic: str,
+    match: Callable[[Record], bool],
+    count: int = 1,
+    timeout: float = 60.0,
+) -> list[Record]:
+    """Poll `topic` until at least `count` records satisfy `match`; return them."""
+    found: list[Record] = []
+
+    def enough() -> bool:
+        nonlocal found
+        found = [r for r in read_topic(bootstrap, topic) if match(r)]
+        return len(found) >= count
+
+    wait_until(enough, timeout, f"{count} matching record(s) on {topic}")
+    return found
+
+
+def ts(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def make_event(
+    event_type: str,
+    payload: dict[str, Any],
+    *,
+    child_id: str | None = None,
+    agency_id: str = "demo-agency",
+    occurred_at: datetime | None = None,
+    state: str = "MO",
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """A valid event dict (CONTRACT.md shape)."""
+    return {
+        "event_id": event_id or str(uuid.uuid4()),
+        "event_type": event_type,
+        "schema_version": 1,
+        "agency_id": agency_id,
+        "child_id": child_id or f"C-{uuid.uuid4().hex[:8]}",
+        "occurred_at": ts(occurred_at or datetime.now(UTC)),
+        "jurisdiction": {"state": state, "county": "Jackson"},
+        "payload": payload,
+    }
+
+
+def missing_opened(
+    *, child_id: str | None = None, episode_id: str = "E-1", at: datetime | None = None, **kw: Any
+) -> dict[str, Any]:
+    when = at or datetime.now(UTC)
+    payload = {
+        "episode_id": episode_id,
+        "last_seen_at": ts(when - timedelta(minutes=30)),
+        "circumstances": "runaway",
+        **kw,
+    }
+    return make_event("missing.opened", payload, child_id=child_id, occurred_at=when)
+
+
+@contextlib.contextmanager
+def temp_dir() -> Iterator[Path]:
+    d = Path(tempfile.mkdtemp(prefix="carealert-test-"))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
