@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="carealert", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("ingest", help="run the ingest HTTP service")
+    sub.add_parser("rules", help="run the rules worker (faust)")
     schemas = sub.add_parser("schemas", help="export JSON Schema of the Event contract")
     schemas.add_argument("dir", nargs="?", default="docs/schemas", type=Path)
     apikey = sub.add_parser("apikey", help="generate an API key and its keys-file entry")
@@ -58,6 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from services.ingest.settings import IngestSettings
 
             run(IngestSettings())
+            return 0
+        if args.command == "rules":
+            from services.rules.main import run as run_rules
+            from services.rules.settings import RulesSettings
+
+            run_rules(RulesSettings())
             return 0
         if args.command == "schemas":
             return _schemas(args.dir)

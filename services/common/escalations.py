@@ -1,0 +1,87 @@
+"""The Escalation contract (CONTRACT.md, "Escalation"), shared by rules (writer) and notify
+(reader)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from services.common.events import Jurisdiction
+
+Severity = Literal["critical", "high", "medium", "low", "info"]
+SEVERITIES: tuple[Severity, ...] = ("info", "low", "medium", "high", "critical")
+Status = Literal["firing", "resolved"]
+RecipientClass = Literal[
+    "law_enforcement",
+    "ncmec",
+    "caseworker",
+    "supervisor",
+    "director",
+    "court",
+    "guardian_ad_litem",
+    "attorney",
+    "parent",
+    "shelter_network",
+    "placement_provider",
+    "on_call",
+]
+RECIPIENT_CLASSES: frozenset[str] = frozenset(RecipientClass.__args__)  # type: ignore[attr-defined]
+
+
+class Subject(BaseModel):
+    """What law enforcement and NCMEC need to look for the child (DOMAIN.md, "Who gets what").
+    Only present on escalations about a missing episode; templates choose what each recipient
+    class may see."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str | None = None
+    aliases: tuple[str, ...] = ()
+    date_of_birth: str | None = None
+    sex: str | None = None
+    physical_description: str | None = None
+    clothing: str | None = None
+    photo_url: str | None = None
+    last_seen_at: datetime | None = None
+    last_seen_location: str | None = None
+    places_frequented: tuple[str, ...] = ()
+    immediate_risks: tuple[str, ...] = ()
+
+
+class Escalation(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    escalation_id: str
+    status: Status
+    rule_id: str
+    policy_version: str
+    severity: Severity
+    action: str
+    basis: str
+    agency_id: str
+    child_id: str
+    episode_id: str | None = None
+    jurisdiction: Jurisdiction
+    recipients: tuple[RecipientClass, ...]
+    due_at: AwareDatetime | None = None
+    evidence: dict[str, Any] = {}
+    triggered_by: tuple[str, ...] = ()
+    created_at: AwareDatetime
+    # Added to the contract: who to contact and who to look for.
+    caseworker_id: str | None = None
+    supervisor_id: str | None = None
+    subject: Subject | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.agency_id}:{self.child_id}"
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+
+def escalation_id(*parts: str) -> str:
+    """A deterministic id: the same parts always give the same 32 hex characters."""
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]

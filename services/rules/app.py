@@ -1,0 +1,231 @@
+"""The rules worker: a faust app wiring Kafka to the pure Engine.
+
+Per message on care.events.v1 (or on the internal ticks topic):
+  decode → (invalid: DLQ with the original bytes and a reason, then move on)
+  → state from the table → Engine.evaluate → send escalations and wait for Kafka's acks
+  → write the new state to the table.
+Escalations are acknowledged by Kafka before the state that records them is written, and faust
+flushes the table changelog before it commits offsets. A crash at any point therefore either
+replays the event (the same deterministic escalation ids are sent again; notify de-duplicates)
+or finds it in the state's seen ids (its escalations were already durable).
+
+Deadlines: the timer looks at an in-memory index of each child's next deadline for the
+partitions this worker owns, and sends a tick for that child to the ticks topic on the child's
+own partition; the agent evaluates the tick like an event, so only the owner of a partition
+ever changes its children's state and every deadline fires once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View, Web  # noqa: F401  # re-exported types
+
+from prometheus_client import generate_latest
+
+from services.common import topics
+from services.common.escalations import Escalation
+from services.common.events import EventInvalid, parse_event
+from services.rules.core import Engine, Tick
+from services.rules.metrics import RulesMetrics
+from services.rules.settings import RulesSettings
+from services.rules.state import ChildState
+
+log = logging.getLogger(__name__)
+
+TICKS_SUFFIX = "-ticks"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class DeadlineIndex:
+    """child key → (next deadline, partition), for the partitions this worker owns."""
+
+    def __init__(self) -> None:
+        self.due: dict[bytes, tuple[datetime, int]] = {}
+        self.ticking: dict[bytes, datetime] = {}
+
+    def update(self, key: bytes, state: ChildState | None) -> None:
+        self.ticking.pop(key, None)
+        deadline = state.next_deadline() if state is not None else None
+        if deadline is None or state is None or state.partition is None:
+            self.due.pop(key, None)
+        else:
+            self.due[key] = (deadline, state.partition)
+
+    def due_now(self, now: datetime, resend_after_s: float) -> list[tuple[bytes, int]]:
+        """Keys whose deadline has come and that have no tick in flight (or one long lost)."""
+        out: list[tuple[bytes, int]] = []
+        for key, (when, partition) in self.due.items():
+            sent = self.ticking.get(key)
+            if when <= now and (sent is None or (now - sent).total_seconds() > resend_after_s):
+                out.append((key, partition))
+                self.ticking[key] = now
+        return out
+
+
+def build_app(
+    settings: RulesSettings,
+    engine: Engine,
+    metrics: RulesMetrics,
+    partitions: int,
+    clock: Callable[[], datetime] = utc_now,
+) -> faust.App:
+    app = faust.App(
+        settings.rules_app_id,
+        broker=[f"kafka://{s}" for s in settings.bootstrap_list],
+        store=settings.rules_store,
+        datadir=str(settings.rules_data_dir),
+        topic_partitions=partitions,
+        topic_replication_factor=settings.topic_replication,
+        web_host=settings.rules_host,
+        web_port=settings.rules_port,
+        web_in_thread=False,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        key_serializer="raw",
+        value_serializer="raw",
+        table_standby_replicas=0,
+        stream_wait_empty=False,
+    )
+    events_and_ticks = app.topic(
+        topics.EVENTS,
+        settings.rules_app_id + TICKS_SUFFIX,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    ticks = app.topic(
+        settings.rules_app_id + TICKS_SUFFIX,
+        partitions=partitions,
+        internal=True,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    escalations = app.topic(topics.ESCALATIONS, key_serializer="raw", value_serializer="raw")
+    dlq = app.topic(topics.EVENTS_DLQ, key_serializer="raw", value_serializer="raw")
+    table = app.Table(
+        "child-state",
+        default=None,
+        partitions=partitions,
+        key_type=bytes,
+        value_type=bytes,
+    )
+    index = DeadlineIndex()
+    rebuild = {"needed": True}
+    ticks_topic = settings.rules_app_id + TICKS_SUFFIX
+
+    async def send_dlq(message: Any, code: str, reason: str) -> None:
+        headers = [
+            ("error", reason.encode()),
+            ("source-topic", message.topic.encode()),
+            ("source-partition", str(message.partition).encode()),
+            ("source-offset", str(message.offset).encode()),
+        ]
+        fut = await dlq.send(key=message.key, value=message.value or b"", headers=headers)
+        await fut
+        metrics.dlq.labels(code).inc()
+        log.warning(
+            "event sent to dead-letter topic",
+            extra={"reason": code, "topic": message.topic, "partition": message.partition, "offset": message.offset},
+        )
+
+    async def send_escalations(out: list[Escalation]) -> None:
+        futures = [await escalations.send(key=e.key.encode(), value=e.to_bytes()) for e in out]
+        for fut in futures:
+            await fut
+        for e in out:
+            metrics.escalations.labels(e.rule_id, e.severity, e.status).inc()
+
+    @app.agent(events_and_ticks, concurrency=1)
+    async def evaluate(stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            key: bytes | None = message.key
+            item: Any
+            if message.topic == ticks_topic:
+                item = Tick()
+            else:
+                try:
+                    item = parse_event(message.value or b"")
+                except EventInvalid as exc:
+                    code = "undecodable" if exc.errors[0].type == "json_invalid" else "invalid_event"
+                    await send_dlq(message, code, exc.reason)
+                    continue
+                if key != item.key.encode():
+                    await send_dlq(message, "key_mismatch", "message key is not '{agency_id}:{child_id}' of the event")
+                    continue
+                metrics.events.labels(item.event_type).inc()
+            if key is None:
+                continue
+            try:
+                with metrics.evaluate_seconds.time():
+                    raw = table.get(key)
+                    state = ChildState.from_bytes(raw) if raw is not None else None
+                    new, out = engine.evaluate(state, item, clock())
+            except Exception as exc:  # a bug must not block the partition; keep the bytes
+                log.exception("evaluation failed", extra={"reason": type(exc).__name__})
+                if not isinstance(item, Tick):
+                    await send_dlq(message, "internal_error", f"internal error: {type(exc).__name__}")
+                continue
+            if new is state:
+                if not isinstance(item, Tick):
+                    metrics.duplicates.inc()
+                index.update(key, state)
+                continue
+            if out:
+                await send_escalations(out)
+            if new is not None:
+                new.partition = message.partition
+                table[key] = new.to_bytes()
+            index.update(key, new)
+
+    @app.on_rebalance_complete.connect
+    async def on_rebalance(sender: Any, **_kw: Any) -> None:
+        rebuild["needed"] = True
+
+    def rebuild_index() -> None:
+        actives = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topics.EVENTS}
+        index.due.clear()
+        index.ticking.clear()
+        for key, raw in table.items():
+            if raw is None:
+                continue
+            state = ChildState.from_bytes(raw)
+            if state.partition in actives:
+                index.update(key, state)
+
+    @app.timer(interval=settings.tick_interval_s)
+    async def check_deadlines() -> None:
+        if app.rebalancing:
+            return
+        if rebuild["needed"]:
+            rebuild["needed"] = False
+            rebuild_index()
+        now = clock()
+        for key, partition in index.due_now(now, resend_after_s=max(30.0, 6 * settings.tick_interval_s)):
+            await ticks.send(key=key, value=b"tick", partition=partition)
+        metrics.deadlines_tracked.set(len(index.due))
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(metrics.registry), content_type="text/plain; version=0.0.4")
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.text("ok")
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        if app.rebalancing or not app.consumer.assignment():
+            return web.text("not ready: rebalancing or no partitions assigned", status=503)
+        return web.text("ready")
+
+    return app

@@ -1,0 +1,361 @@
+"""The pure centre of the rules service.
+
+`Engine(policy).evaluate(state, input, now) -> (new_state, escalations)`; input is an Event or
+a `Tick`. It never mutates `state`, never reads a clock and never does I/O, so the faust agent,
+the replay command and the scenario tests all get the same answers for the same inputs.
+
+Guarantees:
+- An event_id already seen for this child has no effect (at-least-once delivery is safe).
+- Escalation ids depend only on (agency, child, rule, scope, triggering event id): a replay of
+  the same events reproduces the same ids.
+- At most one open escalation per (rule, scope); `.overdue` is emitted once per escalation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from services.common.escalations import Escalation, Severity, Subject, escalation_id
+from services.common.events import EventBase, Jurisdiction
+from services.rules.matcher import Matcher
+from services.rules.policy import Policy, Rule, severity_above
+from services.rules.state import (
+    CONGREGATE,
+    MAX_SEEN,
+    TIERS,
+    ChildState,
+    OpenEscalation,
+    Pending,
+    episode_id_of,
+    fold,
+    ncic_fields,
+    risk_tier,
+)
+
+
+@dataclass(frozen=True)
+class Tick:
+    """A clock reading: fire pending rules and overdue escalations due by `now`."""
+
+
+Input = EventBase | Tick
+
+_WIDEN = {"caseworker": ("supervisor",), "supervisor": ("director",)}
+
+
+def widen(recipients: tuple[str, ...]) -> tuple[str, ...]:
+    """Add the next level up: caseworker → supervisor → director."""
+    out = list(recipients)
+    for r in recipients:
+        for up in _WIDEN.get(r, ()):
+            if up not in out:
+                out.append(up)
+    return tuple(out)
+
+
+class Engine:
+    def __init__(self, policy: Policy, matcher: Matcher | None = None) -> None:
+        self.policy = policy
+        self.matcher = matcher or Matcher(policy)
+        self._by_state: dict[str, dict[str, Rule]] = {}
+
+    def _rules(self, state: str) -> dict[str, Rule]:
+        found = self._by_state.get(state)
+        if found is None:
+            found = {r.id: r for r in self.policy.rules_for(state)}
+            self._by_state[state] = found
+        return found
+
+    def evaluate(
+        self, state: ChildState | None, item: Input, now: datetime
+    ) -> tuple[ChildState | None, list[Escalation]]:
+        if isinstance(item, Tick):
+            if state is None:
+                return None, []
+            new = state.copy_state()
+            out = self._tick(new, now)
+            return (new, out) if out or new != state else (state, [])
+        if state is not None and item.event_id in state.seen:
+            return state, []
+        new = state.copy_state() if state is not None else ChildState.new(item)
+        out = self._event(new, item, now)
+        out += self._tick(new, now)
+        new.seen = [*new.seen, item.event_id][-MAX_SEEN:]
+        return new, out
+
+    # --- events ---------------------------------------------------------------------------
+
+    def _fact(self, st: ChildState, event: EventBase, previous_tier: str) -> dict[str, Any]:
+        payload: Any = getattr(event, "payload", None)
+        episode_id = episode_id_of(event)
+        episode = st.episodes.get(episode_id) if episode_id else None
+        age = st.age_at(event.occurred_at)
+
+        def text(name: str) -> str:
+            value = getattr(payload, name, None)
+            return value if isinstance(value, str) else ""
+
+        return {
+            "event_type": event.event_type,
+            "state": st.state,
+            "county": st.county or "",
+            "age": -1 if age is None else age,
+            "sex": st.sex or "unknown",
+            "risk_tier": st.risk_tier,
+            "previous_tier": previous_tier,
+            "tier_rose": TIERS.index(st.risk_tier) > TIERS.index(previous_tier),  # type: ignore[arg-type]
+            "tier_changed": st.risk_tier != previous_tier,
+            "setting": st.setting or "none",
+            "congregate_care": st.setting in CONGREGATE,
+            "placements_last_12_months": st.count_since(st.placement_starts, event.occurred_at),
+            "runs_last_12_months": st.count_since(st.runs, event.occurred_at),
+            "risk_indicator_count": len(st.risk_indicators),
+            "episode_open": bool(episode and episode.open),
+            "circumstances": episode.circumstances if episode else "",
+            "immediate_risk_count": len(episode.immediate_risks) if episode else 0,
+            **ncic_fields(payload),
+            "result": text("result"),
+            "tool": text("tool"),
+            "party": text("party"),
+            "level": text("level"),
+            "reason": text("reason"),
+            "location_class": text("location_class"),
+            "trafficking_status": st.trafficking_status or "",
+            "trafficking_type": text("type"),
+        }
+
+    def _event(self, st: ChildState, event: EventBase, now: datetime) -> list[Escalation]:
+        previous_tier = st.risk_tier
+        episode_id = episode_id_of(event)
+        seen_before = set(st.episodes[episode_id].seen_types) if episode_id in st.episodes else set()
+        fold(st, event)
+        st.risk_tier = risk_tier(st, event.occurred_at, self.policy.risk)
+        fact = self._fact(st, event, previous_tier)
+        matched = self.matcher.match(st.state, fact)
+        rules = self._rules(st.state)
+        out = self._resolve(st, event, episode_id, matched, rules, now)
+        for rule in rules.values():
+            if rule.triggered_by(event.event_type) and f"fire|{rule.id}" in matched:
+                out += self._fire(st, rule, event, episode_id, fact, matched, seen_before, now)
+        return out
+
+    def _resolves(
+        self, rule: Rule, event: EventBase, matched: frozenset[str], plain_only: bool = False
+    ) -> bool:
+        for i, res in enumerate(rule.resolved_by):
+            if res.event not in (event.event_type, "*"):
+                continue
+            if res.when is None or (not plain_only and f"res|{rule.id}|{i}" in matched):
+                return True
+        return False
+
+    def _resolve(
+        self,
+        st: ChildState,
+        event: EventBase,
+        episode_id: str | None,
+        matched: frozenset[str],
+        rules: dict[str, Rule],
+        now: datetime,
+    ) -> list[Escalation]:
+        out: list[Escalation] = []
+        for esc_id, esc in list(st.open.items()):
+            rule = rules.get(esc.rule_id)
+            if rule is None or not self._resolves(rule, event, matched):
+                continue
+            if esc.episode_id and episode_id and esc.episode_id != episode_id:
+                continue
+            del st.open[esc_id]
+            esc.triggered_by = [*esc.triggered_by, event.event_id]
+            out.append(self._emit(st, esc, "resolved", now))
+            if esc.overdue_id:
+                out.append(self._emit(st, self._overdue_view(esc), "resolved", now))
+        kept: list[Pending] = []
+        for p in st.pending:
+            rule = rules.get(p.rule_id)
+            same_episode = p.episode_id is None or episode_id in (None, p.episode_id)
+            cancelled = rule is None or (
+                same_episode
+                and (event.event_type in rule.cancel_on or self._resolves(rule, event, matched))
+            )
+            if not cancelled:
+                kept.append(p)
+        st.pending = kept
+        return out
+
+    def _fire(
+        self,
+        st: ChildState,
+        rule: Rule,
+        event: EventBase,
+        episode_id: str | None,
+        fact: dict[str, Any],
+        matched: frozenset[str],
+        seen_before: set[str],
+        now: datetime,
+    ) -> list[Escalation]:
+        if rule.scope == "episode" and episode_id is None:
+            return []
+        scope_key = episode_id if rule.scope == "episode" and episode_id else "child"
+        if any(e.rule_id == rule.id and e.scope_key == scope_key for e in st.open.values()):
+            return []
+        # Out of order: the discharging event already arrived for this episode.
+        for res in rule.resolved_by:
+            if res.when is None and res.event in seen_before:
+                return []
+        if rule.fire_after is not None:
+            if any(p.rule_id == rule.id and p.scope_key == scope_key for p in st.pending):
+                return []
+            episode = st.episodes.get(episode_id) if episode_id else None
+            start = event.occurred_at
+            if rule.fire_start == "last_seen_at" and episode is not None:
+                start = episode.last_seen_at
+            st.pending.append(
+                Pending(
+                    rule_id=rule.id,
+                    scope_key=scope_key,
+                    episode_id=episode_id if rule.scope == "episode" else None,
+                    fire_at=start + rule.fire_after,
+                    trigger_event_id=event.event_id,
+                )
+            )
+            return []
+        severity: Severity = rule.severity
+        for i, sw in enumerate(rule.severity_when):
+            if f"sev|{rule.id}|{i}" in matched:
+                severity = sw.severity
+                break
+        evidence = self._evidence(st, fact)
+        return [
+            self._open(st, rule, scope_key, episode_id, severity, event.occurred_at, event.event_id, evidence, now)
+        ]
+
+    def _evidence(self, st: ChildState, fact: dict[str, Any]) -> dict[str, Any]:
+        evidence: dict[str, Any] = {
+            "risk_tier": st.risk_tier,
+            "runs_last_12_months": fact["runs_last_12_months"],
+            "setting": fact["setting"],
+        }
+        if fact["age"] >= 0:
+            evidence["age"] = fact["age"]
+        if fact["immediate_risk_count"]:
+            evidence["immediate_risk_count"] = fact["immediate_risk_count"]
+        if fact["event_type"] == "risk.tier-changed" or fact["tier_changed"]:
+            evidence["previous_tier"] = fact["previous_tier"]
+        return evidence
+
+    def _open(
+        self,
+        st: ChildState,
+        rule: Rule,
+        scope_key: str,
+        episode_id: str | None,
+        severity: Severity,
+        start: datetime,
+        trigger_event_id: str,
+        evidence: dict[str, Any],
+        now: datetime,
+    ) -> Escalation:
+        esc_id = escalation_id(st.agency_id, st.child_id, rule.id, scope_key, trigger_event_id)
+        overdue = rule.overdue
+        esc = OpenEscalation(
+            escalation_id=esc_id,
+            rule_id=rule.id,
+            scope_key=scope_key,
+            episode_id=episode_id if rule.scope == "episode" else None,
+            severity=severity,
+            recipients=rule.recipients,
+            action=rule.action,
+            basis=rule.basis,
+            due_at=None if rule.due is None else start + rule.due,
+            evidence=evidence,
+            triggered_by=[trigger_event_id],
+            created_at=now,
+            overdue_severity=(overdue.severity or severity_above(severity)) if overdue else None,
+            overdue_recipients=(overdue.recipients or widen(rule.recipients)) if overdue else (),
+            overdue_action=(overdue.action or f"OVERDUE: {rule.action}") if overdue else None,
+        )
+        # Due "now" has no overdue step: it is a broadcast, not a deadline someone can miss.
+        if rule.due is not None and rule.due.total_seconds() == 0:
+            esc.overdue_severity = None
+        st.open[esc_id] = esc
+        return self._emit(st, esc, "firing", now)
+
+    # --- clock ----------------------------------------------------------------------------
+
+    def _tick(self, st: ChildState, now: datetime) -> list[Escalation]:
+        out: list[Escalation] = []
+        rules = self._rules(st.state)
+        due = sorted((p for p in st.pending if p.fire_at <= now), key=lambda p: p.fire_at)
+        for p in due:
+            st.pending.remove(p)
+            rule = rules.get(p.rule_id)
+            if rule is None:
+                continue
+            episode = st.episodes.get(p.episode_id) if p.episode_id else None
+            if episode is not None and not episode.open:
+                continue
+            fact = {
+                "runs_last_12_months": st.count_since(st.runs, p.fire_at),
+                "setting": st.setting or "none",
+                "age": st.age_at(p.fire_at) if st.date_of_birth else -1,
+                "immediate_risk_count": len(episode.immediate_risks) if episode else 0,
+                "event_type": "tick",
+                "tier_changed": False,
+            }
+            evidence = self._evidence(st, fact)
+            evidence["fired_at"] = p.fire_at.isoformat()
+            out.append(
+                self._open(st, rule, p.scope_key, p.episode_id, rule.severity, p.fire_at, p.trigger_event_id, evidence, now)
+            )
+        for esc in sorted(st.open.values(), key=lambda e: e.escalation_id):
+            if esc.due_at is None or esc.due_at > now or esc.overdue_id is not None:
+                continue
+            if esc.overdue_severity is None:
+                continue
+            esc.overdue_id = escalation_id(esc.escalation_id, "overdue")
+            out.append(self._emit(st, self._overdue_view(esc), "firing", now))
+        return out
+
+    # --- output ---------------------------------------------------------------------------
+
+    def _overdue_view(self, esc: OpenEscalation) -> OpenEscalation:
+        assert esc.overdue_id is not None and esc.overdue_severity is not None
+        return esc.model_copy(
+            update={
+                "escalation_id": esc.overdue_id,
+                "rule_id": f"{esc.rule_id}.overdue",
+                "severity": esc.overdue_severity,
+                "recipients": esc.overdue_recipients,
+                "action": esc.overdue_action or esc.action,
+                "evidence": {**esc.evidence, "original_escalation_id": esc.escalation_id, "was_due_at": esc.due_at.isoformat() if esc.due_at else None},
+                "due_at": None,
+            }
+        )
+
+    def _emit(self, st: ChildState, esc: OpenEscalation, status: str, now: datetime) -> Escalation:
+        episode = st.episodes.get(esc.episode_id) if esc.episode_id else None
+        subject: Subject | None = episode.subject if episode else None
+        return Escalation(
+            escalation_id=esc.escalation_id,
+            status=status,  # type: ignore[arg-type]
+            rule_id=esc.rule_id,
+            policy_version=self.policy.version,
+            severity=esc.severity,
+            action=esc.action,
+            basis=esc.basis,
+            agency_id=st.agency_id,
+            child_id=st.child_id,
+            episode_id=esc.episode_id,
+            jurisdiction=Jurisdiction(state=st.state, county=st.county),
+            recipients=esc.recipients,  # type: ignore[arg-type]
+            due_at=esc.due_at,
+            evidence=esc.evidence,
+            triggered_by=tuple(esc.triggered_by),
+            created_at=now,
+            caseworker_id=st.caseworker_id,
+            supervisor_id=st.supervisor_id,
+            subject=subject,
+        )

@@ -1,0 +1,76 @@
+"""Start the rules worker: load the policy, wait for Kafka, create topics, run faust."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+from prometheus_client import CollectorRegistry
+
+from services.common import logs, topics
+from services.common.kafka import admin, ensure_topics, wait_for_kafka
+from services.rules.app import TICKS_SUFFIX, build_app
+from services.rules.core import Engine
+from services.rules.metrics import RulesMetrics
+from services.rules.policy import load_policy
+from services.rules.settings import RulesSettings
+
+log = logging.getLogger(__name__)
+
+
+def events_partitions(bootstrap: list[str]) -> int:
+    """The partition count of care.events.v1: the state table and the ticks topic must match it."""
+    client = admin(bootstrap, client_id="carealert-rules")
+    try:
+        [described] = client.describe_topics([topics.EVENTS])
+        return len(described["partitions"])
+    finally:
+        client.close()
+
+
+class _Worker(faust.Worker):  # type: ignore[misc]  # untyped library base
+    service = "rules"
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        logs.configure(self.service, logging.getLevelName(level))
+
+
+def store_url(settings: RulesSettings) -> str:
+    if settings.rules_store.startswith("rocksdb"):
+        try:
+            import rocksdict  # noqa: F401
+        except ImportError:
+            log.warning("rocksdict is not installed: using the memory store")
+            return "memory://"
+    return settings.rules_store
+
+
+def run(settings: RulesSettings) -> None:
+    logs.configure("rules", settings.log_level)
+    policy = load_policy(settings.policy_dir)
+    wait_for_kafka(
+        settings.bootstrap_list, client_id="carealert-rules", timeout_s=settings.kafka_wait_seconds
+    )
+    ensure_topics(
+        settings.bootstrap_list,
+        partitions=settings.topic_partitions,
+        replication=settings.topic_replication,
+    )
+    partitions = events_partitions(settings.bootstrap_list)
+    ensure_topics(
+        settings.bootstrap_list,
+        partitions=partitions,
+        replication=settings.topic_replication,
+        names=[settings.rules_app_id + TICKS_SUFFIX],
+    )
+    settings = settings.model_copy(update={"rules_store": store_url(settings)})
+    settings.rules_data_dir.mkdir(parents=True, exist_ok=True)
+    app = build_app(settings, Engine(policy), RulesMetrics(CollectorRegistry()), partitions)
+    log.info(
+        "rules worker starting",
+        extra={"port": settings.rules_port, "count": partitions, "status": policy.version[:12]},
+    )
+    worker_kwargs: dict[str, Any] = {"loglevel": settings.log_level.lower(), "quiet": True}
+    _Worker(app, **worker_kwargs).execute_from_commandline()

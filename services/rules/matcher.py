@@ -1,0 +1,122 @@
+"""Condition matching with durable-rules, used statelessly.
+
+Each (jurisdiction, event type) gets one durable-rules ruleset holding only the conditions that
+can apply to it. A fact is asserted under one fixed session id, every rule whose condition
+holds records its name, and the session state is deleted at once: durable-rules keeps no
+state between evaluations (it caps live sessions at 1,024 and loses them on restart), all
+per-child state lives in the faust table.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from typing import Any
+
+from durable import engine
+
+from services.common.events import EVENT_TYPES
+from services.rules.policy import Condition, Policy, Rule
+
+_SID = "0"
+_names = itertools.count()
+
+
+class _QuietHost(engine.Host):  # type: ignore[misc]  # untyped library base
+    """A Host without the background dispatch threads: actions run inside assert_fact only."""
+
+    def _run(self) -> None:
+        pass
+
+
+def compile_condition(cond: Condition) -> dict[str, Any]:
+    """Translate a policy condition (checked by policy.check_condition) to durable-rules JSON."""
+    parts: list[dict[str, Any]] = []
+    for key, value in cond.items():
+        if key in ("all", "any"):
+            subs = [compile_condition(c) for c in value]
+            parts.append({"$and" if key == "all" else "$or": subs})
+            continue
+        tests = value if isinstance(value, dict) else {"eq": value}
+        for op, operand in tests.items():
+            if op == "eq":
+                parts.append({key: operand})
+            elif op == "ne":
+                parts.append({"$neq": {key: operand}})
+            elif op == "in":
+                parts.append({"$or": [{key: v} for v in operand]})
+            else:
+                parts.append({f"${op}": {key: operand}})
+    return parts[0] if len(parts) == 1 else {"$and": parts}
+
+
+def _always() -> dict[str, Any]:
+    return {"$ex": {"event_type": 1}}
+
+
+def _and(*conds: dict[str, Any]) -> dict[str, Any]:
+    return conds[0] if len(conds) == 1 else {"$and": list(conds)}
+
+
+def _ruleset_conditions(rules: tuple[Rule, ...], event_type: str) -> dict[str, dict[str, Any]]:
+    """Named conditions that may hold for an event of `event_type`:
+    `fire|<rule>`, `sev|<rule>|<i>` and `res|<rule>|<i>`."""
+    out: dict[str, dict[str, Any]] = {}
+    for rule in rules:
+        if rule.triggered_by(event_type):
+            base = compile_condition(rule.when) if rule.when else _always()
+            out[f"fire|{rule.id}"] = base
+            for i, sw in enumerate(rule.severity_when):
+                out[f"sev|{rule.id}|{i}"] = _and(base, compile_condition(sw.when))
+        for i, res in enumerate(rule.resolved_by):
+            if res.when is not None and res.event in (event_type, "*"):
+                out[f"res|{rule.id}|{i}"] = compile_condition(res.when)
+    return out
+
+
+class Matcher:
+    """Answers: which of the policy's conditions hold for this fact?"""
+
+    def __init__(self, policy: Policy) -> None:
+        self._host = _QuietHost()
+        self._matched: list[str] = []
+        self._rulesets: dict[tuple[str, str], str | None] = {}
+        variants: Mapping[str, tuple[Rule, ...]] = {"": policy.rules, **policy.overlays}
+        for state, rules in variants.items():
+            for event_type in EVENT_TYPES:
+                conds = _ruleset_conditions(rules, event_type)
+                if not conds:
+                    self._rulesets[(state, event_type)] = None
+                    continue
+                name = f"carealert_{next(_names)}"
+                self._host.register_rulesets(
+                    {
+                        name: {
+                            label: {"all": [{"m": cond}], "run": self._recorder(label)}
+                            for label, cond in conds.items()
+                        }
+                    }
+                )
+                self._rulesets[(state, event_type)] = name
+        self._overlay_states = frozenset(policy.overlays)
+
+    def _recorder(self, label: str) -> Any:
+        def record(_c: Any) -> None:
+            self._matched.append(label)
+
+        return record
+
+    def match(self, state: str, fact: dict[str, Any]) -> frozenset[str]:
+        """Labels of every condition that holds for `fact` (see _ruleset_conditions)."""
+        variant = state if state in self._overlay_states else ""
+        name = self._rulesets.get((variant, fact["event_type"]))
+        if name is None:
+            return frozenset()
+        self._matched = []
+        try:
+            self._host.assert_fact(name, {**fact, "sid": _SID})
+        except engine.MessageNotHandledException:
+            pass  # no condition held
+        finally:
+            self._host.delete_state(name, _SID)
+        return frozenset(self._matched)

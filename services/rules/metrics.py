@@ -1,0 +1,50 @@
+"""Rules metrics, declared once; a registry is passed in so tests read a fresh one."""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# DLQ reasons are fixed codes (the detailed reason goes in the DLQ record's header).
+DLQ_REASONS = ("undecodable", "invalid_event", "key_mismatch", "internal_error")
+
+
+class RulesMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.events = Counter(
+            "carealert_rules_events_processed_total",
+            "Events evaluated, by event type (duplicates included).",
+            ["event_type"],
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "carealert_rules_events_duplicate_total",
+            "Events whose event_id had already been seen for the child (no effect).",
+            registry=registry,
+        )
+        self.dlq = Counter(
+            "carealert_rules_dlq_writes_total",
+            "Messages sent to care.events.dlq, by reason code.",
+            ["reason"],
+            registry=registry,
+        )
+        self.escalations = Counter(
+            "carealert_rules_escalations_total",
+            "Escalations emitted, by rule, severity and status.",
+            ["rule_id", "severity", "status"],
+            registry=registry,
+        )
+        self.evaluate_seconds = Histogram(
+            "carealert_rules_evaluate_seconds",
+            "Time to evaluate one input (decode state, rules, encode state).",
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
+            registry=registry,
+        )
+        self.deadlines_tracked = Gauge(
+            "carealert_rules_deadlines_tracked",
+            "Children with a pending deadline on this worker's partitions.",
+            registry=registry,
+        )
+        self.overdue_open = Gauge(
+            "carealert_rules_overdue_duties_open",
+            "Open escalations past their due time on this worker's partitions.",
+            registry=registry,
+        )

@@ -1,0 +1,422 @@
+"""The policy as data: rules/escalations.yaml, rules/risk.yaml, rules/jurisdictions/*.yaml.
+
+`load_policy(dir)` reads every file strictly (unknown keys are errors), then runs a
+cross-reference pass (duplicate rule ids, unknown event types, recipient classes, fact fields,
+overlay targets). Every problem is reported as `PolicyProblem(file, path, reason)`; the loader
+collects them all and raises `PolicyInvalid` with the list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from services.common import yamlio
+from services.common.escalations import RECIPIENT_CLASSES, SEVERITIES, Severity
+from services.common.events import EVENT_TYPES, USPS_STATES
+
+# --- facts: what a condition may test ------------------------------------------------------
+
+#: Every field of the enriched fact a rule condition may name, with its type. Race is not a
+#: field and can not become one: conditions on unknown fields are rejected at load time.
+FACT_FIELDS: Mapping[str, type] = {
+    "event_type": str,
+    "state": str,
+    "county": str,
+    "age": int,
+    "sex": str,
+    "risk_tier": str,
+    "previous_tier": str,
+    "tier_rose": bool,
+    "tier_changed": bool,
+    "setting": str,
+    "congregate_care": bool,
+    "placements_last_12_months": int,
+    "runs_last_12_months": int,
+    "risk_indicator_count": int,
+    "episode_open": bool,
+    "circumstances": str,
+    "immediate_risk_count": int,
+    "ncic_entry_confirmed": bool,
+    "ncic_declined": bool,
+    "result": str,
+    "tool": str,
+    "party": str,
+    "level": str,
+    "reason": str,
+    "location_class": str,
+    "trafficking_status": str,
+    "trafficking_type": str,
+}
+
+RuleId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)+$")]
+DURATION_RE = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?$")
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """'2h', '1d12h', '30m', 'now' (zero) or 'none' (no deadline, returns None)."""
+    if text == "none":
+        return None
+    if text == "now":
+        return timedelta(0)
+    m = DURATION_RE.match(text)
+    if not text or m is None:
+        raise ValueError(f"{text!r} is not a duration like 2h, 1d12h, 30m, now or none")
+    return timedelta(days=int(m["d"] or 0), hours=int(m["h"] or 0), minutes=int(m["m"] or 0))
+
+
+# --- file models (strict) --------------------------------------------------------------------
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Condition = dict[str, Any]
+
+
+class SeverityWhen(Strict):
+    when: Condition
+    severity: Severity
+
+
+class Resolution(Strict):
+    event: str
+    when: Condition | None = None
+
+
+class Overdue(Strict):
+    severity: Severity | None = None
+    recipients: tuple[str, ...] | None = None
+    action: str | None = None
+
+
+class FireAfter(Strict):
+    duration: str
+    start: Literal["occurred_at", "last_seen_at"] = "occurred_at"
+
+
+class RuleSpec(Strict):
+    id: RuleId
+    on: tuple[str, ...] = Field(min_length=1)
+    when: Condition | None = None
+    scope: Literal["episode", "child"] = "episode"
+    severity: Severity
+    severity_when: tuple[SeverityWhen, ...] = ()
+    action: str = Field(min_length=1)
+    basis: str = Field(min_length=1)
+    recipients: tuple[str, ...] = Field(min_length=1)
+    due: str
+    fire_after: FireAfter | None = None
+    cancel_on: tuple[str, ...] = ()
+    resolved_by: tuple[Resolution, ...] = ()
+    overdue: Overdue | None = Overdue()
+
+
+class RulesFile(Strict):
+    version: Literal[1]
+    rules: tuple[RuleSpec, ...]
+
+
+class Override(Strict):
+    due: str | None = None
+    severity: Severity | None = None
+    recipients: tuple[str, ...] | None = None
+    overdue: Overdue | None = None
+
+
+class OverlayFile(Strict):
+    state: str
+    name: str
+    basis: str
+    overrides: dict[str, Override] = {}
+    rules: tuple[RuleSpec, ...] = ()
+
+
+class RiskFile(Strict):
+    tiers: dict[Literal["elevated", "high"], int]
+    runs_last_12_months: dict[int, int]
+    congregate_care: int
+    placement_instability: dict[Literal["min_placements_12_months", "points"], int]
+    age_12_to_17: int
+    female: int
+    risk_indicators: dict[
+        Literal[
+            "prior_trafficking_allegation",
+            "sexual_abuse_history",
+            "substance_use",
+            "developmental_disability",
+            "pregnant",
+            "needs_medication",
+        ],
+        int,
+    ]
+
+
+# --- compiled policy -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule after overlays are applied, ready to evaluate."""
+
+    id: str
+    on: frozenset[str]
+    when: Condition | None
+    scope: Literal["episode", "child"]
+    severity: Severity
+    severity_when: tuple[SeverityWhen, ...]
+    action: str
+    basis: str
+    recipients: tuple[str, ...]
+    due: timedelta | None
+    fire_after: timedelta | None
+    fire_start: str
+    cancel_on: frozenset[str]
+    resolved_by: tuple[Resolution, ...]
+    overdue: Overdue | None
+
+    def triggered_by(self, event_type: str) -> bool:
+        return event_type in self.on or "*" in self.on
+
+
+@dataclass(frozen=True)
+class Policy:
+    version: str
+    rules: tuple[Rule, ...]
+    overlays: Mapping[str, tuple[Rule, ...]]
+    risk: RiskFile
+    files: tuple[str, ...] = field(default=())
+
+    def rules_for(self, state: str) -> tuple[Rule, ...]:
+        """The rules in force in a state: the federal rules with the overlay applied."""
+        return self.overlays.get(state, self.rules)
+
+
+@dataclass(frozen=True)
+class PolicyProblem:
+    file: str
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.path}: {self.reason}"
+
+
+class PolicyInvalid(ValueError):
+    def __init__(self, problems: Iterable[PolicyProblem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+def _read_yaml(path: Path, problems: list[PolicyProblem]) -> Any:
+    try:
+        return yamlio.load(path.read_text())
+    except OSError as exc:
+        problems.append(PolicyProblem(path.name, "(file)", f"cannot read: {exc.strerror}"))
+    except yaml.YAMLError as exc:
+        problems.append(PolicyProblem(path.name, "(file)", f"not valid YAML: {exc}"))
+    return None
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _model(cls: type[M], raw: Any, file: str, problems: list[PolicyProblem]) -> M | None:
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            path = ".".join(str(p) for p in err["loc"]) or "(root)"
+            value = f" (got {err['input']!r})" if err["type"] != "missing" else ""
+            problems.append(PolicyProblem(file, path, f"{err['msg']}{value}"))
+        return None
+
+
+# --- conditions ------------------------------------------------------------------------------
+
+_OPS = {"eq", "ne", "lt", "lte", "gt", "gte", "in"}
+
+
+def check_condition(cond: Any, path: str) -> list[str]:
+    """Problems with a condition, as 'path: reason' strings (empty when it is valid)."""
+    out: list[str] = []
+    if not isinstance(cond, dict) or not cond:
+        return [f"{path}: a condition must be a non-empty mapping"]
+    for key, value in cond.items():
+        here = f"{path}.{key}"
+        if key in ("all", "any"):
+            if not isinstance(value, list) or not value:
+                out.append(f"{here}: must be a non-empty list of conditions")
+                continue
+            for i, sub in enumerate(value):
+                out.extend(check_condition(sub, f"{here}.{i}"))
+            continue
+        if key not in FACT_FIELDS:
+            out.append(f"{here}: unknown fact field {key!r} (known: {', '.join(FACT_FIELDS)})")
+            continue
+        kind = FACT_FIELDS[key]
+        tests = value if isinstance(value, dict) else {"eq": value}
+        for op, operand in tests.items():
+            if op not in _OPS:
+                out.append(f"{here}.{op}: unknown operator (use {', '.join(sorted(_OPS))})")
+                continue
+            operands = operand if op == "in" else [operand]
+            if op == "in" and (not isinstance(operand, list) or not operand):
+                out.append(f"{here}.in: must be a non-empty list")
+                continue
+            for v in operands:
+                ok = isinstance(v, kind) and (kind is bool or not isinstance(v, bool))
+                if not ok:
+                    out.append(f"{here}.{op}: {v!r} is not a {kind.__name__}")
+            if op in ("lt", "lte", "gt", "gte") and kind is not int:
+                out.append(f"{here}.{op}: ordering needs a number field")
+    return out
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def _check_rule(spec: RuleSpec, file: str, path: str, problems: list[PolicyProblem]) -> None:
+    def bad(where: str, reason: str) -> None:
+        problems.append(PolicyProblem(file, f"{path}.{where}", reason))
+
+    for i, et in enumerate(spec.on):
+        if et != "*" and et not in EVENT_TYPES:
+            bad(f"on.{i}", f"unknown event type {et!r}")
+    for i, et in enumerate(spec.cancel_on):
+        if et not in EVENT_TYPES:
+            bad(f"cancel_on.{i}", f"unknown event type {et!r}")
+    for i, res in enumerate(spec.resolved_by):
+        if res.event != "*" and res.event not in EVENT_TYPES:
+            bad(f"resolved_by.{i}.event", f"unknown event type {res.event!r}")
+        if res.when is not None:
+            for p in check_condition(res.when, f"resolved_by.{i}.when"):
+                bad(*p.split(": ", 1))
+    for i, rc in enumerate(spec.recipients):
+        if rc not in RECIPIENT_CLASSES:
+            bad(f"recipients.{i}", f"unknown recipient class {rc!r}")
+    if spec.overdue and spec.overdue.recipients:
+        for i, rc in enumerate(spec.overdue.recipients):
+            if rc not in RECIPIENT_CLASSES:
+                bad(f"overdue.recipients.{i}", f"unknown recipient class {rc!r}")
+    if spec.when is not None:
+        for p in check_condition(spec.when, "when"):
+            bad(*p.split(": ", 1))
+    for i, sw in enumerate(spec.severity_when):
+        for p in check_condition(sw.when, f"severity_when.{i}.when"):
+            bad(*p.split(": ", 1))
+    for where, text in (("due", spec.due), *((("fire_after.duration", spec.fire_after.duration),) if spec.fire_after else ())):
+        try:
+            parse_duration(text)
+        except ValueError as exc:
+            bad(where, str(exc))
+    if spec.id.endswith(".overdue"):
+        bad("id", "ids ending in .overdue are made by the engine")
+
+
+def _compile(spec: RuleSpec, override: Override | None = None) -> Rule:
+    due = override.due if override and override.due else spec.due
+    fire_after = parse_duration(spec.fire_after.duration) if spec.fire_after else None
+    return Rule(
+        id=spec.id,
+        on=frozenset(spec.on),
+        when=spec.when,
+        scope=spec.scope,
+        severity=(override.severity if override and override.severity else spec.severity),
+        severity_when=spec.severity_when,
+        action=spec.action,
+        basis=spec.basis,
+        recipients=(override.recipients if override and override.recipients else spec.recipients),
+        due=parse_duration(due),
+        fire_after=fire_after,
+        fire_start=spec.fire_after.start if spec.fire_after else "occurred_at",
+        cancel_on=frozenset(spec.cancel_on),
+        resolved_by=spec.resolved_by,
+        overdue=(override.overdue if override and override.overdue else spec.overdue),
+    )
+
+
+def load_policy(directory: Path) -> Policy:
+    """Load and cross-check the policy in `directory`. Raises PolicyInvalid with every problem."""
+    problems: list[PolicyProblem] = []
+    rules_path = directory / "escalations.yaml"
+    risk_path = directory / "risk.yaml"
+    overlay_paths = sorted((directory / "jurisdictions").glob("*.yaml"))
+    files = [rules_path, risk_path, *overlay_paths]
+
+    rules_file = _model(RulesFile, _read_yaml(rules_path, problems), rules_path.name, problems)
+    risk = _model(RiskFile, _read_yaml(risk_path, problems), risk_path.name, problems)
+
+    base_specs: dict[str, RuleSpec] = {}
+    if rules_file:
+        for i, spec in enumerate(rules_file.rules):
+            if spec.id in base_specs:
+                problems.append(PolicyProblem(rules_path.name, f"rules.{i}.id", f"duplicate rule id {spec.id!r}"))
+            base_specs[spec.id] = spec
+            _check_rule(spec, rules_path.name, f"rules.{i}", problems)
+
+    overlays: dict[str, tuple[Rule, ...]] = {}
+    for path in overlay_paths:
+        name = f"jurisdictions/{path.name}"
+        overlay = _model(OverlayFile, _read_yaml(path, problems), name, problems)
+        if overlay is None:
+            continue
+        if overlay.state not in USPS_STATES:
+            problems.append(PolicyProblem(name, "state", f"{overlay.state!r} is not a USPS code"))
+        elif path.stem != overlay.state:
+            problems.append(PolicyProblem(name, "state", f"{overlay.state!r} does not match the file name"))
+        if overlay.state in overlays:
+            problems.append(PolicyProblem(name, "state", f"second overlay for {overlay.state}"))
+        for rule_id, ov in overlay.overrides.items():
+            if rule_id not in base_specs:
+                problems.append(PolicyProblem(name, f"overrides.{rule_id}", "no such rule in escalations.yaml"))
+            if ov.due:
+                try:
+                    parse_duration(ov.due)
+                except ValueError as exc:
+                    problems.append(PolicyProblem(name, f"overrides.{rule_id}.due", str(exc)))
+            for i, rc in enumerate(ov.recipients or ()):
+                if rc not in RECIPIENT_CLASSES:
+                    problems.append(PolicyProblem(name, f"overrides.{rule_id}.recipients.{i}", f"unknown recipient class {rc!r}"))
+        for i, spec in enumerate(overlay.rules):
+            _check_rule(spec, name, f"rules.{i}", problems)
+            if spec.id in base_specs:
+                problems.append(PolicyProblem(name, f"rules.{i}.id", f"duplicate rule id {spec.id!r} (use overrides to change a federal rule)"))
+        if not problems:
+            compiled = [_compile(s, overlay.overrides.get(s.id)) for s in base_specs.values()]
+            compiled += [_compile(s) for s in overlay.rules]
+            overlays[overlay.state] = tuple(compiled)
+
+    if risk is not None:
+        if set(risk.tiers) != {"elevated", "high"} or risk.tiers["elevated"] >= risk.tiers["high"]:
+            problems.append(PolicyProblem(risk_path.name, "tiers", "needs elevated < high"))
+        if set(risk.placement_instability) != {"min_placements_12_months", "points"}:
+            problems.append(PolicyProblem(risk_path.name, "placement_instability", "needs min_placements_12_months and points"))
+
+    if problems or rules_file is None or risk is None:
+        raise PolicyInvalid(problems)
+
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(directory).as_posix().encode() + b"\0" + path.read_bytes())
+    return Policy(
+        version=digest.hexdigest(),
+        rules=tuple(_compile(s) for s in base_specs.values()),
+        overlays=overlays,
+        risk=risk,
+        files=tuple(p.relative_to(directory).as_posix() for p in files),
+    )
+
+
+def severity_above(severity: Severity) -> Severity:
+    i = SEVERITIES.index(severity)
+    return SEVERITIES[min(i + 1, len(SEVERITIES) - 1)]

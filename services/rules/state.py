@@ -1,0 +1,257 @@
+"""Per-child state: what the rules need to remember about one child, stored as JSON in the faust
+table (its changelog in Kafka is the store of record). `fold(state, event)` is pure bookkeeping;
+the decisions are made in core.evaluate."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from services.common.escalations import Severity, Subject
+from services.common.events import (
+    ChildProfile,
+    EventBase,
+    LawEnforcementReported,
+    MissingLocated,
+    MissingOpened,
+    PlacementEnded,
+    PlacementStarted,
+    TraffickingIdentified,
+)
+from services.rules.policy import RiskFile
+
+Tier = Literal["standard", "elevated", "high"]
+TIERS: tuple[Tier, ...] = ("standard", "elevated", "high")
+CONGREGATE = frozenset({"group_home", "institution"})
+YEAR = timedelta(days=365)
+MAX_SEEN = 512
+MAX_HISTORY = 100
+MAX_CLOSED_EPISODES = 20
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+
+class Episode(Model):
+    episode_id: str
+    opened_at: datetime
+    last_seen_at: datetime
+    circumstances: str
+    immediate_risks: tuple[str, ...] = ()
+    subject: Subject | None = None
+    located_at: datetime | None = None
+    seen_types: list[str] = []
+
+    @property
+    def open(self) -> bool:
+        return self.located_at is None
+
+
+class Pending(Model):
+    """A rule that fires later unless cancelled (e.g. staffing due 24 h after last seen)."""
+
+    rule_id: str
+    scope_key: str
+    episode_id: str | None
+    fire_at: datetime
+    trigger_event_id: str
+
+
+class OpenEscalation(Model):
+    escalation_id: str
+    rule_id: str
+    scope_key: str
+    episode_id: str | None
+    severity: Severity
+    recipients: tuple[str, ...]
+    action: str
+    basis: str
+    due_at: datetime | None
+    evidence: dict[str, Any]
+    triggered_by: list[str]
+    created_at: datetime
+    overdue_id: str | None = None
+    overdue_severity: Severity | None = None
+    overdue_recipients: tuple[str, ...] = ()
+    overdue_action: str | None = None
+
+
+class ChildState(Model):
+    agency_id: str
+    child_id: str
+    state: str
+    county: str | None = None
+    date_of_birth: date | None = None
+    sex: str | None = None
+    risk_indicators: tuple[str, ...] = ()
+    caseworker_id: str | None = None
+    supervisor_id: str | None = None
+    placement_id: str | None = None
+    setting: str | None = None
+    placement_starts: list[datetime] = []
+    runs: list[datetime] = []
+    episodes: dict[str, Episode] = {}
+    open: dict[str, OpenEscalation] = {}
+    pending: list[Pending] = []
+    risk_tier: Tier = "standard"
+    trafficking_status: str | None = None
+    seen: list[str] = []
+    # The Kafka partition the child's events arrive on (set by the worker, used by its timer).
+    partition: int | None = None
+
+    @classmethod
+    def new(cls, event: EventBase) -> ChildState:
+        return cls(agency_id=event.agency_id, child_id=event.child_id, state=event.jurisdiction.state)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_defaults=True).encode()
+
+    def copy_state(self) -> ChildState:
+        """An independent copy (a JSON round trip is several times faster than deepcopy)."""
+        return ChildState.model_validate_json(self.model_dump_json(exclude_defaults=True))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> ChildState:
+        return cls.model_validate_json(raw)
+
+    def age_at(self, when: datetime) -> int | None:
+        if self.date_of_birth is None:
+            return None
+        d, b = when.date(), self.date_of_birth
+        return d.year - b.year - ((d.month, d.day) < (b.month, b.day))
+
+    def count_since(self, times: list[datetime], now: datetime) -> int:
+        return sum(1 for t in times if now - t <= YEAR)
+
+    def next_deadline(self) -> datetime | None:
+        """The earliest time a clock tick could change something for this child."""
+        times = [p.fire_at for p in self.pending]
+        times += [
+            e.due_at for e in self.open.values() if e.due_at is not None and e.overdue_id is None
+        ]
+        return min(times) if times else None
+
+
+def episode_id_of(event: EventBase) -> str | None:
+    payload = getattr(event, "payload", None)
+    value = getattr(payload, "episode_id", None)
+    return value if isinstance(value, str) else None
+
+
+T = TypeVar("T")
+
+
+def _bounded(items: list[T], limit: int) -> list[T]:
+    return items[-limit:]
+
+
+def fold(state: ChildState, event: EventBase) -> None:
+    """Record `event` in `state` (mutates it). Events out of order do not fail: a report for an
+    episode not yet opened is remembered on a placeholder episode."""
+    payload: Any = getattr(event, "payload", None)
+    state.state = event.jurisdiction.state
+    state.county = event.jurisdiction.county
+    if isinstance(payload, ChildProfile):
+        state.date_of_birth = payload.date_of_birth
+        state.sex = payload.sex
+        state.risk_indicators = payload.risk_indicators
+        state.caseworker_id = payload.caseworker_id or state.caseworker_id
+        state.supervisor_id = payload.supervisor_id or state.supervisor_id
+    elif isinstance(payload, PlacementStarted):
+        state.placement_id = payload.placement_id
+        state.setting = payload.setting
+        state.placement_starts = _bounded([*state.placement_starts, event.occurred_at], MAX_HISTORY)
+    elif isinstance(payload, PlacementEnded):
+        if state.placement_id == payload.placement_id:
+            state.placement_id = None
+            state.setting = None
+    elif isinstance(payload, TraffickingIdentified):
+        state.trafficking_status = payload.status
+
+    episode_id = episode_id_of(event)
+    if episode_id is None:
+        return
+    episode = state.episodes.get(episode_id)
+    if isinstance(payload, MissingOpened):
+        d = payload.description
+        subject = Subject(
+            name=d.name if d else None,
+            aliases=d.aliases if d else (),
+            date_of_birth=state.date_of_birth.isoformat() if state.date_of_birth else None,
+            sex=state.sex,
+            physical_description=d.physical_description if d else None,
+            clothing=d.clothing if d else None,
+            photo_url=d.photo_url if d else None,
+            last_seen_at=payload.last_seen_at,
+            last_seen_location=d.last_seen_location if d else None,
+            places_frequented=d.places_frequented if d else (),
+            immediate_risks=payload.immediate_risks,
+        )
+        opened = Episode(
+            episode_id=episode_id,
+            opened_at=event.occurred_at,
+            last_seen_at=payload.last_seen_at,
+            circumstances=payload.circumstances,
+            immediate_risks=payload.immediate_risks,
+            subject=subject,
+            located_at=episode.located_at if episode else None,
+            seen_types=episode.seen_types if episode else [],
+        )
+        if episode is None:
+            state.runs = _bounded([*state.runs, payload.last_seen_at], MAX_HISTORY)
+        episode = opened
+    elif episode is None:
+        # Out of order: remember what arrived so the opening event sees it.
+        episode = Episode(
+            episode_id=episode_id,
+            opened_at=event.occurred_at,
+            last_seen_at=event.occurred_at,
+            circumstances="unknown",
+        )
+    if isinstance(payload, MissingLocated):
+        episode.located_at = payload.located_at
+    if event.event_type not in episode.seen_types:
+        episode.seen_types.append(event.event_type)
+    state.episodes[episode_id] = episode
+    closed = [e for e in state.episodes.values() if not e.open]
+    for old in closed[:-MAX_CLOSED_EPISODES]:
+        del state.episodes[old.episode_id]
+
+
+def risk_tier(state: ChildState, now: datetime, risk: RiskFile) -> Tier:
+    """The child's risk tier from DOMAIN.md's factors (never race: it is not in the state)."""
+    points = 0
+    runs = state.count_since(state.runs, now)
+    for threshold, pts in sorted(risk.runs_last_12_months.items(), reverse=True):
+        if runs >= threshold:
+            points += pts
+            break
+    if state.setting in CONGREGATE:
+        points += risk.congregate_care
+    instability = risk.placement_instability
+    if state.count_since(state.placement_starts, now) >= instability["min_placements_12_months"]:
+        points += instability["points"]
+    age = state.age_at(now)
+    if age is not None and 12 <= age <= 17:
+        points += risk.age_12_to_17
+    if state.sex == "female":
+        points += risk.female
+    for indicator in state.risk_indicators:
+        points += risk.risk_indicators.get(indicator, 0)  # type: ignore[call-overload]
+    if points >= risk.tiers["high"]:
+        return "high"
+    if points >= risk.tiers["elevated"]:
+        return "elevated"
+    return "standard"
+
+
+def ncic_fields(payload: Any) -> dict[str, bool]:
+    if isinstance(payload, LawEnforcementReported):
+        return {
+            "ncic_entry_confirmed": payload.ncic_entry_confirmed,
+            "ncic_declined": payload.ncic_declined,
+        }
+    return {"ncic_entry_confirmed": False, "ncic_declined": False}
