@@ -28,5 +28,11 @@ def bootstrap() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def log_dir() -> Iterator[Path]:
+    """Service logs. Set CAREALERT_TEST_LOGS=DIR to keep them."""
+    keep = os.environ.get("CAREALERT_TEST_LOGS")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        yield Path(keep)
+        return
     with temp_dir() as d:
         yield d

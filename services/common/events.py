@@ -202,6 +202,7 @@ class TraffickingReported(Strict):
 
 
 class EventBase(Strict):
+    event_type: str
     event_id: Id
     schema_version: Literal[1]
     agency_id: AgencyId

@@ -18,13 +18,13 @@ ever changes its children's state and every deadline fires once.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
-from faust.web import Request, Response, View, Web  # noqa: F401  # re-exported types
-
+from faust.streams import _current_event  # the context faust tables read the partition from
 from prometheus_client import generate_latest
 
 from services.common import topics
@@ -93,6 +93,9 @@ def build_app(
         value_serializer="raw",
         table_standby_replicas=0,
         stream_wait_empty=False,
+        # A killed worker's partitions move to the survivors after this long.
+        broker_session_timeout=settings.rules_session_timeout_s,
+        broker_heartbeat_interval=max(1.0, settings.rules_session_timeout_s / 5),
     )
     events_and_ticks = app.topic(
         topics.EVENTS,
@@ -122,77 +125,125 @@ def build_app(
     rebuild = {"needed": True}
     ticks_topic = settings.rules_app_id + TICKS_SUFFIX
 
-    async def send_dlq(message: Any, code: str, reason: str) -> None:
+    def dlq_record(
+        message: Any, reason: str
+    ) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
         headers = [
             ("error", reason.encode()),
             ("source-topic", message.topic.encode()),
             ("source-partition", str(message.partition).encode()),
             ("source-offset", str(message.offset).encode()),
         ]
-        fut = await dlq.send(key=message.key, value=message.value or b"", headers=headers)
-        await fut
-        metrics.dlq.labels(code).inc()
-        log.warning(
-            "event sent to dead-letter topic",
-            extra={"reason": code, "topic": message.topic, "partition": message.partition, "offset": message.offset},
-        )
+        return message.key, message.value or b"", headers
 
-    async def send_escalations(out: list[Escalation]) -> None:
-        futures = [await escalations.send(key=e.key.encode(), value=e.to_bytes()) for e in out]
-        for fut in futures:
-            await fut
-        for e in out:
-            metrics.escalations.labels(e.rule_id, e.severity, e.status).inc()
+    def decode(message: Any) -> tuple[Any, str | None, str | None]:
+        """(input, dlq code, dlq reason) for one message."""
+        if message.topic == ticks_topic:
+            return Tick(), None, None
+        try:
+            item = parse_event(message.value or b"")
+        except EventInvalid as exc:
+            code = "undecodable" if exc.errors[0].type == "json_invalid" else "invalid_event"
+            return None, code, exc.reason
+        if message.key != item.key.encode():
+            return None, "key_mismatch", "message key is not '{agency_id}:{child_id}' of the event"
+        metrics.events.labels(item.event_type).inc()
+        return item, None, None
 
-    @app.agent(events_and_ticks, concurrency=1)
-    async def evaluate(stream: Any) -> None:
-        async for event in stream.events():
-            message = event.message
+    async def process(batch: list[Any]) -> None:
+        """Evaluate a batch, then: dead letters and escalations acked by Kafka, then state
+        written, then the changelog flushed. Only after that does faust ack the batch."""
+        states: dict[bytes, ChildState | None] = {}
+        last_event: dict[bytes, Any] = {}
+        escalations_out: list[Escalation] = []
+        dead: list[tuple[Any, str, str]] = []
+        now = clock()
+        for ev in batch:
+            message = ev.message
             key: bytes | None = message.key
-            item: Any
-            if message.topic == ticks_topic:
-                item = Tick()
-            else:
-                try:
-                    item = parse_event(message.value or b"")
-                except EventInvalid as exc:
-                    code = "undecodable" if exc.errors[0].type == "json_invalid" else "invalid_event"
-                    await send_dlq(message, code, exc.reason)
-                    continue
-                if key != item.key.encode():
-                    await send_dlq(message, "key_mismatch", "message key is not '{agency_id}:{child_id}' of the event")
-                    continue
-                metrics.events.labels(item.event_type).inc()
+            item, code, reason = decode(message)
+            if item is None:
+                dead.append((message, code or "invalid_event", reason or ""))
+                continue
             if key is None:
                 continue
             try:
                 with metrics.evaluate_seconds.time():
-                    raw = table.get(key)
-                    state = ChildState.from_bytes(raw) if raw is not None else None
-                    new, out = engine.evaluate(state, item, clock())
+                    if key in states:
+                        state = states[key]
+                    else:
+                        raw = table.get(key)
+                        state = ChildState.from_bytes(raw) if raw is not None else None
+                    new, out = engine.evaluate(state, item, now)
             except Exception as exc:  # a bug must not block the partition; keep the bytes
                 log.exception("evaluation failed", extra={"reason": type(exc).__name__})
                 if not isinstance(item, Tick):
-                    await send_dlq(message, "internal_error", f"internal error: {type(exc).__name__}")
+                    dead.append(
+                        (message, "internal_error", f"internal error: {type(exc).__name__}")
+                    )
                 continue
             if new is state:
                 if not isinstance(item, Tick):
                     metrics.duplicates.inc()
-                index.update(key, state)
+                if key not in states:
+                    index.update(key, state)
                 continue
-            if out:
-                await send_escalations(out)
             if new is not None:
                 new.partition = message.partition
-                table[key] = new.to_bytes()
-            index.update(key, new)
+            states[key] = new
+            last_event[key] = ev
+            escalations_out += out
 
-    @app.on_rebalance_complete.connect
-    async def on_rebalance(sender: Any, **_kw: Any) -> None:
+        futures = []
+        for message, code, reason in dead:
+            k, v, headers = dlq_record(message, reason)
+            futures.append(await dlq.send(key=k, value=v, headers=headers))
+            metrics.dlq.labels(code).inc()
+            log.warning(
+                "event sent to dead-letter topic",
+                extra={
+                    "reason": code,
+                    "topic": message.topic,
+                    "partition": message.partition,
+                    "offset": message.offset,
+                },
+            )
+        for e in escalations_out:
+            futures.append(await escalations.send(key=e.key.encode(), value=e.to_bytes()))
+        for fut in futures:
+            await fut
+        for e in escalations_out:
+            metrics.escalations.labels(e.rule_id, e.severity, e.status).inc()
+
+        for key, state in states.items():
+            if state is None:
+                continue
+            # The table (and its RocksDB store) take the partition from the current event.
+            token = _current_event.set(weakref.ref(last_event[key]))
+            try:
+                table[key] = state.to_bytes()
+            finally:
+                _current_event.reset(token)
+            index.update(key, state)
+        if states:
+            await app.producer.flush()
+
+    @app.agent(events_and_ticks, concurrency=1)
+    async def evaluate(stream: Any) -> None:
+        async for batch in stream.take_events(
+            settings.rules_batch_max, within=settings.rules_batch_within_s
+        ):
+            await process(batch)
+
+    async def on_rebalance(_sender: Any, *_args: Any, signal: Any, **_kwargs: Any) -> None:  # noqa: ARG001
         rebuild["needed"] = True
 
+    app.on_rebalance_complete.connect(on_rebalance)  # type: ignore[arg-type]  # async receiver
+
     def rebuild_index() -> None:
-        actives = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topics.EVENTS}
+        actives = {
+            tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topics.EVENTS
+        }
         index.due.clear()
         index.ticking.clear()
         for key, raw in table.items():
@@ -202,7 +253,7 @@ def build_app(
             if state.partition in actives:
                 index.update(key, state)
 
-    @app.timer(interval=settings.tick_interval_s)
+    @app.timer(interval=settings.tick_interval_s)  # type: ignore[untyped-decorator]
     async def check_deadlines() -> None:
         if app.rebalancing:
             return
@@ -210,20 +261,24 @@ def build_app(
             rebuild["needed"] = False
             rebuild_index()
         now = clock()
-        for key, partition in index.due_now(now, resend_after_s=max(30.0, 6 * settings.tick_interval_s)):
+        for key, partition in index.due_now(
+            now, resend_after_s=max(30.0, 6 * settings.tick_interval_s)
+        ):
             await ticks.send(key=key, value=b"tick", partition=partition)
         metrics.deadlines_tracked.set(len(index.due))
 
     @app.page("/metrics")
-    async def metrics_page(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(metrics.registry), content_type="text/plain; version=0.0.4")
+    async def metrics_page(web: Any, _request: Any) -> Any:
+        return web.bytes(
+            generate_latest(metrics.registry), content_type="text/plain; version=0.0.4"
+        )
 
     @app.page("/healthz")
-    async def healthz(web: Any, request: Any) -> Any:
+    async def healthz(web: Any, _request: Any) -> Any:
         return web.text("ok")
 
     @app.page("/readyz")
-    async def readyz(web: Any, request: Any) -> Any:
+    async def readyz(web: Any, _request: Any) -> Any:
         if app.rebalancing or not app.consumer.assignment():
             return web.text("not ready: rebalancing or no partitions assigned", status=503)
         return web.text("ready")

@@ -105,7 +105,7 @@ class Engine:
             "sex": st.sex or "unknown",
             "risk_tier": st.risk_tier,
             "previous_tier": previous_tier,
-            "tier_rose": TIERS.index(st.risk_tier) > TIERS.index(previous_tier),  # type: ignore[arg-type]
+            "tier_rose": TIERS.index(st.risk_tier) > TIERS.index(previous_tier),
             "tier_changed": st.risk_tier != previous_tier,
             "setting": st.setting or "none",
             "congregate_care": st.setting in CONGREGATE,
@@ -129,7 +129,9 @@ class Engine:
     def _event(self, st: ChildState, event: EventBase, now: datetime) -> list[Escalation]:
         previous_tier = st.risk_tier
         episode_id = episode_id_of(event)
-        seen_before = set(st.episodes[episode_id].seen_types) if episode_id in st.episodes else set()
+        seen_before = (
+            set(st.episodes[episode_id].seen_types) if episode_id in st.episodes else set()
+        )
         fold(st, event)
         st.risk_tier = risk_tier(st, event.occurred_at, self.policy.risk)
         fact = self._fact(st, event, previous_tier)
@@ -229,7 +231,17 @@ class Engine:
                 break
         evidence = self._evidence(st, fact)
         return [
-            self._open(st, rule, scope_key, episode_id, severity, event.occurred_at, event.event_id, evidence, now)
+            self._open(
+                st,
+                rule,
+                scope_key,
+                episode_id,
+                severity,
+                event.occurred_at,
+                event.event_id,
+                evidence,
+                now,
+            )
         ]
 
     def _evidence(self, st: ChildState, fact: dict[str, Any]) -> dict[str, Any]:
@@ -308,7 +320,17 @@ class Engine:
             evidence = self._evidence(st, fact)
             evidence["fired_at"] = p.fire_at.isoformat()
             out.append(
-                self._open(st, rule, p.scope_key, p.episode_id, rule.severity, p.fire_at, p.trigger_event_id, evidence, now)
+                self._open(
+                    st,
+                    rule,
+                    p.scope_key,
+                    p.episode_id,
+                    rule.severity,
+                    p.fire_at,
+                    p.trigger_event_id,
+                    evidence,
+                    now,
+                )
             )
         for esc in sorted(st.open.values(), key=lambda e: e.escalation_id):
             if esc.due_at is None or esc.due_at > now or esc.overdue_id is not None:
@@ -330,7 +352,11 @@ class Engine:
                 "severity": esc.overdue_severity,
                 "recipients": esc.overdue_recipients,
                 "action": esc.overdue_action or esc.action,
-                "evidence": {**esc.evidence, "original_escalation_id": esc.escalation_id, "was_due_at": esc.due_at.isoformat() if esc.due_at else None},
+                "evidence": {
+                    **esc.evidence,
+                    "original_escalation_id": esc.escalation_id,
+                    "was_due_at": esc.due_at.isoformat() if esc.due_at else None,
+                },
                 "due_at": None,
             }
         )
@@ -340,7 +366,7 @@ class Engine:
         subject: Subject | None = episode.subject if episode else None
         return Escalation(
             escalation_id=esc.escalation_id,
-            status=status,  # type: ignore[arg-type]
+            status=status,
             rule_id=esc.rule_id,
             policy_version=self.policy.version,
             severity=esc.severity,
@@ -350,7 +376,7 @@ class Engine:
             child_id=st.child_id,
             episode_id=esc.episode_id,
             jurisdiction=Jurisdiction(state=st.state, county=st.county),
-            recipients=esc.recipients,  # type: ignore[arg-type]
+            recipients=esc.recipients,
             due_at=esc.due_at,
             evidence=esc.evidence,
             triggered_by=tuple(esc.triggered_by),

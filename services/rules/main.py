@@ -29,7 +29,7 @@ def events_partitions(bootstrap: list[str]) -> int:
         client.close()
 
 
-class _Worker(faust.Worker):  # type: ignore[misc]  # untyped library base
+class _Worker(faust.Worker):
     service = "rules"
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:

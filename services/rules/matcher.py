@@ -116,7 +116,8 @@ class Matcher:
         try:
             self._host.assert_fact(name, {**fact, "sid": _SID})
         except engine.MessageNotHandledException:
-            pass  # no condition held
-        finally:
-            self._host.delete_state(name, _SID)
+            # No condition held and no session state was created. (Deleting a session that
+            # does not exist crashes the durable-rules C engine, so only delete after a match.)
+            return frozenset()
+        self._host.delete_state(name, _SID)
         return frozenset(self._matched)

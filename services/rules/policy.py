@@ -314,7 +314,10 @@ def _check_rule(spec: RuleSpec, file: str, path: str, problems: list[PolicyProbl
     for i, sw in enumerate(spec.severity_when):
         for p in check_condition(sw.when, f"severity_when.{i}.when"):
             bad(*p.split(": ", 1))
-    for where, text in (("due", spec.due), *((("fire_after.duration", spec.fire_after.duration),) if spec.fire_after else ())):
+    for where, text in (
+        ("due", spec.due),
+        *((("fire_after.duration", spec.fire_after.duration),) if spec.fire_after else ()),
+    ):
         try:
             parse_duration(text)
         except ValueError as exc:
@@ -360,7 +363,11 @@ def load_policy(directory: Path) -> Policy:
     if rules_file:
         for i, spec in enumerate(rules_file.rules):
             if spec.id in base_specs:
-                problems.append(PolicyProblem(rules_path.name, f"rules.{i}.id", f"duplicate rule id {spec.id!r}"))
+                problems.append(
+                    PolicyProblem(
+                        rules_path.name, f"rules.{i}.id", f"duplicate rule id {spec.id!r}"
+                    )
+                )
             base_specs[spec.id] = spec
             _check_rule(spec, rules_path.name, f"rules.{i}", problems)
 
@@ -373,12 +380,16 @@ def load_policy(directory: Path) -> Policy:
         if overlay.state not in USPS_STATES:
             problems.append(PolicyProblem(name, "state", f"{overlay.state!r} is not a USPS code"))
         elif path.stem != overlay.state:
-            problems.append(PolicyProblem(name, "state", f"{overlay.state!r} does not match the file name"))
+            problems.append(
+                PolicyProblem(name, "state", f"{overlay.state!r} does not match the file name")
+            )
         if overlay.state in overlays:
             problems.append(PolicyProblem(name, "state", f"second overlay for {overlay.state}"))
         for rule_id, ov in overlay.overrides.items():
             if rule_id not in base_specs:
-                problems.append(PolicyProblem(name, f"overrides.{rule_id}", "no such rule in escalations.yaml"))
+                problems.append(
+                    PolicyProblem(name, f"overrides.{rule_id}", "no such rule in escalations.yaml")
+                )
             if ov.due:
                 try:
                     parse_duration(ov.due)
@@ -386,11 +397,23 @@ def load_policy(directory: Path) -> Policy:
                     problems.append(PolicyProblem(name, f"overrides.{rule_id}.due", str(exc)))
             for i, rc in enumerate(ov.recipients or ()):
                 if rc not in RECIPIENT_CLASSES:
-                    problems.append(PolicyProblem(name, f"overrides.{rule_id}.recipients.{i}", f"unknown recipient class {rc!r}"))
+                    problems.append(
+                        PolicyProblem(
+                            name,
+                            f"overrides.{rule_id}.recipients.{i}",
+                            f"unknown recipient class {rc!r}",
+                        )
+                    )
         for i, spec in enumerate(overlay.rules):
             _check_rule(spec, name, f"rules.{i}", problems)
             if spec.id in base_specs:
-                problems.append(PolicyProblem(name, f"rules.{i}.id", f"duplicate rule id {spec.id!r} (use overrides to change a federal rule)"))
+                problems.append(
+                    PolicyProblem(
+                        name,
+                        f"rules.{i}.id",
+                        f"duplicate rule id {spec.id!r} (use overrides to change a federal rule)",
+                    )
+                )
         if not problems:
             compiled = [_compile(s, overlay.overrides.get(s.id)) for s in base_specs.values()]
             compiled += [_compile(s) for s in overlay.rules]
@@ -400,7 +423,13 @@ def load_policy(directory: Path) -> Policy:
         if set(risk.tiers) != {"elevated", "high"} or risk.tiers["elevated"] >= risk.tiers["high"]:
             problems.append(PolicyProblem(risk_path.name, "tiers", "needs elevated < high"))
         if set(risk.placement_instability) != {"min_placements_12_months", "points"}:
-            problems.append(PolicyProblem(risk_path.name, "placement_instability", "needs min_placements_12_months and points"))
+            problems.append(
+                PolicyProblem(
+                    risk_path.name,
+                    "placement_instability",
+                    "needs min_placements_12_months and points",
+                )
+            )
 
     if problems or rules_file is None or risk is None:
         raise PolicyInvalid(problems)

@@ -22,3 +22,14 @@ class RulesSettings(CommonSettings):
     tick_interval_s: float = Field(
         default=5.0, gt=0, description="How often deadlines are checked."
     )
+    rules_batch_max: int = Field(
+        default=500, ge=1, description="Most events evaluated per batch (one flush per batch)."
+    )
+    rules_batch_within_s: float = Field(
+        default=0.02, gt=0, description="Longest wait to fill a batch."
+    )
+    rules_session_timeout_s: float = Field(
+        default=10.0,
+        ge=6,
+        description="Consumer session timeout: how long until a dead worker's partitions move.",
+    )

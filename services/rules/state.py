@@ -104,7 +104,9 @@ class ChildState(Model):
 
     @classmethod
     def new(cls, event: EventBase) -> ChildState:
-        return cls(agency_id=event.agency_id, child_id=event.child_id, state=event.jurisdiction.state)
+        return cls(
+            agency_id=event.agency_id, child_id=event.child_id, state=event.jurisdiction.state
+        )
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json(exclude_defaults=True).encode()
@@ -130,7 +132,9 @@ class ChildState(Model):
         """The earliest time a clock tick could change something for this child."""
         times = [p.fire_at for p in self.pending]
         times += [
-            e.due_at for e in self.open.values() if e.due_at is not None and e.overdue_id is None
+            e.due_at
+            for e in self.open.values()
+            if e.due_at is not None and e.overdue_id is None and e.overdue_severity is not None
         ]
         return min(times) if times else None
 

@@ -1,0 +1,199 @@
+"""The rules worker on the real broker: `carealert rules` in a subprocess, events produced to
+care.events.v1, escalations and dead letters read back from their topics."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from kafka import KafkaProducer
+
+from services.common import topics
+from tests.support import (
+    Record,
+    Service,
+    free_port,
+    make_event,
+    missing_opened,
+    wait_for_records,
+    wait_until,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def rules_service(bootstrap: str, log_dir: Path, app_id: str, data_dir: Path) -> Service:
+    port = free_port()
+    return Service(
+        ["rules"],
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "CAREALERT_RULES_PORT": str(port),
+            "CAREALERT_RULES_APP_ID": app_id,
+            "CAREALERT_RULES_DATA_DIR": str(data_dir),
+            "CAREALERT_POLICY_DIR": str(ROOT / "rules"),
+            "CAREALERT_TICK_INTERVAL_S": "0.5",
+        },
+        port,
+        log_dir,
+    )
+
+
+@pytest.fixture(scope="module")
+def producer(bootstrap: str) -> Iterator[KafkaProducer]:
+    p = KafkaProducer(bootstrap_servers=[bootstrap], acks="all")
+    yield p
+    p.close()
+
+
+@pytest.fixture(scope="module")
+def rules(
+    bootstrap: str, log_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
+    svc = rules_service(
+        bootstrap, log_dir, f"rules-it-{uuid.uuid4().hex[:6]}", tmp_path_factory.mktemp("rules")
+    )
+    svc.start()
+    yield svc
+    svc.stop()
+
+
+def produce(producer: KafkaProducer, event: dict[str, Any]) -> None:
+    import json
+
+    key = f"{event['agency_id']}:{event['child_id']}".encode()
+    producer.send(topics.EVENTS, key=key, value=json.dumps(event).encode()).get(timeout=10)
+
+
+def escalations_for(bootstrap: str, child_id: str, count: int, timeout: float = 60) -> list[Record]:
+    return wait_for_records(
+        bootstrap, topics.ESCALATIONS, lambda r: r.json()["child_id"] == child_id, count, timeout
+    )
+
+
+def test_missing_child_produces_the_federal_escalations(
+    rules: Service, bootstrap: str, producer: KafkaProducer
+) -> None:
+    child = f"C-{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC)
+    produce(
+        producer,
+        make_event(
+            "child.registered",
+            {"date_of_birth": "2011-05-01", "sex": "female"},
+            child_id=child,
+            occurred_at=now,
+        ),
+    )
+    produce(producer, missing_opened(child_id=child, at=now))
+    records = escalations_for(bootstrap, child, 3)
+    by_rule = {r.json()["rule_id"]: r for r in records}
+    assert {"federal.report-law-enforcement", "federal.report-ncmec", "alert.missing-child"} <= set(
+        by_rule
+    )
+    ncmec = by_rule["federal.report-ncmec"]
+    assert ncmec.key == f"demo-agency:{child}".encode()
+    body = ncmec.json()
+    assert body["status"] == "firing"
+    assert body["jurisdiction"]["state"] == "MO"
+    # Missouri overlay: 2 hours from when the agency learned of it.
+    assert datetime.fromisoformat(body["due_at"]) == now.replace(
+        microsecond=now.microsecond
+    ) + timedelta(hours=2)
+    assert body["evidence"]["age"] == 15
+    assert len(body["escalation_id"]) == 32
+
+
+def test_deadline_passing_emits_overdue_from_the_timer(
+    rules: Service, bootstrap: str, producer: KafkaProducer
+) -> None:
+    child = f"C-{uuid.uuid4().hex[:8]}"
+    # Learned of 2 h minus 4 s ago in Missouri: the report is due in 4 seconds.
+    learned = datetime.now(UTC) - timedelta(hours=2) + timedelta(seconds=4)
+    produce(producer, missing_opened(child_id=child, at=learned))
+    escalations_for(bootstrap, child, 3)
+    overdue = wait_for_records(
+        bootstrap,
+        topics.ESCALATIONS,
+        lambda r: (
+            r.json()["child_id"] == child and r.json()["rule_id"] == "federal.report-ncmec.overdue"
+        ),
+        timeout=60,
+    )
+    assert overdue[0].json()["severity"] == "critical"
+    assert "director" in overdue[0].json()["recipients"]
+
+
+def test_resolving_event_resolves(rules: Service, bootstrap: str, producer: KafkaProducer) -> None:
+    child = f"C-{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC)
+    produce(producer, missing_opened(child_id=child, at=now))
+    escalations_for(bootstrap, child, 3)
+    produce(
+        producer,
+        make_event(
+            "missing.ncmec_reported",
+            {"episode_id": "E-1", "ncmec_case_number": "N-1"},
+            child_id=child,
+        ),
+    )
+    resolved = wait_for_records(
+        bootstrap,
+        topics.ESCALATIONS,
+        lambda r: r.json()["child_id"] == child and r.json()["status"] == "resolved",
+    )
+    assert resolved[0].json()["rule_id"] == "federal.report-ncmec"
+
+
+def test_garbage_goes_to_the_dlq_and_the_partition_keeps_flowing(
+    rules: Service, bootstrap: str, producer: KafkaProducer
+) -> None:
+    child = f"C-{uuid.uuid4().hex[:8]}"
+    key = f"demo-agency:{child}".encode()
+    garbage = b"\xff\xfe not json at all"
+    invalid = make_event("missing.opened", {"episode_id": "E-1"}, child_id=child)  # fields missing
+    producer.send(topics.EVENTS, key=key, value=garbage).get(timeout=10)
+    produce(producer, invalid)
+    wrong_key = missing_opened(child_id=child)
+    producer.send(
+        topics.EVENTS,
+        key=b"demo-agency:someone-else",
+        value=__import__("json").dumps(wrong_key).encode(),
+    ).get(timeout=10)
+    produce(producer, missing_opened(child_id=child))  # same key, after the garbage
+    escalations_for(bootstrap, child, 3)
+
+    dead = wait_for_records(
+        bootstrap,
+        topics.EVENTS_DLQ,
+        lambda r: (
+            r.key in (key, b"demo-agency:someone-else")
+            and (child.encode() in r.value or r.value == garbage)
+        ),
+        3,
+    )
+    by_value = {r.value: r for r in dead}
+    g = by_value[garbage]
+    assert g.headers["error"] == b"(root): body is not UTF-8"
+    assert g.headers["source-topic"] == topics.EVENTS.encode()
+    assert int(g.headers["source-offset"]) >= 0
+    assert g.headers["source-partition"].isdigit()
+    inv = next(r for r in dead if r.key == key and r.value != garbage)
+    assert inv.headers["error"].startswith(b"payload.last_seen_at: Field required")
+    assert b"Jane" not in inv.headers["error"]
+    wk = next(r for r in dead if r.key == b"demo-agency:someone-else")
+    assert b"message key" in wk.headers["error"]
+    metrics = httpx.get(f"{rules.url}/metrics").text
+    assert 'carealert_rules_dlq_writes_total{reason="undecodable"}' in metrics
+
+
+def test_health_and_metrics(rules: Service) -> None:
+    assert httpx.get(f"{rules.url}/healthz").text == "ok"
+    wait_until(lambda: httpx.get(f"{rules.url}/readyz").status_code == 200, 30, "readyz")
+    metrics = httpx.get(f"{rules.url}/metrics").text
+    assert "carealert_rules_events_processed_total" in metrics
