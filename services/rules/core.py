@@ -23,6 +23,7 @@ from services.rules.matcher import Matcher
 from services.rules.policy import Policy, Rule, severity_above
 from services.rules.state import (
     CONGREGATE,
+    MAX_OPEN,
     MAX_SEEN,
     TIERS,
     ChildState,
@@ -55,6 +56,22 @@ def widen(recipients: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _bound_open(st: ChildState) -> None:
+    """Keep at most MAX_OPEN open escalations per child. Past that, forget the oldest that have
+    already been escalated as overdue (or have no deadline): their firing and overdue records
+    are on the escalations topic and in notify's open list; the state only stops waiting for
+    the event that would resolve them."""
+    excess = len(st.open) - MAX_OPEN
+    if excess <= 0:
+        return
+    done = sorted(
+        (e for e in st.open.values() if e.overdue_id is not None or e.due_at is None),
+        key=lambda e: e.created_at,
+    )
+    for esc in done[:excess]:
+        del st.open[esc.escalation_id]
+
+
 class Engine:
     def __init__(self, policy: Policy, matcher: Matcher | None = None) -> None:
         self.policy = policy
@@ -83,6 +100,7 @@ class Engine:
         out = self._event(new, item, now)
         out += self._tick(new, now)
         new.seen = [*new.seen, item.event_id][-MAX_SEEN:]
+        _bound_open(new)
         return new, out
 
     # --- events ---------------------------------------------------------------------------

@@ -224,13 +224,18 @@ def _read_yaml(path: Path, problems: list[PolicyProblem]) -> Any:
         problems.append(PolicyProblem(path.name, "(file)", f"cannot read: {exc.strerror}"))
     except yaml.YAMLError as exc:
         problems.append(PolicyProblem(path.name, "(file)", f"not valid YAML: {exc}"))
-    return None
+    return _UNREADABLE
 
 
 M = TypeVar("M", bound=BaseModel)
 
 
+_UNREADABLE = object()
+
+
 def _model(cls: type[M], raw: Any, file: str, problems: list[PolicyProblem]) -> M | None:
+    if raw is _UNREADABLE:
+        return None  # already reported by _read_yaml
     try:
         return cls.model_validate(raw)
     except ValidationError as exc:

@@ -27,6 +27,7 @@ TIERS: tuple[Tier, ...] = ("standard", "elevated", "high")
 CONGREGATE = frozenset({"group_home", "institution"})
 YEAR = timedelta(days=365)
 MAX_SEEN = 512
+MAX_OPEN = 100
 MAX_HISTORY = 100
 MAX_CLOSED_EPISODES = 20
 

@@ -1,0 +1,238 @@
+"""The pure engine: determinism, idempotence, robustness to order, bounded state."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from services.common.events import EventBase, parse_event_obj
+from services.rules.core import Engine, Tick, widen
+from services.rules.offline import VirtualRun
+from services.rules.policy import load_policy
+from services.rules.state import ChildState
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine(load_policy(ROOT / "rules"))
+
+
+def ev(
+    n: int,
+    event_type: str,
+    payload: dict[str, Any],
+    minutes: int,
+    state: str = "MO",
+    child: str = "C-1",
+) -> EventBase:
+    return parse_event_obj(
+        {
+            "event_id": f"ev-{n}",
+            "event_type": event_type,
+            "schema_version": 1,
+            "agency_id": "demo-agency",
+            "child_id": child,
+            "occurred_at": (T0 + timedelta(minutes=minutes)).isoformat(),
+            "jurisdiction": {"state": state},
+            "payload": payload,
+        }
+    )
+
+
+def at(minutes: int) -> str:
+    return (T0 + timedelta(minutes=minutes)).isoformat()
+
+
+EPISODE_EVENTS: list[tuple[str, dict[str, Any]]] = [
+    (
+        "child.registered",
+        {"date_of_birth": "2011-05-01", "sex": "female", "risk_indicators": ["substance_use"]},
+    ),
+    ("placement.started", {"placement_id": "P-1", "setting": "group_home"}),
+    (
+        "missing.opened",
+        {
+            "episode_id": "E-1",
+            "last_seen_at": at(-30),
+            "circumstances": "runaway",
+            "immediate_risks": ["medical_need"],
+        },
+    ),
+    (
+        "missing.law_enforcement_reported",
+        {
+            "episode_id": "E-1",
+            "le_agency": "KCPD",
+            "report_number": "R",
+            "ncic_entry_confirmed": False,
+        },
+    ),
+    ("missing.ncmec_reported", {"episode_id": "E-1", "ncmec_case_number": "N"}),
+    ("missing.search_effort", {"episode_id": "E-1", "effort": "contact_friends"}),
+    ("missing.party_notified", {"episode_id": "E-1", "party": "court"}),
+    ("missing.staffing_held", {"episode_id": "E-1", "level": "supervisor"}),
+    ("missing.located", {"episode_id": "E-1", "located_at": at(600)}),
+    ("screening.completed", {"episode_id": "E-1", "tool": "cse_it", "result": "clear_concern"}),
+    ("return.debrief_completed", {"episode_id": "E-1", "factors": ["x"]}),
+    ("trafficking.identified", {"status": "suspected", "type": "sex"}),
+    ("trafficking.law_enforcement_reported", {"report_number": "T"}),
+    ("placement.ended", {"placement_id": "P-1", "reason": "runaway"}),
+    ("child.updated", {"date_of_birth": "2011-05-01", "sex": "female"}),
+]
+
+
+def run_all(engine: Engine, events: list[EventBase], until: datetime) -> list[tuple[str, str, str]]:
+    run = VirtualRun(engine)
+    out = []
+    for e in events:
+        out += run.apply(e)
+    out += run.advance(until)
+    return [(e.escalation_id, e.rule_id, e.status) for e in out]
+
+
+def timeline(order: list[int], state: str) -> list[EventBase]:
+    return [ev(i, *EPISODE_EVENTS[i], minutes=10 * pos, state=state) for pos, i in enumerate(order)]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    order=st.permutations(range(len(EPISODE_EVENTS))),
+    state=st.sampled_from(["MO", "KY", "TX", "OH"]),
+)
+def test_any_order_is_deterministic_and_consistent(
+    engine: Engine, order: list[int], state: str
+) -> None:
+    events = timeline(order, state)
+    first = run_all(engine, events, T0 + timedelta(days=5))
+    again = run_all(engine, events, T0 + timedelta(days=5))
+    assert first == again  # replay reproduces the same ids
+    fired = {eid for eid, _, status in first if status == "firing"}
+    resolved = [eid for eid, _, status in first if status == "resolved"]
+    assert set(resolved) <= fired  # nothing resolves what never fired
+    assert len(resolved) == len(set(resolved))  # resolved once
+    firing = [eid for eid, _, status in first if status == "firing"]
+    assert len(firing) == len(set(firing))  # fired once
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    order=st.permutations(range(len(EPISODE_EVENTS))),
+    redeliver=st.lists(st.integers(0, 14), max_size=10),
+)
+def test_redelivered_events_have_no_effect(
+    engine: Engine, order: list[int], redeliver: list[int]
+) -> None:
+    events = timeline(order, "MO")
+    once = run_all(engine, events, T0 + timedelta(days=5))
+    with_dups = events + [events[i] for i in redeliver]
+    assert run_all(engine, with_dups, T0 + timedelta(days=5)) == once
+
+
+def test_evaluate_does_not_mutate_its_input(engine: Engine) -> None:
+    state, _ = engine.evaluate(None, ev(1, *EPISODE_EVENTS[2], minutes=0), T0)
+    assert state is not None
+    before = state.to_bytes()
+    engine.evaluate(state, ev(2, *EPISODE_EVENTS[4], minutes=5), T0)
+    engine.evaluate(state, Tick(), T0 + timedelta(days=3))
+    assert state.to_bytes() == before
+
+
+def test_tick_without_state_or_deadline_is_a_no_op(engine: Engine) -> None:
+    assert engine.evaluate(None, Tick(), T0) == (None, [])
+    state, _ = engine.evaluate(None, ev(1, *EPISODE_EVENTS[0], minutes=0), T0)
+    assert state is not None
+    assert engine.evaluate(state, Tick(), T0 + timedelta(days=400)) == (state, [])
+
+
+def test_ids_differ_between_children_and_episodes(engine: Engine) -> None:
+    _, a = engine.evaluate(None, ev(1, *EPISODE_EVENTS[2], minutes=0, child="C-1"), T0)
+    _, b = engine.evaluate(None, ev(1, *EPISODE_EVENTS[2], minutes=0, child="C-2"), T0)
+    assert {e.escalation_id for e in a}.isdisjoint({e.escalation_id for e in b})
+
+
+def test_state_stays_bounded_for_a_child_with_many_events(engine: Engine) -> None:
+    run = VirtualRun(engine)
+    for n in range(300):
+        episode = f"E-{n}"
+        run.apply(
+            ev(
+                3 * n,
+                "missing.opened",
+                {"episode_id": episode, "last_seen_at": at(60 * n - 5), "circumstances": "runaway"},
+                minutes=60 * n,
+            )
+        )
+        run.apply(
+            ev(
+                3 * n + 1,
+                "missing.located",
+                {"episode_id": episode, "located_at": at(60 * n + 30)},
+                minutes=60 * n + 30,
+            )
+        )
+        run.apply(
+            ev(
+                3 * n + 2,
+                "placement.started",
+                {"placement_id": f"P-{n}", "setting": "group_home"},
+                minutes=60 * n + 40,
+            )
+        )
+    state = run.states["demo-agency:C-1"]
+    assert len(state.seen) <= 512
+    assert len([e for e in state.episodes.values() if not e.open]) <= 20
+    # Live duties are never dropped; already-escalated ones are capped.
+    escalated = [e for e in state.open.values() if e.overdue_id is not None or e.due_at is None]
+    assert len(escalated) <= 100
+    assert len(state.to_bytes()) < 200_000
+
+
+def test_escalation_carries_subject_for_law_enforcement(engine: Engine) -> None:
+    opened = ev(
+        1,
+        "missing.opened",
+        {
+            "episode_id": "E-1",
+            "last_seen_at": at(-30),
+            "circumstances": "runaway",
+            "description": {"name": "Jane", "clothing": "red coat"},
+        },
+        minutes=0,
+    )
+    _, out = engine.evaluate(None, opened, T0)
+    alert = next(e for e in out if e.rule_id == "alert.missing-child")
+    assert (
+        alert.subject is not None
+        and alert.subject.name == "Jane"
+        and alert.subject.clothing == "red coat"
+    )
+
+
+@pytest.mark.parametrize(
+    ("given_", "widened"),
+    [
+        (("caseworker",), ("caseworker", "supervisor")),
+        (("caseworker", "supervisor"), ("caseworker", "supervisor", "director")),
+        (("law_enforcement",), ("law_enforcement",)),
+    ],
+)
+def test_widen(given_: tuple[str, ...], widened: tuple[str, ...]) -> None:
+    assert widen(given_) == widened
+
+
+def test_state_round_trips(engine: Engine) -> None:
+    state, _ = engine.evaluate(None, ev(1, *EPISODE_EVENTS[2], minutes=0), T0)
+    assert state is not None
+    assert ChildState.from_bytes(state.to_bytes()) == state

@@ -1,0 +1,204 @@
+"""Policy loading: the shipped policy loads and passes its scenarios; each invariant has an
+inline YAML and the exact error."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from services.rules.core import Engine
+from services.rules.matcher import compile_condition
+from services.rules.policy import PolicyInvalid, load_policy, parse_duration
+from services.rules.scenarios import run_directory
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTRACT_RULE_IDS = {
+    "federal.report-law-enforcement",
+    "federal.report-ncmec",
+    "alert.missing-child",
+    "policy.ncic-not-confirmed",
+    "policy.supervisor-staffing",
+    "federal.return-screening",
+    "federal.return-debrief",
+    "federal.trafficking-report",
+    "risk.tier-changed",
+    "compliance.ncmec-missing-48h",
+}
+
+
+def test_shipped_policy_has_every_contract_rule_and_overlay() -> None:
+    policy = load_policy(ROOT / "rules")
+    assert CONTRACT_RULE_IDS <= {r.id for r in policy.rules}
+    assert {"MO", "KY", "TX"} <= set(policy.overlays)
+    assert len(policy.version) == 64
+
+
+def test_shipped_scenarios_pass() -> None:
+    results = run_directory(Engine(load_policy(ROOT / "rules")), ROOT / "rules")
+    assert len(results) >= 25
+    failed = {f"{r.file}: {r.name}": r.failures for r in results if r.failures}
+    assert failed == {}
+
+
+def test_every_contract_rule_has_a_scenario() -> None:
+    text = "".join(p.read_text() for p in (ROOT / "rules" / "tests").glob("*.yaml"))
+    assert all(f"rule_id: {rule_id}" in text for rule_id in CONTRACT_RULE_IDS)
+
+
+@pytest.fixture
+def policy_dir(tmp_path: Path) -> Path:
+    shutil.copytree(ROOT / "rules", tmp_path / "rules")
+    return tmp_path / "rules"
+
+
+def replace_in(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def problems(directory: Path) -> list[str]:
+    with pytest.raises(PolicyInvalid) as info:
+        load_policy(directory)
+    return [str(p) for p in info.value.problems]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            "on: [missing.opened]\n    severity: high\n    action: Report the missing child to NCMEC",
+            "on: [missing.openned]\n    severity: high\n    action: Report the missing child to NCMEC",
+            "escalations.yaml: rules.1.on.0: unknown event type 'missing.openned'",
+        ),
+        (
+            "recipients: [law_enforcement, shelter_network]",
+            "recipients: [law_enforcement, shelters]",
+            "escalations.yaml: rules.2.recipients.1: unknown recipient class 'shelters'",
+        ),
+        (
+            "id: federal.report-ncmec",
+            "id: federal.report-law-enforcement",
+            "escalations.yaml: rules.1.id: duplicate rule id 'federal.report-law-enforcement'",
+        ),
+        (
+            "when: {tier_rose: true}",
+            "when: {race: white}",
+            "escalations.yaml: rules.8.when.race: unknown fact field 'race'",
+        ),
+        (
+            "due: 72h\n    resolved_by:\n      - event: screening.completed",
+            "due: 3 days\n    resolved_by:\n      - event: screening.completed",
+            "escalations.yaml: rules.5.due: '3 days' is not a duration like 2h, 1d12h, 30m, now or none",
+        ),
+        (
+            "{any: [{immediate_risk_count: {gt: 0}}",
+            "{any: [{immediate_risk_count: {gt: 'zero'}}",
+            "escalations.yaml: rules.2.severity_when.0.when.any.0.immediate_risk_count.gt: 'zero' is not a int",
+        ),
+        (
+            "    severity: medium\n    action: The child has been missing",
+            "    severity: urgent\n    action: The child has been missing",
+            "escalations.yaml: rules.4.severity: Input should be 'critical', 'high', 'medium', 'low' or 'info' (got 'urgent')",
+        ),
+        (
+            "    basis: 42 USC 671(a)(34)(A)\n",
+            "    basis: 42 USC 671(a)(34)(A)\n    colour: red\n",
+            "escalations.yaml: rules.7.colour: Extra inputs are not permitted (got 'red')",
+        ),
+    ],
+)
+def test_rule_errors_name_file_path_and_value(
+    policy_dir: Path, old: str, new: str, expected: str
+) -> None:
+    replace_in(policy_dir / "escalations.yaml", old, new)
+    found = problems(policy_dir)
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_overlay_for_unknown_rule(policy_dir: Path) -> None:
+    (policy_dir / "jurisdictions" / "WA.yaml").write_text(
+        textwrap.dedent(
+            """\
+            state: WA
+            name: Washington
+            basis: WAC 388-148-0123
+            overrides:
+              federal.report-everyone: {due: 6h}
+            """
+        )
+    )
+    assert problems(policy_dir) == [
+        "jurisdictions/WA.yaml: overrides.federal.report-everyone: no such rule in escalations.yaml"
+    ]
+
+
+def test_overlay_state_must_match_file(policy_dir: Path) -> None:
+    replace_in(policy_dir / "jurisdictions" / "KY.yaml", "state: KY", "state: TN")
+    assert problems(policy_dir) == [
+        "jurisdictions/KY.yaml: state: 'TN' does not match the file name"
+    ]
+
+
+def test_overlay_may_not_redefine_a_federal_rule(policy_dir: Path) -> None:
+    replace_in(
+        policy_dir / "jurisdictions" / "TX.yaml", "id: tx.notify-court", "id: federal.report-ncmec"
+    )
+    assert problems(policy_dir) == [
+        "jurisdictions/TX.yaml: rules.0.id: duplicate rule id 'federal.report-ncmec' (use overrides to change a federal rule)"
+    ]
+
+
+def test_risk_file_rejects_unknown_factors(policy_dir: Path) -> None:
+    replace_in(policy_dir / "risk.yaml", "female: 1", "female: 1\nrace: 1")
+    assert problems(policy_dir) == ["risk.yaml: race: Extra inputs are not permitted (got 1)"]
+
+
+def test_invalid_yaml_is_reported(policy_dir: Path) -> None:
+    (policy_dir / "risk.yaml").write_text("tiers: {elevated: 3\n")
+    [problem] = problems(policy_dir)
+    assert problem.startswith("risk.yaml: (file): not valid YAML")
+
+
+def test_policy_version_changes_with_any_file(policy_dir: Path) -> None:
+    before = load_policy(policy_dir).version
+    assert load_policy(policy_dir).version == before
+    replace_in(policy_dir / "jurisdictions" / "MO.yaml", "{due: 2h}", "{due: 3h}")
+    assert load_policy(policy_dir).version != before
+
+
+@pytest.mark.parametrize(
+    ("text", "hours"),
+    [("2h", 2), ("1d12h", 36), ("30m", 0.5), ("now", 0), ("2d", 48)],
+)
+def test_durations(text: str, hours: float) -> None:
+    d = parse_duration(text)
+    assert d is not None and d.total_seconds() == hours * 3600
+
+
+def test_duration_none_and_garbage() -> None:
+    assert parse_duration("none") is None
+    with pytest.raises(ValueError, match="is not a duration"):
+        parse_duration("soon")
+
+
+@pytest.mark.parametrize(
+    ("cond", "compiled"),
+    [
+        ({"age": 3}, {"age": 3}),
+        ({"age": {"lt": 13}}, {"$lt": {"age": 13}}),
+        ({"age": {"gte": 0, "lt": 13}}, {"$and": [{"$gte": {"age": 0}}, {"$lt": {"age": 13}}]}),
+        (
+            {"party": {"in": ["court", "parent"]}},
+            {"$or": [{"party": "court"}, {"party": "parent"}]},
+        ),
+        ({"party": {"ne": "court"}}, {"$neq": {"party": "court"}}),
+        ({"any": [{"a": 1}, {"b": 2}]}, {"$or": [{"a": 1}, {"b": 2}]}),
+        ({"all": [{"a": 1}], "b": True}, {"$and": [{"$and": [{"a": 1}]}, {"b": True}]}),
+    ],
+)
+def test_condition_compilation(cond: dict[str, object], compiled: dict[str, object]) -> None:
+    assert compile_condition(cond) == compiled
