@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from services.common.kafka import KafkaUnavailable
 from services.ingest.keys import ApiKeysInvalid
 
@@ -38,16 +40,35 @@ def _apikey_new(agency_id: str, label: str) -> int:
     return 0
 
 
-def _policy_check(directory: Path) -> int:
+def policy_problems(directory: Path) -> list[str]:
+    """Every problem in the policy directory: rules, overlays, risk, routing, templates."""
+    from services.notify.routing import RoutingInvalid, load_routing
+    from services.notify.templates import check_templates
     from services.rules.policy import PolicyInvalid, load_policy
 
+    problems: list[str] = []
     try:
-        policy = load_policy(directory)
+        load_policy(directory)
     except PolicyInvalid as exc:
-        for problem in exc.problems:
-            sys.stderr.write(f"{directory / problem.file}: {problem.path}: {problem.reason}\n")
-        sys.stderr.write(f"policy check: {len(exc.problems)} problem(s)\n")
+        problems += [str(p) for p in exc.problems]
+    try:
+        load_routing(directory / "routing.yaml")
+    except RoutingInvalid as exc:
+        problems += [str(p) for p in exc.problems]
+    problems += check_templates(directory / "templates")
+    return problems
+
+
+def _policy_check(directory: Path) -> int:
+    from services.rules.policy import load_policy
+
+    problems = policy_problems(directory)
+    if problems:
+        for problem in problems:
+            sys.stderr.write(f"{directory}/{problem}\n")
+        sys.stderr.write(f"policy check: {len(problems)} problem(s)\n")
         return 1
+    policy = load_policy(directory)
     rules = len(policy.rules) + sum(len(r) - len(policy.rules) for r in policy.overlays.values())
     sys.stdout.write(
         f"policy ok: {rules} rules, overlays {', '.join(sorted(policy.overlays)) or 'none'}, "
@@ -58,13 +79,12 @@ def _policy_check(directory: Path) -> int:
 
 def _policy_test(directory: Path) -> int:
     from services.rules.core import Engine
-    from services.rules.policy import PolicyInvalid, load_policy
+    from services.rules.policy import load_policy
     from services.rules.scenarios import run_directory
 
-    try:
-        policy = load_policy(directory)
-    except PolicyInvalid:
+    if policy_problems(directory):
         return _policy_check(directory)
+    policy = load_policy(directory)
     results = run_directory(Engine(policy), directory)
     failed = [r for r in results if r.failures]
     for r in results:
@@ -113,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("ingest", help="run the ingest HTTP service")
     sub.add_parser("rules", help="run the rules worker (faust)")
+    sub.add_parser("notify", help="run the notify worker and its HTTP API")
+    sinks = sub.add_parser("sinks", help="run a local SMTP sink and webhook/SMS sink (demo)")
+    sinks.add_argument("--smtp-port", type=int, default=2525)
+    sinks.add_argument("--http-port", type=int, default=8090)
+    sinks.add_argument("--dir", type=Path, default=Path(".run/sink"))
     policy = sub.add_parser("policy", help="check or test the policy files")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)
     check = policy_sub.add_parser("check", help="validate rules, overlays, routing, templates")
@@ -146,6 +171,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             run_rules(RulesSettings())
             return 0
+        if args.command == "notify":
+            from services.notify.main import run as run_notify
+            from services.notify.settings import NotifySettings
+
+            run_notify(NotifySettings())
+            return 0
+        if args.command == "sinks":
+            import os
+
+            from services.notify.sinks import run_sinks
+
+            run_sinks(
+                args.smtp_port, args.http_port, args.dir, os.environ.get("CAREALERT_WEBHOOK_SECRET")
+            )
+            return 0
         if args.command == "policy":
             if args.policy_command == "check":
                 return _policy_check(args.dir)
@@ -156,9 +196,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _schemas(args.dir)
         if args.command == "apikey":
             return _apikey_new(args.agency, args.label)
+    except ValidationError as exc:
+        # Settings errors: name the variable and the problem, never the value (it may be a secret).
+        for err in exc.errors(include_input=False, include_url=False):
+            name = "CAREALERT_" + ".".join(str(p) for p in err["loc"]).upper()
+            sys.stderr.write(f"carealert: {name}: {err['msg']}\n")
+        return 2
     except (KafkaUnavailable, ApiKeysInvalid) as exc:
         sys.stderr.write(f"carealert: {exc}\n")
         return 3
+    except ValueError as exc:  # PolicyInvalid, RoutingInvalid, MissingSecret, template errors
+        sys.stderr.write(f"carealert: {exc}\n")
+        return 2
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -14,10 +14,21 @@ export CAREALERT_API_KEYS_FILE="${CAREALERT_API_KEYS_FILE:-$ROOT/deploy/local/ap
 export CAREALERT_INGEST_PORT="${CAREALERT_INGEST_PORT:-8080}"
 export CAREALERT_RULES_PORT="${CAREALERT_RULES_PORT:-8081}"
 export CAREALERT_NOTIFY_PORT="${CAREALERT_NOTIFY_PORT:-8082}"
+export CAREALERT_RULES_DATA_DIR="${CAREALERT_RULES_DATA_DIR:-$RUN_DIR/rules}"
+# Demo secrets: public, for a laptop only. Set your own in any real deployment.
+export CAREALERT_ACK_SECRET="${CAREALERT_ACK_SECRET:-demo-ack-secret-not-for-production}"
+export CAREALERT_NOTIFY_API_TOKEN="${CAREALERT_NOTIFY_API_TOKEN:-demo-operator-token}"
+export CAREALERT_WEBHOOK_SECRET="${CAREALERT_WEBHOOK_SECRET:-demo-webhook-secret}"
+export CAREALERT_SMTP_PORT="${CAREALERT_SMTP_PORT:-2525}"
+SINK_HTTP_PORT="${SINK_HTTP_PORT:-8090}"
+SINK_DIR="$RUN_DIR/sink"
 
 # name:port:command — a service is started only if its command exists in this checkout.
 SERVICES=(
+  "sinks:$SINK_HTTP_PORT:sinks --smtp-port $CAREALERT_SMTP_PORT --http-port $SINK_HTTP_PORT --dir $SINK_DIR"
   "ingest:$CAREALERT_INGEST_PORT:ingest"
+  "rules:$CAREALERT_RULES_PORT:rules"
+  "notify:$CAREALERT_NOTIFY_PORT:notify"
 )
 
 alive() { [[ -f "$RUN_DIR/$1.pid" ]] && kill -0 "$(cat "$RUN_DIR/$1.pid")" 2>/dev/null; }
@@ -85,6 +96,11 @@ cat <<EOF2
 carealert is running (stop it with: make stop)
 
   ingest    http://127.0.0.1:$CAREALERT_INGEST_PORT   (OpenAPI: /docs, /openapi.json; /metrics, /readyz)
+  rules     http://127.0.0.1:$CAREALERT_RULES_PORT/metrics   (policy: rules/, check with .venv/bin/carealert policy test)
+  notify    http://127.0.0.1:$CAREALERT_NOTIFY_PORT   (open escalations: GET /v1/escalations?status=open
+                                      with 'Authorization: Bearer $CAREALERT_NOTIFY_API_TOKEN')
+  delivered email     $SINK_DIR/mail/*.eml        (SMTP sink on 127.0.0.1:$CAREALERT_SMTP_PORT)
+  delivered webhooks  $SINK_DIR/webhooks/*.json   (webhook + SMS sink on 127.0.0.1:$SINK_HTTP_PORT)
   kafka     $KAFKA_BOOTSTRAP_SERVERS   (topics care.events.v1, care.events.dlq, care.escalations.v1, ...)
   logs      $RUN_DIR/*.log
 
@@ -94,4 +110,6 @@ Try it:
   curl -i -X POST http://127.0.0.1:$CAREALERT_INGEST_PORT/v1/events \\
     -H 'Authorization: Bearer demo-not-a-secret' -H 'Content-Type: application/json' \\
     -d @deploy/local/example-event.json
+
+then, within a few seconds: ls $SINK_DIR/mail $SINK_DIR/webhooks
 EOF2

@@ -81,21 +81,39 @@ def ensure_topics(
     replication: int,
     names: Iterable[str] = topics.ALL,
     client_id: str = "carealert-admin",
+    compacted: bool = False,
 ) -> list[str]:
-    """Create the topics that are missing; return the names created. Existing topics are left
-    exactly as they are (their partition count is never changed)."""
+    """Create the topics that are missing (compacted if asked); return the names created.
+    Existing topics are left exactly as they are (their partition count is never changed)."""
     client = admin(bootstrap, client_id=client_id)
     try:
         existing = set(client.list_topics())
         missing = [n for n in names if n not in existing]
         if missing:
             try:
+                configs = {"cleanup.policy": "compact"} if compacted else {}
                 client.create_topics(
-                    [NewTopic(n, partitions, replication) for n in missing], timeout_ms=10_000
+                    [NewTopic(n, partitions, replication, topic_configs=configs) for n in missing],
+                    timeout_ms=10_000,
                 )
             except TopicAlreadyExistsError:
                 pass  # another service created it between list and create
             log.info("created topics", extra={"count": len(missing)})
         return missing
+    finally:
+        client.close()
+
+
+def partition_counts(
+    bootstrap: list[str], names: Iterable[str], *, client_id: str
+) -> dict[str, int]:
+    """The number of partitions of each named topic (0 if it does not exist)."""
+    client = admin(bootstrap, client_id=client_id)
+    try:
+        out = dict.fromkeys(names, 0)
+        for described in client.describe_topics(list(out)):
+            name = described.get("name") or described.get("topic")
+            out[name] = len(described.get("partitions") or [])
+        return out
     finally:
         client.close()

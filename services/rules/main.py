@@ -9,7 +9,7 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from services.common import logs, topics
-from services.common.kafka import admin, ensure_topics, wait_for_kafka
+from services.common.kafka import ensure_topics, partition_counts, wait_for_kafka
 from services.rules.app import TICKS_SUFFIX, build_app
 from services.rules.core import Engine
 from services.rules.metrics import RulesMetrics
@@ -21,12 +21,7 @@ log = logging.getLogger(__name__)
 
 def events_partitions(bootstrap: list[str]) -> int:
     """The partition count of care.events.v1: the state table and the ticks topic must match it."""
-    client = admin(bootstrap, client_id="carealert-rules")
-    try:
-        [described] = client.describe_topics([topics.EVENTS])
-        return len(described["partitions"])
-    finally:
-        client.close()
+    return partition_counts(bootstrap, [topics.EVENTS], client_id="carealert-rules")[topics.EVENTS]
 
 
 class _Worker(faust.Worker):

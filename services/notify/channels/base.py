@@ -1,0 +1,45 @@
+"""What every channel shares: the delivery it is given and how it reports failure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from services.notify.templates import Message
+
+
+class DeliveryError(Exception):
+    """A failed attempt. `retryable` says whether trying again may help; `reason` is a short
+    fixed code for metrics and records (never contains addresses or content)."""
+
+    def __init__(self, reason: str, *, retryable: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class Delivery:
+    notification_id: str
+    escalation_id: str
+    receiver: str
+    recipient_class: str
+    address: str  # email address, phone number or URL
+    message: Message
+    options: Any = None  # the receiver's channel config (e.g. WebhookTarget)
+
+
+class Channel(Protocol):
+    name: str
+
+    async def send(self, delivery: Delivery) -> None:
+        """Deliver once. Raises DeliveryError."""
+
+
+def classify_http(status: int) -> DeliveryError:
+    """Alertmanager's rule: 429 and 5xx may succeed later, other 4xx will not."""
+    if status == 429:
+        return DeliveryError("http_429", retryable=True)
+    if status >= 500:
+        return DeliveryError("http_5xx", retryable=True)
+    return DeliveryError("http_4xx", retryable=False)

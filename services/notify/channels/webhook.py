@@ -1,0 +1,80 @@
+"""Signed JSON webhooks.
+
+Body: {notification_id, escalation_id, receiver, recipient_class, subject, body, data}.
+Headers: `X-Carealert-Timestamp` (unix seconds), `X-Carealert-Signature: sha256=<hex>` where
+hex = HMAC-SHA256(secret, timestamp + "." + body), and `Idempotency-Key: <notification_id>` so a
+receiver can drop a resend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable, Mapping
+
+import httpx
+from pydantic import SecretStr
+
+from services.notify.channels.base import Delivery, DeliveryError, classify_http
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+class WebhookChannel:
+    name = "webhook"
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        secrets: Mapping[str, SecretStr],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.secrets = secrets
+        self.clock = clock
+
+    def payload(self, delivery: Delivery) -> bytes:
+        return json.dumps(
+            {
+                "notification_id": delivery.notification_id,
+                "escalation_id": delivery.escalation_id,
+                "receiver": delivery.receiver,
+                "recipient_class": delivery.recipient_class,
+                "subject": delivery.message.subject,
+                "body": delivery.message.body,
+                "data": delivery.message.data,
+            },
+            sort_keys=True,
+            default=str,
+        ).encode()
+
+    async def send(self, delivery: Delivery) -> None:
+        body = self.payload(delivery)
+        timestamp = str(int(self.clock()))
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": delivery.notification_id,
+            "X-Carealert-Timestamp": timestamp,
+        }
+        secret_env = getattr(delivery.options, "secret_env", None)
+        if secret_env:
+            secret = self.secrets.get(secret_env)
+            if secret is None:
+                raise DeliveryError("no_secret", retryable=False)
+            headers["X-Carealert-Signature"] = sign(secret.get_secret_value(), timestamp, body)
+        timeout = getattr(delivery.options, "timeout_s", 5.0)
+        try:
+            response = await self.client.post(
+                delivery.address, content=body, headers=headers, timeout=timeout
+            )
+        except httpx.TimeoutException:
+            raise DeliveryError("timeout", retryable=True) from None
+        except httpx.HTTPError:
+            raise DeliveryError("connect", retryable=True) from None
+        if response.status_code >= 300:
+            raise classify_http(response.status_code)

@@ -1,0 +1,135 @@
+"""Notify's durable memory, all in Kafka:
+
+- the sent-log (compacted topic, key notification_id): terminal outcome of each notification;
+  a notification id in it is never delivered again.
+- the open registry (compacted topic, key escalation_id): firing escalations still waiting for
+  acknowledgement or resolution; a tombstone closes one.
+- acknowledgements (care.acks.v1, key escalation_id).
+
+`load()` reads all three to their end before the worker starts; `follow()` keeps tailing them so
+that several notify instances see each other's writes. Every write waits for Kafka's ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from services.common import topics
+from services.common.kafka import partition_counts
+from services.notify.plan import OpenEntry
+
+log = logging.getLogger(__name__)
+
+
+class Ledger:
+    def __init__(
+        self, bootstrap: list[str], producer: AIOKafkaProducer, sent_topic: str, open_topic: str
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.producer = producer
+        self.sent_topic = sent_topic
+        self.open_topic = open_topic
+        self.sent: dict[str, dict[str, Any]] = {}
+        self.open: dict[str, OpenEntry] = {}
+        self.acks: dict[str, dict[str, Any]] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self.on_ack: Callable[[str], None] | None = None
+
+    def _apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        k = key.decode()
+        if topic == self.sent_topic:
+            if value is not None:
+                self.sent[k] = json.loads(value)
+        elif topic == self.open_topic:
+            if value is None:
+                self.open.pop(k, None)
+            else:
+                entry = OpenEntry.from_json(json.loads(value))
+                ack = self.acks.get(k)
+                entry.acked_by = ack.get("receiver") if ack else None
+                self.open[k] = entry
+        elif topic == topics.ACKS and value is not None:
+            ack = json.loads(value)
+            self.acks[k] = ack
+            if k in self.open:
+                self.open[k].acked_by = ack.get("receiver")
+            if self.on_ack:
+                self.on_ack(k)
+
+    async def load(self) -> None:
+        """Read the three topics to their current end."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            names = (topics.ACKS, self.sent_topic, self.open_topic)
+            counts = await asyncio.to_thread(
+                partition_counts, self.bootstrap, names, client_id="carealert-notify"
+            )
+            # acks first so open entries loaded after them see their ack
+            tps = [TopicPartition(t, p) for t in names for p in range(counts[t])]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            end = await consumer.end_offsets(tps)
+            remaining = {tp for tp in tps if end[tp] > 0}
+            while remaining:
+                batch = await consumer.getmany(*remaining, timeout_ms=500)
+                for tp, records in batch.items():
+                    for r in records:
+                        self._apply(tp.topic, r.key, r.value)
+                for tp in list(remaining):
+                    if await consumer.position(tp) >= end[tp]:
+                        remaining.discard(tp)
+            self._consumer = consumer
+        except BaseException:
+            await consumer.stop()
+            raise
+
+    async def follow(self) -> None:
+        """Apply new records as they arrive (runs until cancelled)."""
+        assert self._consumer is not None
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=500)
+            for tp, records in batch.items():
+                for r in records:
+                    self._apply(tp.topic, r.key, r.value)
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def record_sent(self, nid: str, record: dict[str, Any]) -> None:
+        await self.producer.send_and_wait(
+            self.sent_topic, key=nid.encode(), value=json.dumps(record).encode()
+        )
+        self.sent[nid] = record
+
+    async def put_open(self, entry: OpenEntry) -> None:
+        esc_id = entry.escalation.escalation_id
+        await self.producer.send_and_wait(
+            self.open_topic, key=esc_id.encode(), value=json.dumps(entry.to_json()).encode()
+        )
+        self.open[esc_id] = entry
+
+    async def close_open(self, escalation_id: str) -> None:
+        await self.producer.send_and_wait(self.open_topic, key=escalation_id.encode(), value=None)
+        self.open.pop(escalation_id, None)
+
+    async def record_ack(self, escalation_id: str, ack: dict[str, Any]) -> None:
+        await self.producer.send_and_wait(
+            topics.ACKS, key=escalation_id.encode(), value=json.dumps(ack).encode()
+        )
+        self._apply(topics.ACKS, escalation_id.encode(), json.dumps(ack).encode())
+
+
+async def wait_stopped(tasks: list[asyncio.Task[Any]]) -> None:
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,187 @@
+"""Start notify: check the routing and templates, load the ledger from Kafka, then run the
+consumer loop and the HTTP API in one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Iterator
+
+import httpx
+import uvicorn
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
+
+from services.common import logs, topics
+from services.common.kafka import ensure_topics, wait_for_kafka
+from services.notify.api import create_api
+from services.notify.channels.base import Channel
+from services.notify.channels.email import SmtpChannel, SmtpConfig
+from services.notify.channels.sms import SmsChannel
+from services.notify.channels.webhook import WebhookChannel
+from services.notify.ledger import Ledger, wait_stopped
+from services.notify.metrics import NotifyMetrics
+from services.notify.plan import RetryPolicy
+from services.notify.routing import Routing, load_routing
+from services.notify.settings import NotifySettings
+from services.notify.templates import Templates
+from services.notify.worker import Notifier, consume
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn inside our own event loop: the worker, not uvicorn, owns SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class MissingSecret(ValueError):
+    pass
+
+
+def webhook_secrets(routing: Routing, settings: NotifySettings) -> dict[str, SecretStr]:
+    """Every secret_env named in routing.yaml must be set: checked at start, not at 3 a.m."""
+    out: dict[str, SecretStr] = {}
+    for spec in routing.receivers.values():
+        env = spec.webhook.secret_env if spec.webhook else None
+        if not env:
+            continue
+        if env == "CAREALERT_WEBHOOK_SECRET" and settings.webhook_secret is not None:
+            out[env] = settings.webhook_secret
+        elif os.environ.get(env):
+            out[env] = SecretStr(os.environ[env])
+        else:
+            raise MissingSecret(f"receiver {spec.name}: environment variable {env} is not set")
+    return out
+
+
+async def serve(settings: NotifySettings) -> None:
+    routing = load_routing(settings.policy_dir / "routing.yaml")
+    templates = Templates(settings.policy_dir / "templates")
+    secrets = webhook_secrets(routing, settings)
+    sent_topic = f"{settings.notify_group_id}-sent"
+    open_topic = f"{settings.notify_group_id}-open"
+    await asyncio.to_thread(
+        wait_for_kafka,
+        settings.bootstrap_list,
+        client_id="carealert-notify",
+        timeout_s=settings.kafka_wait_seconds,
+    )
+    await asyncio.to_thread(
+        ensure_topics,
+        settings.bootstrap_list,
+        partitions=settings.topic_partitions,
+        replication=settings.topic_replication,
+    )
+    await asyncio.to_thread(
+        ensure_topics,
+        settings.bootstrap_list,
+        partitions=settings.topic_partitions,
+        replication=settings.topic_replication,
+        names=[sent_topic, open_topic],
+        compacted=True,
+    )
+    metrics = NotifyMetrics(CollectorRegistry())
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_list, acks="all", enable_idempotence=True
+    )
+    await producer.start()
+    ledger = Ledger(settings.bootstrap_list, producer, sent_topic, open_topic)
+    ready = {"ready": False}
+    api = create_api(settings, ledger, metrics, ready)
+    server = _Server(
+        uvicorn.Config(
+            api,
+            host=settings.notify_host,
+            port=settings.notify_port,
+            log_config=None,
+            access_log=False,
+        )
+    )
+    web = asyncio.create_task(server.serve())
+    client = httpx.AsyncClient()
+    channels: dict[str, Channel] = {
+        "email": SmtpChannel(
+            SmtpConfig(
+                host=settings.smtp_host,
+                port=settings.smtp_port,
+                starttls=settings.smtp_starttls,
+                username=settings.smtp_username,
+                password=settings.smtp_password,
+                sender=settings.smtp_sender,
+            )
+        ),
+        "webhook": WebhookChannel(client, secrets),
+        "sms": SmsChannel(client),
+    }
+    notifier = Notifier(
+        routing=routing,
+        templates=templates,
+        channels=channels,
+        ledger=ledger,
+        producer=producer,
+        metrics=metrics,
+        retry=RetryPolicy(
+            max_attempts=settings.retry_max_attempts,
+            base_s=settings.retry_base_s,
+            max_s=settings.retry_max_s,
+        ),
+        ack_secret=settings.ack_secret.get_secret_value(),
+        public_url=settings.notify_public_url,
+    )
+    consumer = AIOKafkaConsumer(
+        topics.ESCALATIONS,
+        bootstrap_servers=settings.bootstrap_list,
+        group_id=settings.notify_group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=10_000,
+        heartbeat_interval_ms=2_000,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        await ledger.load()
+        await consumer.start()
+        ready["ready"] = True
+        log.info("notify ready", extra={"port": settings.notify_port, "count": len(ledger.sent)})
+        tasks = [
+            asyncio.create_task(ledger.follow()),
+            asyncio.create_task(
+                consume(
+                    notifier,
+                    consumer,
+                    settings.notify_max_in_flight,
+                    settings.notify_tick_s,
+                    settings.notify_fault_file,
+                )
+            ),
+        ]
+        waiter = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([waiter, web, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for t in done:
+            if t is not waiter and t.exception() is not None:
+                raise t.exception()  # type: ignore[misc]
+    finally:
+        await wait_stopped(tasks)
+        server.should_exit = True
+        await asyncio.gather(web, return_exceptions=True)
+        await consumer.stop()
+        await ledger.stop()
+        await producer.stop()
+        await client.aclose()
+
+
+def run(settings: NotifySettings) -> None:
+    logs.configure("notify", settings.log_level)
+    asyncio.run(serve(settings))

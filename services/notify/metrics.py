@@ -1,0 +1,34 @@
+"""Notify metrics, declared once; a registry is passed in so tests read a fresh one."""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class NotifyMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.deliveries = Counter(
+            "carealert_notify_deliveries_total",
+            "Delivery attempts by channel, outcome and reason code.",
+            ["channel", "status", "reason"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "carealert_notify_delivery_latency_seconds",
+            "From the escalation's created_at to a successful delivery.",
+            ["channel"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=registry,
+        )
+        self.open = Gauge(
+            "carealert_notify_open_escalations",
+            "Firing escalations not yet resolved.",
+            registry=registry,
+        )
+        self.unacked_past_due = Gauge(
+            "carealert_notify_unacknowledged_past_due",
+            "Open, unacknowledged escalations whose due time has passed.",
+            registry=registry,
+        )
+        self.acks = Counter(
+            "carealert_notify_acks_total", "Acknowledgements accepted.", registry=registry
+        )

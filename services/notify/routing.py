@@ -1,0 +1,337 @@
+"""The routing tree (rules/routing.yaml), modelled on Alertmanager's.
+
+An escalation becomes one alert per recipient class, labelled `severity`, `rule_id`,
+`recipient_class`, `agency`, `state`, `county` and `status`. Each alert walks the tree from the
+root: children are tried in order, the first match wins unless it sets `continue: true`; if no
+child matches, the node's own receiver takes it. Settings (`receiver`, `repeat_interval`,
+`ack_timeout`, `send_resolved`) are inherited from the parent unless a node sets them.
+
+`load_routing(path)` parses strictly, then cross-checks (unknown receiver, unknown recipient
+class or severity in a matcher, unreachable route, unknown staff role), raising
+`RoutingInvalid` with every problem as "file: path: reason".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from services.common import yamlio
+from services.common.escalations import RECIPIENT_CLASSES, SEVERITIES, Escalation
+from services.rules.policy import parse_duration
+
+LABELS = ("severity", "rule_id", "recipient_class", "agency", "state", "county", "status")
+KNOWN_VALUES: Mapping[str, frozenset[str]] = {
+    "severity": frozenset(SEVERITIES),
+    "recipient_class": RECIPIENT_CLASSES,
+    "status": frozenset({"firing", "resolved"}),
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EmailTarget(Strict):
+    to: str | None = None
+    to_staff: Literal["caseworker", "supervisor"] | None = None
+    fallback: str | None = None  # used when the staff member has no address on file
+
+
+class WebhookTarget(Strict):
+    url: str = Field(pattern=r"^https?://")
+    secret_env: str | None = None
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+
+
+class SmsTarget(Strict):
+    gateway_url: str = Field(pattern=r"^https?://")
+    to: str | None = None
+    to_staff: Literal["caseworker", "supervisor"] | None = None
+    fallback: str | None = None
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+
+
+class ReceiverSpec(Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    email: EmailTarget | None = None
+    webhook: WebhookTarget | None = None
+    sms: SmsTarget | None = None
+
+
+class StaffContact(Strict):
+    name: str
+    email: str | None = None
+    sms: str | None = None
+
+
+class RouteSpec(Strict):
+    receiver: str | None = None
+    match: dict[str, str] = {}
+    match_re: dict[str, str] = {}
+    continue_: bool = Field(default=False, alias="continue")
+    repeat_interval: str | None = None
+    ack_timeout: str | None = None
+    send_resolved: bool | None = None
+    routes: list[RouteSpec] = []
+
+
+class Defaults(Strict):
+    repeat_interval: str = "4h"
+    ack_timeout: str = "1h"
+    send_resolved: bool = True
+    max_reminders: int = Field(default=6, ge=0, le=100)
+
+
+class RoutingFile(Strict):
+    version: Literal[1]
+    defaults: Defaults = Defaults()
+    agency_contact: dict[str, str] = {}
+    shelter_photo: bool = False
+    staff: dict[str, StaffContact] = {}
+    receivers: list[ReceiverSpec]
+    route: RouteSpec
+
+
+@dataclass(frozen=True)
+class Route:
+    """A compiled node: matchers plus effective (inherited) settings."""
+
+    path: str
+    match: Mapping[str, str]
+    match_re: Mapping[str, re.Pattern[str]]
+    cont: bool
+    receiver: str
+    repeat_interval: timedelta
+    ack_timeout: timedelta
+    send_resolved: bool
+    children: tuple[Route, ...]
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in self.match.items()) and all(
+            rx.fullmatch(labels.get(k, "")) for k, rx in self.match_re.items()
+        )
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one recipient class of an escalation goes."""
+
+    receiver: str
+    recipient_class: str
+    route: Route
+
+
+@dataclass(frozen=True)
+class Routing:
+    root: Route
+    receivers: Mapping[str, ReceiverSpec]
+    staff: Mapping[str, StaffContact]
+    defaults: Defaults
+    agency_contact: Mapping[str, str]
+    shelter_photo: bool
+
+    def match(self, labels: Mapping[str, str]) -> list[Route]:
+        return list(_walk(self.root, labels))
+
+    def route(self, escalation: Escalation, classes: tuple[str, ...] | None = None) -> list[Target]:
+        """Receivers for each recipient class of the escalation (each receiver once: the first
+        class that reaches it decides the template)."""
+        seen: set[str] = set()
+        out: list[Target] = []
+        for rc in classes if classes is not None else escalation.recipients:
+            for node in self.match(labels_of(escalation, rc)):
+                if node.receiver not in seen:
+                    seen.add(node.receiver)
+                    out.append(Target(node.receiver, rc, node))
+        return out
+
+
+def labels_of(escalation: Escalation, recipient_class: str) -> dict[str, str]:
+    return {
+        "severity": escalation.severity,
+        "rule_id": escalation.rule_id,
+        "recipient_class": recipient_class,
+        "agency": escalation.agency_id,
+        "state": escalation.jurisdiction.state,
+        "county": escalation.jurisdiction.county or "",
+        "status": escalation.status,
+    }
+
+
+def _walk(node: Route, labels: Mapping[str, str]) -> Iterator[Route]:
+    matched_child = False
+    for child in node.children:
+        if child.matches(labels):
+            found = list(_walk(child, labels))
+            yield from found
+            matched_child = True
+            if not child.cont:
+                break
+    if not matched_child:
+        yield node
+
+
+@dataclass(frozen=True)
+class RoutingProblem:
+    file: str
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.path}: {self.reason}"
+
+
+class RoutingInvalid(ValueError):
+    def __init__(self, problems: list[RoutingProblem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def _duration(text: str, file: str, path: str, problems: list[RoutingProblem]) -> timedelta:
+    try:
+        d = parse_duration(text)
+    except ValueError as exc:
+        problems.append(RoutingProblem(file, path, str(exc)))
+        return timedelta(hours=1)
+    if d is None or d.total_seconds() <= 0:
+        problems.append(RoutingProblem(file, path, f"{text!r} must be a positive duration"))
+        return timedelta(hours=1)
+    return d
+
+
+def _compile(
+    spec: RouteSpec,
+    path: str,
+    parent: Route | None,
+    parsed: RoutingFile,
+    file: str,
+    problems: list[RoutingProblem],
+) -> Route:
+    receivers = {r.name for r in parsed.receivers}
+    receiver = spec.receiver or (parent.receiver if parent else "")
+    if not receiver:
+        problems.append(RoutingProblem(file, f"{path}.receiver", "the root route needs a receiver"))
+    elif receiver not in receivers:
+        problems.append(RoutingProblem(file, f"{path}.receiver", f"unknown receiver {receiver!r}"))
+    for kind, matchers in (("match", spec.match), ("match_re", spec.match_re)):
+        for label, value in matchers.items():
+            where = f"{path}.{kind}.{label}"
+            if label not in LABELS:
+                problems.append(
+                    RoutingProblem(
+                        file, where, f"unknown label {label!r} (labels: {', '.join(LABELS)})"
+                    )
+                )
+            elif kind == "match" and label in KNOWN_VALUES and value not in KNOWN_VALUES[label]:
+                problems.append(
+                    RoutingProblem(
+                        file, where, f"{value!r} is not a known {label.replace('_', ' ')}"
+                    )
+                )
+    match_re: dict[str, re.Pattern[str]] = {}
+    for label, rx in spec.match_re.items():
+        try:
+            match_re[label] = re.compile(rx)
+        except re.error as exc:
+            problems.append(RoutingProblem(file, f"{path}.match_re.{label}", f"bad regex: {exc}"))
+    d = parsed.defaults
+    repeat = spec.repeat_interval or (None if parent else d.repeat_interval)
+    ack = spec.ack_timeout or (None if parent else d.ack_timeout)
+    node = Route(
+        path=path,
+        match=dict(spec.match),
+        match_re=match_re,
+        cont=spec.continue_,
+        receiver=receiver,
+        repeat_interval=_duration(repeat, file, f"{path}.repeat_interval", problems)
+        if repeat
+        else parent.repeat_interval,  # type: ignore[union-attr]
+        ack_timeout=_duration(ack, file, f"{path}.ack_timeout", problems)
+        if ack
+        else parent.ack_timeout,  # type: ignore[union-attr]
+        send_resolved=spec.send_resolved
+        if spec.send_resolved is not None
+        else (parent.send_resolved if parent else d.send_resolved),
+        children=(),
+    )
+    children = tuple(
+        _compile(c, f"{path}.routes.{i}", node, parsed, file, problems)
+        for i, c in enumerate(spec.routes)
+    )
+    # A child after a sibling that matches everything and does not continue is unreachable.
+    for i, child in enumerate(children):
+        if not child.match and not child.match_re and not child.cont:
+            for j in range(i + 1, len(children)):
+                problems.append(
+                    RoutingProblem(
+                        file,
+                        f"{path}.routes.{j}",
+                        f"unreachable: routes.{i} matches everything and does not continue",
+                    )
+                )
+            break
+    return Route(**{**node.__dict__, "children": children})
+
+
+def load_routing(path: Path) -> Routing:
+    """Load and cross-check a routing file. Raises RoutingInvalid with every problem."""
+    file = path.name
+    problems: list[RoutingProblem] = []
+    try:
+        raw: Any = yamlio.load(path.read_text())
+    except OSError as exc:
+        raise RoutingInvalid(
+            [RoutingProblem(file, "(file)", f"cannot read: {exc.strerror}")]
+        ) from None
+    except Exception as exc:  # yaml errors
+        raise RoutingInvalid([RoutingProblem(file, "(file)", f"not valid YAML: {exc}")]) from None
+    try:
+        parsed = RoutingFile.model_validate(raw)
+    except ValidationError as exc:
+        raise RoutingInvalid(
+            [
+                RoutingProblem(
+                    file,
+                    ".".join(str(p) for p in e["loc"]) or "(root)",
+                    e["msg"] + ("" if e["type"] == "missing" else f" (got {e['input']!r})"),
+                )
+                for e in exc.errors(include_url=False)
+            ]
+        ) from None
+    names: set[str] = set()
+    for i, r in enumerate(parsed.receivers):
+        if r.name in names:
+            problems.append(
+                RoutingProblem(file, f"receivers.{i}.name", f"duplicate receiver {r.name!r}")
+            )
+        names.add(r.name)
+        if not (r.email or r.webhook or r.sms):
+            problems.append(
+                RoutingProblem(file, f"receivers.{i}", "a receiver needs email, webhook or sms")
+            )
+        if r.email and bool(r.email.to) == bool(r.email.to_staff):
+            problems.append(
+                RoutingProblem(file, f"receivers.{i}.email", "give exactly one of to, to_staff")
+            )
+        if r.sms and bool(r.sms.to) == bool(r.sms.to_staff):
+            problems.append(
+                RoutingProblem(file, f"receivers.{i}.sms", "give exactly one of to, to_staff")
+            )
+    root = _compile(parsed.route, "route", None, parsed, file, problems)
+    if problems:
+        raise RoutingInvalid(problems)
+    return Routing(
+        root=root,
+        receivers={r.name: r for r in parsed.receivers},
+        staff=parsed.staff,
+        defaults=parsed.defaults,
+        agency_contact=parsed.agency_contact,
+        shelter_photo=parsed.shelter_photo,
+    )

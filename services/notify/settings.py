@@ -1,0 +1,48 @@
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+
+from services.common.settings import CommonSettings
+
+PLACEHOLDERS = frozenset({"", "changeme", "change-me", "changethis", "secret"})
+
+
+class NotifySettings(CommonSettings):
+    notify_host: str = Field(default="127.0.0.1")
+    notify_port: int = Field(default=8082, ge=1, le=65535)
+    notify_public_url: str = Field(
+        default="http://127.0.0.1:8082", description="Base URL of ack links in messages."
+    )
+    policy_dir: Path = Field(default=Path("rules"), description="routing.yaml and templates/.")
+    notify_group_id: str = Field(default="carealert-notify")
+    ack_secret: SecretStr = Field(description="Key that signs ack links (HMAC-SHA256).")
+    notify_api_token: SecretStr = Field(description="Bearer token for GET /v1/escalations.")
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="Key for webhooks whose secret_env is CAREALERT_WEBHOOK_SECRET."
+    )
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=2525, ge=1, le=65535)
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_sender: str = "carealert@localhost"
+    retry_max_attempts: int = Field(default=5, ge=1, le=50)
+    retry_base_s: float = Field(default=1.0, gt=0)
+    retry_max_s: float = Field(default=60.0, gt=0)
+    notify_tick_s: float = Field(default=1.0, gt=0, description="Reminder/escalation check period.")
+    notify_max_in_flight: int = Field(default=200, ge=1, description="Escalations handled at once.")
+    notify_fault_file: Path | None = Field(
+        default=None,
+        description="Testing only: if this file exists when an offset is about to be committed, "
+        "delete it and exit at once (simulates a crash after the effect, before the commit).",
+    )
+
+    @field_validator("ack_secret", "notify_api_token")
+    @classmethod
+    def not_placeholder(cls, value: SecretStr) -> SecretStr:
+        if (
+            value.get_secret_value().strip().lower() in PLACEHOLDERS
+            or len(value.get_secret_value()) < 12
+        ):
+            raise ValueError("must be a real secret of at least 12 characters")
+        return value

@@ -1,0 +1,333 @@
+"""The notify worker: care.escalations.v1 in, deliveries out, every attempt recorded.
+
+Exactly one delivery per (escalation, receiver, step) rests on:
+1. a deterministic notification id (escalation id, receiver, step);
+2. the sent-log: before delivering, an id already there is skipped; after the final outcome,
+   the id is written there and Kafka's ack awaited;
+3. offsets committed only after every notification of a message reached the sent-log, in
+   offset order (messages are handled concurrently, committed contiguously).
+A crash after (2) replays the message and skips the delivery. The one window left is between a
+channel accepting a message and the sent-log write; each message therefore carries its id
+(webhook `Idempotency-Key`, email `Message-ID`) so a receiver can drop the resend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from pydantic import ValidationError
+
+from services.common import topics
+from services.common.escalations import Escalation
+from services.notify.channels.base import Channel, Delivery, DeliveryError
+from services.notify.ledger import Ledger
+from services.notify.metrics import NotifyMetrics
+from services.notify.plan import (
+    NoContact,
+    OpenEntry,
+    RetryPolicy,
+    ack_url,
+    due_steps,
+    notification_id,
+    resolve_address,
+)
+from services.notify.routing import Routing, Target
+from services.notify.templates import Templates, context_for
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Notifier:
+    def __init__(
+        self,
+        *,
+        routing: Routing,
+        templates: Templates,
+        channels: dict[str, Channel],
+        ledger: Ledger,
+        producer: AIOKafkaProducer,
+        metrics: NotifyMetrics,
+        retry: RetryPolicy,
+        ack_secret: str,
+        public_url: str,
+        clock: Callable[[], datetime] = utc_now,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.routing = routing
+        self.templates = templates
+        self.channels = channels
+        self.ledger = ledger
+        self.producer = producer
+        self.metrics = metrics
+        self.retry = retry
+        self.ack_secret = ack_secret
+        self.public_url = public_url
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        self.locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.inflight: set[str] = set()
+
+    # --- records ----------------------------------------------------------------------------
+
+    async def _record(
+        self,
+        nid: str,
+        esc: Escalation,
+        target: Target,
+        channel: str,
+        step: str,
+        status: str,
+        attempt: int,
+        reason: str | None,
+    ) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "notification_id": nid,
+            "escalation_id": esc.escalation_id,
+            "receiver": target.receiver,
+            "recipient_class": target.recipient_class,
+            "channel": channel,
+            "status": status,
+            "attempt": attempt,
+            "step": step,
+            "escalation_status": esc.status,
+            "at": self.clock().isoformat(),
+        }
+        if reason:
+            record["reason"] = reason
+        import json
+
+        await self.producer.send_and_wait(
+            topics.NOTIFICATIONS, key=esc.escalation_id.encode(), value=json.dumps(record).encode()
+        )
+        self.metrics.deliveries.labels(channel, status, reason or "").inc()
+        return record
+
+    # --- one notification ---------------------------------------------------------------------
+
+    async def deliver(self, esc: Escalation, target: Target, step: str) -> None:
+        """Deliver one notification at most once; record every attempt and the outcome."""
+        nid = notification_id(esc.escalation_id, target.receiver, step)
+        if nid in self.ledger.sent or nid in self.inflight:
+            return
+        self.inflight.add(nid)
+        try:
+            await self._deliver(nid, esc, target, step)
+        finally:
+            self.inflight.discard(nid)
+
+    async def _deliver(self, nid: str, esc: Escalation, target: Target, step: str) -> None:
+        spec = self.routing.receivers[target.receiver]
+        try:
+            channel_name, address, options = resolve_address(spec, esc, self.routing.staff)
+        except NoContact as exc:
+            final = await self._record(
+                nid, esc, target, "email" if spec.email else "sms", step, "failed", 0, str(exc)
+            )
+            await self.ledger.record_sent(nid, final)
+            return
+        link = ack_url(self.public_url, self.ack_secret, esc.escalation_id, target.receiver)
+        context = context_for(
+            target.recipient_class,
+            esc,
+            agency_contact=self.routing.agency_contact.get(esc.agency_id, "your agency contact"),
+            ack_url=link if esc.status == "firing" else None,
+            shelter_photo=self.routing.shelter_photo,
+        )
+        message = self.templates.render(target.recipient_class, context)
+        delivery = Delivery(
+            nid,
+            esc.escalation_id,
+            target.receiver,
+            target.recipient_class,
+            address,
+            message,
+            options,
+        )
+        channel = self.channels[channel_name]
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await channel.send(delivery)
+            except DeliveryError as exc:
+                if not exc.retryable:
+                    final = await self._record(
+                        nid, esc, target, channel_name, step, "failed", attempt, exc.reason
+                    )
+                    break
+                if attempt >= self.retry.max_attempts:
+                    final = await self._record(
+                        nid, esc, target, channel_name, step, "dead_lettered", attempt, exc.reason
+                    )
+                    log.warning(
+                        "notification dead-lettered",
+                        extra={
+                            "notification_id": nid,
+                            "reason": exc.reason,
+                            "receiver": target.receiver,
+                        },
+                    )
+                    break
+                await self._record(
+                    nid, esc, target, channel_name, step, "retrying", attempt, exc.reason
+                )
+                await self.sleep(self.retry.backoff(attempt, self.rng))
+                continue
+            final = await self._record(
+                nid, esc, target, channel_name, step, "delivered", attempt, None
+            )
+            latency = (self.clock() - esc.created_at).total_seconds()
+            self.metrics.latency.labels(channel_name).observe(max(0.0, latency))
+            break
+        await self.ledger.record_sent(nid, final)
+
+    # --- escalations --------------------------------------------------------------------------
+
+    async def handle(self, esc: Escalation, partition: int) -> None:
+        async with self.locks[esc.escalation_id]:
+            if esc.status == "firing":
+                entry = self.ledger.open.get(esc.escalation_id)
+                if entry is None:
+                    targets = self.routing.route(esc)
+                    entry = OpenEntry(
+                        esc,
+                        partition,
+                        self.clock(),
+                        targets=[(t.receiver, t.recipient_class) for t in targets],
+                    )
+                    ack = self.ledger.acks.get(esc.escalation_id)
+                    entry.acked_by = ack.get("receiver") if ack else None
+                    # Registered first: if we crash mid-delivery, the timer still knows it.
+                    await self.ledger.put_open(entry)
+                await asyncio.gather(*(self.deliver(esc, t, "0") for t in self.routing.route(esc)))
+            else:
+                entry = self.ledger.open.get(esc.escalation_id)
+                notified = {r for r, _ in entry.targets} if entry else None
+                targets = [
+                    t
+                    for t in self.routing.route(esc)
+                    if t.route.send_resolved and (notified is None or t.receiver in notified)
+                ]
+                await asyncio.gather(*(self.deliver(esc, t, "resolved") for t in targets))
+                if esc.escalation_id in self.ledger.open:
+                    await self.ledger.close_open(esc.escalation_id)
+        self.metrics.open.set(len(self.ledger.open))
+
+    async def tick(self, owned: set[int] | None) -> None:
+        """Send the reminders and escalations that are due now."""
+        now = self.clock()
+        past_due = 0
+        work = []
+        for entry in list(self.ledger.open.values()):
+            if owned is not None and entry.partition not in owned:
+                continue
+            esc = entry.escalation
+            if entry.acked_by is None and esc.due_at is not None and esc.due_at <= now:
+                past_due += 1
+            for step, target in due_steps(entry, self.routing, now):
+                work.append(self.deliver(esc, target, step))
+        self.metrics.unacked_past_due.set(past_due)
+        self.metrics.open.set(len(self.ledger.open))
+        if work:
+            await asyncio.gather(*work)
+
+
+class OffsetTracker:
+    """Commits each partition's offsets contiguously: an offset is committed only when it and
+    every earlier offset handled by this worker are done."""
+
+    def __init__(self) -> None:
+        self.pending: dict[TopicPartition, dict[int, bool]] = defaultdict(dict)
+
+    def start(self, tp: TopicPartition, offset: int) -> None:
+        self.pending[tp][offset] = False
+
+    def done(self, tp: TopicPartition, offset: int) -> None:
+        self.pending[tp][offset] = True
+
+    def committable(self) -> dict[TopicPartition, int]:
+        out: dict[TopicPartition, int] = {}
+        for tp, offsets in self.pending.items():
+            last = None
+            for off in sorted(offsets):
+                if not offsets[off]:
+                    break
+                last = off
+            if last is not None:
+                for off in [o for o in offsets if o <= last]:
+                    del offsets[off]
+                out[tp] = last + 1
+        return out
+
+
+async def consume(
+    notifier: Notifier,
+    consumer: AIOKafkaConsumer,
+    max_in_flight: int,
+    tick_s: float,
+    fault_file: Any = None,
+) -> None:
+    """The consumer loop: handle escalations concurrently, commit in order, tick the timer."""
+    tracker = OffsetTracker()
+    slots = asyncio.Semaphore(max_in_flight)
+    tasks: set[asyncio.Task[None]] = set()
+    last_tick = 0.0
+    loop = asyncio.get_running_loop()
+
+    async def run_one(tp: TopicPartition, offset: int, value: bytes | None) -> None:
+        try:
+            try:
+                esc = Escalation.model_validate_json(value or b"")
+            except ValidationError:
+                log.error(
+                    "undecodable escalation skipped",
+                    extra={"topic": tp.topic, "partition": tp.partition, "offset": offset},
+                )
+                return
+            await notifier.handle(esc, tp.partition)
+        except Exception as exc:  # keep the offset uncommitted: it is retried after a restart
+            log.exception(
+                "escalation handling failed", extra={"reason": type(exc).__name__, "offset": offset}
+            )
+            raise
+        else:
+            tracker.done(tp, offset)
+        finally:
+            slots.release()
+
+    while True:
+        batch = await consumer.getmany(timeout_ms=int(min(tick_s, 0.5) * 1000))
+        for tp, records in batch.items():
+            for r in records:
+                await slots.acquire()
+                tracker.start(tp, r.offset)
+                task = asyncio.create_task(run_one(tp, r.offset, r.value))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        offsets = tracker.committable()
+        if offsets:
+            if fault_file is not None and fault_file.exists():
+                fault_file.unlink()
+                log.warning("fault injection: exiting before commit")
+                os._exit(70)
+            await consumer.commit(offsets)
+        if loop.time() - last_tick >= tick_s:
+            last_tick = loop.time()
+            owned = {tp.partition for tp in consumer.assignment()}
+            task = asyncio.create_task(notifier.tick(owned))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
