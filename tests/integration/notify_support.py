@@ -1,0 +1,176 @@
+"""A notify deployment for tests: real SMTP and HTTP sinks on loopback, a routing file that
+points at them with short intervals, and `carealert notify` in a subprocess."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from services.common import topics
+from services.common.escalations import Escalation
+from services.notify.sinks import HttpSink, SmtpSink
+from tests.support import Service, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+WEBHOOK_SECRET = "test-webhook-secret"
+ACK_SECRET = "test-ack-secret-0123456789"
+API_TOKEN = "test-operator-token"
+
+ROUTING = """\
+version: 1
+defaults: {{repeat_interval: {repeat}, ack_timeout: {ack}, send_resolved: true, max_reminders: 2}}
+agency_contact: {{demo-agency: "+1-555-0100"}}
+staff:
+  W-1: {{name: Alex Rivera, email: alex@agency.example}}
+  S-1: {{name: Jordan Price, email: jordan@agency.example}}
+receivers:
+  - name: caseworker
+    email: {{to_staff: caseworker, fallback: intake@agency.example}}
+  - name: supervisor
+    email: {{to_staff: supervisor, fallback: supervisors@agency.example}}
+  - name: director
+    email: {{to: director@agency.example}}
+  - name: law-enforcement
+    webhook: {{url: "http://127.0.0.1:{http}/hooks/le", secret_env: CAREALERT_WEBHOOK_SECRET, timeout_s: 2}}
+  - name: shelter-network
+    webhook: {{url: "http://127.0.0.1:{http}/hooks/shelters", secret_env: CAREALERT_WEBHOOK_SECRET, timeout_s: 2}}
+  - name: on-call
+    sms: {{gateway_url: "http://127.0.0.1:{http}/sms", to: "+15555550199"}}
+route:
+  receiver: caseworker
+  routes:
+    - match: {{recipient_class: law_enforcement}}
+      receiver: law-enforcement
+    - match: {{recipient_class: shelter_network}}
+      receiver: shelter-network
+    - match: {{recipient_class: supervisor}}
+      receiver: supervisor
+    - match: {{recipient_class: director}}
+      receiver: director
+    - match: {{recipient_class: on_call}}
+      receiver: on-call
+"""
+
+
+@dataclass
+class NotifyStack:
+    service: Service
+    smtp: SmtpSink
+    http: HttpSink
+    policy_dir: Path
+    group_id: str
+
+    def mails_to(self, address: str, escalation_id: str | None = None) -> list[Any]:
+        with self.smtp.lock:
+            return [
+                m
+                for rcpt, m in self.smtp.messages
+                if address in rcpt
+                and (escalation_id is None or m["X-Carealert-Escalation"] == escalation_id)
+            ]
+
+    def stop(self) -> None:
+        self.service.stop()
+        self.http.stop()
+        self.smtp.stop()
+
+
+def skip_existing_escalations(bootstrap: str, group_id: str) -> None:
+    """Commit the group's offsets at the current end of care.escalations.v1, so a test's
+    notify only sees the escalations the test publishes."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=[bootstrap], group_id=group_id, enable_auto_commit=False
+    )
+    try:
+        parts = consumer.partitions_for_topic(topics.ESCALATIONS) or set()
+        tps = [TopicPartition(topics.ESCALATIONS, p) for p in parts]
+        end = consumer.end_offsets(tps)
+        from kafka.structs import OffsetAndMetadata
+
+        consumer.commit({tp: OffsetAndMetadata(end[tp], "", -1) for tp in tps})
+    finally:
+        consumer.close()
+
+
+def start_stack(
+    bootstrap: str,
+    log_dir: Path,
+    tmp: Path,
+    *,
+    repeat: str = "1h",
+    ack: str = "1h",
+    fault_file: Path | None = None,
+) -> NotifyStack:
+    smtp = SmtpSink(free_port())
+    http = HttpSink(free_port(), secret=WEBHOOK_SECRET)
+    smtp.start()
+    http.start()
+    policy = tmp / f"policy-{uuid.uuid4().hex[:6]}"
+    shutil.copytree(ROOT / "rules" / "templates", policy / "templates")
+    (policy / "routing.yaml").write_text(ROUTING.format(repeat=repeat, ack=ack, http=http.port))
+    group = f"notify-it-{uuid.uuid4().hex[:8]}"
+    from services.common.kafka import ensure_topics
+
+    ensure_topics([bootstrap], partitions=6, replication=1)
+    skip_existing_escalations(bootstrap, group)
+    port = free_port()
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "CAREALERT_NOTIFY_PORT": str(port),
+        "CAREALERT_NOTIFY_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "CAREALERT_POLICY_DIR": str(policy),
+        "CAREALERT_NOTIFY_GROUP_ID": group,
+        "CAREALERT_ACK_SECRET": ACK_SECRET,
+        "CAREALERT_NOTIFY_API_TOKEN": API_TOKEN,
+        "CAREALERT_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "CAREALERT_SMTP_PORT": str(smtp.port),
+        "CAREALERT_RETRY_BASE_S": "0.2",
+        "CAREALERT_RETRY_MAX_ATTEMPTS": "4",
+        "CAREALERT_NOTIFY_TICK_S": "0.3",
+    }
+    if fault_file is not None:
+        env["CAREALERT_NOTIFY_FAULT_FILE"] = str(fault_file)
+    service = Service(["notify"], env, port, log_dir)
+    service.start()
+    return NotifyStack(service, smtp, http, policy, group)
+
+
+def make_escalation(**kw: Any) -> Escalation:
+    now = datetime.now(UTC)
+    base: dict[str, Any] = {
+        "escalation_id": uuid.uuid4().hex,
+        "status": "firing",
+        "rule_id": "federal.report-ncmec",
+        "policy_version": "test",
+        "severity": "high",
+        "action": "Report the missing child to NCMEC",
+        "basis": "42 USC 671(a)(35)(B)",
+        "agency_id": "demo-agency",
+        "child_id": f"C-{uuid.uuid4().hex[:6]}",
+        "episode_id": "E-1",
+        "jurisdiction": {"state": "MO"},
+        "recipients": ["caseworker"],
+        "due_at": now + timedelta(hours=2),
+        "evidence": {"age": 15},
+        "triggered_by": ["ev-1"],
+        "created_at": now,
+        "caseworker_id": "W-1",
+        "supervisor_id": "S-1",
+        "subject": {
+            "name": "Jane Doe",
+            "clothing": "red hoodie",
+            "immediate_risks": ["medical_need"],
+        },
+    }
+    base.update(kw)
+    return Escalation.model_validate(base)
+
+
+def publish(producer: KafkaProducer, esc: Escalation) -> None:
+    producer.send(topics.ESCALATIONS, key=esc.key.encode(), value=esc.to_bytes()).get(timeout=10)

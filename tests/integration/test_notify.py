@@ -1,0 +1,324 @@
+"""Notify on the real broker with a real SMTP server (aiosmtpd) and a real HTTP webhook server."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import pytest
+from kafka import KafkaProducer
+
+from services.common import topics
+from tests.integration.notify_support import (
+    API_TOKEN,
+    NotifyStack,
+    make_escalation,
+    publish,
+    start_stack,
+)
+from tests.support import read_topic, wait_until
+
+
+@pytest.fixture(scope="module")
+def producer(bootstrap: str) -> Iterator[KafkaProducer]:
+    p = KafkaProducer(bootstrap_servers=[bootstrap], acks="all")
+    yield p
+    p.close()
+
+
+@pytest.fixture(scope="module")
+def stack(
+    bootstrap: str, log_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[NotifyStack]:
+    s = start_stack(bootstrap, log_dir, tmp_path_factory.mktemp("notify"))
+    yield s
+    s.stop()
+
+
+def records_for(bootstrap: str, escalation_id: str) -> list[dict[str, object]]:
+    return [
+        r.json()
+        for r in read_topic(bootstrap, topics.NOTIFICATIONS)
+        if r.key == escalation_id.encode()
+    ]
+
+
+def test_escalation_is_mailed_and_webhooked_with_signature(
+    stack: NotifyStack, producer: KafkaProducer, bootstrap: str
+) -> None:
+    esc = make_escalation(
+        recipients=["caseworker", "law_enforcement", "shelter_network"],
+        rule_id="alert.missing-child",
+        severity="critical",
+    )
+    publish(producer, esc)
+    wait_until(
+        lambda: len(stack.mails_to("alex@agency.example", esc.escalation_id)) == 1,
+        30,
+        "caseworker mail",
+    )
+    wait_until(
+        lambda: any(
+            r.json()["escalation_id"] == esc.escalation_id for r in stack.http.on("/hooks/shelters")
+        ),
+        30,
+        "shelter webhook",
+    )
+    [mail] = stack.mails_to("alex@agency.example", esc.escalation_id)
+    assert "[critical]" in mail["Subject"]
+    body = mail.get_content()
+    assert "Jane Doe" in body and esc.escalation_id in body
+    assert mail["Message-ID"].endswith("@carealert>")
+
+    [le] = [r for r in stack.http.on("/hooks/le") if r.json()["escalation_id"] == esc.escalation_id]
+    assert le.signature_ok is True
+    assert le.headers["idempotency-key"] == le.json()["notification_id"]
+    assert le.json()["data"]["subject"]["clothing"] == "red hoodie"
+    [shelter] = [
+        r
+        for r in stack.http.on("/hooks/shelters")
+        if r.json()["escalation_id"] == esc.escalation_id
+    ]
+    assert shelter.signature_ok is True
+    assert (
+        b"medical" not in shelter.body and b"671" not in shelter.body and b"Doe" not in shelter.body
+    )
+
+    wait_until(
+        lambda: (
+            len(
+                [r for r in records_for(bootstrap, esc.escalation_id) if r["status"] == "delivered"]
+            )
+            == 3
+        ),
+        30,
+        "records",
+    )
+    delivered = [r for r in records_for(bootstrap, esc.escalation_id) if r["status"] == "delivered"]
+    assert {(r["receiver"], r["channel"]) for r in delivered} == {
+        ("caseworker", "email"),
+        ("law-enforcement", "webhook"),
+        ("shelter-network", "webhook"),
+    }
+
+
+def test_webhook_500_twice_then_200_delivers_once_in_three_attempts(
+    stack: NotifyStack, producer: KafkaProducer, bootstrap: str
+) -> None:
+    esc = make_escalation(recipients=["law_enforcement"])
+    stack.http.responses.extend([500, 503])
+    publish(producer, esc)
+    wait_until(
+        lambda: any(r["status"] == "delivered" for r in records_for(bootstrap, esc.escalation_id)),
+        30,
+        "delivery",
+    )
+    attempts = [
+        (r["status"], r["attempt"], r.get("reason"))
+        for r in records_for(bootstrap, esc.escalation_id)
+    ]
+    assert attempts == [
+        ("retrying", 1, "http_5xx"),
+        ("retrying", 2, "http_5xx"),
+        ("delivered", 3, None),
+    ]
+    got = [r for r in stack.http.on("/hooks/le") if r.body and esc.escalation_id.encode() in r.body]
+    assert len(got) == 3  # two refused, one accepted
+    assert len({r.headers["idempotency-key"] for r in got}) == 1
+
+
+def test_permanent_failure_is_not_retried(
+    stack: NotifyStack, producer: KafkaProducer, bootstrap: str
+) -> None:
+    esc = make_escalation(recipients=["law_enforcement"])
+    stack.http.responses.extend([410])
+    publish(producer, esc)
+    wait_until(
+        lambda: any(r["status"] == "failed" for r in records_for(bootstrap, esc.escalation_id)),
+        30,
+        "failure",
+    )
+    assert [(r["status"], r["reason"]) for r in records_for(bootstrap, esc.escalation_id)] == [
+        ("failed", "http_4xx")
+    ]
+
+
+def test_retry_budget_ends_in_dead_letter(
+    stack: NotifyStack, producer: KafkaProducer, bootstrap: str
+) -> None:
+    esc = make_escalation(recipients=["law_enforcement"])
+    stack.http.responses.extend([500, 500, 500, 500])
+    publish(producer, esc)
+    wait_until(
+        lambda: any(
+            r["status"] == "dead_lettered" for r in records_for(bootstrap, esc.escalation_id)
+        ),
+        30,
+        "dead letter",
+    )
+    assert [r["status"] for r in records_for(bootstrap, esc.escalation_id)] == [
+        "retrying",
+        "retrying",
+        "retrying",
+        "dead_lettered",
+    ]
+
+
+def test_duplicate_escalation_record_is_delivered_once(
+    stack: NotifyStack, producer: KafkaProducer
+) -> None:
+    esc = make_escalation()
+    publish(producer, esc)
+    publish(producer, esc)
+    wait_until(
+        lambda: len(stack.mails_to("alex@agency.example", esc.escalation_id)) >= 1, 30, "mail"
+    )
+    time.sleep(2)
+    assert len(stack.mails_to("alex@agency.example", esc.escalation_id)) == 1
+
+
+def test_resolved_sends_notice_and_leaves_the_open_list(
+    stack: NotifyStack, producer: KafkaProducer
+) -> None:
+    esc = make_escalation()
+    publish(producer, esc)
+    wait_until(
+        lambda: len(stack.mails_to("alex@agency.example", esc.escalation_id)) == 1, 30, "mail"
+    )
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    listed = httpx.get(f"{stack.service.url}/v1/escalations?status=open", headers=headers).json()
+    assert esc.escalation_id in {e["escalation_id"] for e in listed["escalations"]}
+    assert httpx.get(f"{stack.service.url}/v1/escalations?status=open").status_code == 401
+    publish(producer, esc.model_copy(update={"status": "resolved"}))
+    wait_until(
+        lambda: len(stack.mails_to("alex@agency.example", esc.escalation_id)) == 2,
+        30,
+        "resolution notice",
+    )
+    assert stack.mails_to("alex@agency.example", esc.escalation_id)[1]["Subject"].startswith(
+        "RESOLVED"
+    )
+    wait_until(
+        lambda: (
+            esc.escalation_id
+            not in {
+                e["escalation_id"]
+                for e in httpx.get(f"{stack.service.url}/v1/escalations", headers=headers).json()[
+                    "escalations"
+                ]
+            }
+        ),
+        10,
+        "closed",
+    )
+
+
+def test_bad_ack_token_is_refused(stack: NotifyStack, producer: KafkaProducer) -> None:
+    esc = make_escalation()
+    r = httpx.post(
+        f"{stack.service.url}/v1/escalations/{esc.escalation_id}/ack",
+        json={"receiver": "caseworker", "token": "0" * 32},
+    )
+    assert r.status_code == 403
+
+
+def ack_link(mail: object) -> str:
+    body = mail.get_content()  # type: ignore[attr-defined]
+    line = next(ln for ln in body.splitlines() if ln.startswith("Acknowledge:"))
+    return line.split(":", 1)[1].strip()
+
+
+def test_reminders_escalation_ack_and_resolve(
+    bootstrap: str, log_dir: Path, tmp_path: Path, producer: KafkaProducer
+) -> None:
+    """Short intervals: reminders every 2 s, escalation after 3 s. The acknowledged escalation
+    stops; the unacknowledged one is reminded and goes up to the supervisor; the resolved one
+    stops too. Acks survive a restart."""
+    s = start_stack(bootstrap, log_dir, tmp_path, repeat="2s", ack="3s")
+    try:
+        acked, ignored, resolved = make_escalation(), make_escalation(), make_escalation()
+        for esc in (acked, ignored, resolved):
+            publish(producer, esc)
+        wait_until(
+            lambda: all(
+                s.mails_to("alex@agency.example", e.escalation_id)
+                for e in (acked, ignored, resolved)
+            ),
+            30,
+            "first mails",
+        )
+
+        link = ack_link(s.mails_to("alex@agency.example", acked.escalation_id)[0])
+        query = parse_qs(urlparse(link).query)
+        assert query["receiver"] == ["caseworker"]
+        page = httpx.get(link)
+        assert page.status_code == 200 and "<form method=post>" in page.text
+        r = httpx.post(link)
+        assert r.status_code == 202
+        assert r.json() == {"escalation_id": acked.escalation_id, "status": "acknowledged"}
+        publish(producer, resolved.model_copy(update={"status": "resolved"}))
+
+        # The ignored one: reminded (r1 at 2 s) and escalated to the supervisor (e1 at 3 s).
+        wait_until(
+            lambda: len(s.mails_to("jordan@agency.example", ignored.escalation_id)) == 1,
+            30,
+            "escalation to supervisor",
+        )
+        wait_until(
+            lambda: len(s.mails_to("alex@agency.example", ignored.escalation_id)) >= 2,
+            30,
+            "reminder",
+        )
+        time.sleep(3)
+        assert len(s.mails_to("alex@agency.example", acked.escalation_id)) == 1
+        assert s.mails_to("jordan@agency.example", acked.escalation_id) == []
+        assert (
+            len(s.mails_to("alex@agency.example", resolved.escalation_id)) == 2
+        )  # first + resolved notice
+        assert s.mails_to("jordan@agency.example", resolved.escalation_id) == []
+        acks = [
+            r.json()
+            for r in read_topic(bootstrap, topics.ACKS)
+            if r.key == acked.escalation_id.encode()
+        ]
+        assert [a["receiver"] for a in acks] == ["caseworker"]
+
+        # Restart: the ack and the sent-log come back from Kafka; nothing is sent again.
+        s.service.stop()
+        before = len(s.mails_to("alex@agency.example", acked.escalation_id))
+        ignored_before = len(s.mails_to("alex@agency.example", ignored.escalation_id))
+        s.service.start()
+        time.sleep(3)
+        assert len(s.mails_to("alex@agency.example", acked.escalation_id)) == before
+        # reminders are capped at 2 by this routing file
+        assert len(s.mails_to("alex@agency.example", ignored.escalation_id)) <= 3
+        assert len(s.mails_to("alex@agency.example", ignored.escalation_id)) >= ignored_before
+    finally:
+        s.stop()
+
+
+def test_crash_after_sending_before_commit_does_not_send_twice(
+    bootstrap: str, log_dir: Path, tmp_path: Path, producer: KafkaProducer
+) -> None:
+    fault = tmp_path / "crash-before-commit"
+    fault.touch()
+    s = start_stack(bootstrap, log_dir, tmp_path, fault_file=fault)
+    try:
+        esc = make_escalation(recipients=["caseworker", "law_enforcement"])
+        publish(producer, esc)
+        assert s.service.proc is not None
+        wait_until(
+            lambda: s.service.proc.poll() is not None, 30, "notify to crash before committing"
+        )  # type: ignore[union-attr]
+        assert s.service.proc.returncode == 70
+        assert not fault.exists()
+        assert len(s.mails_to("alex@agency.example", esc.escalation_id)) == 1
+        s.service.start()  # consumes the same, uncommitted escalation again
+        time.sleep(4)
+        assert len(s.mails_to("alex@agency.example", esc.escalation_id)) == 1
+        assert len([r for r in s.http.on("/hooks/le") if esc.escalation_id.encode() in r.body]) == 1
+    finally:
+        s.stop()

@@ -1,0 +1,402 @@
+"""Routing, minimisation and scheduling: pure logic of notify, table-driven."""
+
+from __future__ import annotations
+
+import random
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.common.escalations import Escalation, Subject
+from services.notify.plan import (
+    OpenEntry,
+    RetryPolicy,
+    ack_token,
+    ack_url,
+    check_ack_token,
+    due_steps,
+    notification_id,
+    resolve_address,
+    widen_classes,
+)
+from services.notify.routing import RoutingInvalid, load_routing
+from services.notify.templates import Templates, age_band, context_for
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
+
+
+def escalation(**kw: Any) -> Escalation:
+    base: dict[str, Any] = {
+        "escalation_id": "e" * 32,
+        "status": "firing",
+        "rule_id": "federal.report-ncmec",
+        "policy_version": "v",
+        "severity": "high",
+        "action": "Report the missing child to NCMEC",
+        "basis": "42 USC 671(a)(35)(B)",
+        "agency_id": "demo-agency",
+        "child_id": "C-100234",
+        "episode_id": "E-1",
+        "jurisdiction": {"state": "MO", "county": "Jackson"},
+        "recipients": ["caseworker", "supervisor"],
+        "due_at": T0 + timedelta(hours=2),
+        "evidence": {
+            "age": 15,
+            "risk_tier": "high",
+            "setting": "group_home",
+            "result": "clear_concern",
+        },
+        "triggered_by": ["ev-1"],
+        "created_at": T0,
+        "caseworker_id": "W-1",
+        "supervisor_id": "S-1",
+        "subject": Subject(
+            name="Jane Q Doe",
+            aliases=("JJ",),
+            date_of_birth="2011-05-01",
+            sex="female",
+            physical_description="5 ft 4",
+            clothing="red hoodie",
+            photo_url="https://photos.invalid/p.jpg",
+            last_seen_at=T0 - timedelta(hours=1),
+            last_seen_location="bus station",
+            places_frequented=("mall",),
+            immediate_risks=("medical_need", "suspected_trafficking"),
+        ),
+    }
+    base.update(kw)
+    return Escalation.model_validate(base)
+
+
+@pytest.fixture(scope="module")
+def routing() -> Any:
+    return load_routing(ROOT / "rules" / "routing.yaml")
+
+
+@pytest.fixture(scope="module")
+def templates() -> Templates:
+    return Templates(ROOT / "rules" / "templates")
+
+
+# --- routing ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("recipients", "severity", "state", "expected"),
+    [
+        (["caseworker", "supervisor"], "high", "MO", ["caseworker", "supervisor"]),
+        (
+            ["law_enforcement", "shelter_network"],
+            "critical",
+            "MO",
+            ["law-enforcement-mo", "shelter-network"],
+        ),
+        (["law_enforcement"], "high", "KY", ["law-enforcement"]),
+        (["ncmec"], "high", "MO", ["ncmec"]),
+        (["director"], "critical", "MO", ["director", "on-call"]),
+        (["director"], "high", "MO", ["director"]),
+        (["court", "parent", "guardian_ad_litem"], "medium", "TX", ["parties"]),
+        (["placement_provider"], "low", "MO", ["placement-provider"]),
+        (["on_call"], "info", "MO", ["on-call"]),
+    ],
+)
+def test_routes(
+    routing: Any, recipients: list[str], severity: str, state: str, expected: list[str]
+) -> None:
+    esc = escalation(recipients=recipients, severity=severity, jurisdiction={"state": state})
+    assert [t.receiver for t in routing.route(esc)] == expected
+
+
+def test_route_inherits_defaults(routing: Any) -> None:
+    [target] = routing.route(escalation(recipients=["caseworker"]))
+    assert target.route.repeat_interval == timedelta(hours=4)
+    assert target.route.ack_timeout == timedelta(hours=1)
+    assert target.route.send_resolved is True
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "routing.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+BASE = """\
+    version: 1
+    receivers:
+      - name: a
+        email: {to: a@x.example}
+      - name: b
+        webhook: {url: "http://127.0.0.1:1/b"}
+    route:
+      receiver: a
+      routes:
+"""
+
+
+@pytest.mark.parametrize(
+    ("routes", "problem"),
+    [
+        (
+            "        - match: {recipient_class: caseworker}\n          receiver: nope\n",
+            "routing.yaml: route.routes.0.receiver: unknown receiver 'nope'",
+        ),
+        (
+            "        - match: {recipient_class: caseworkers}\n          receiver: b\n",
+            "routing.yaml: route.routes.0.match.recipient_class: 'caseworkers' is not a known recipient class",
+        ),
+        (
+            "        - match: {severity: urgent}\n          receiver: b\n",
+            "routing.yaml: route.routes.0.match.severity: 'urgent' is not a known severity",
+        ),
+        (
+            "        - match: {colour: red}\n          receiver: b\n",
+            "routing.yaml: route.routes.0.match.colour: unknown label 'colour' (labels: severity, rule_id, recipient_class, agency, state, county, status)",
+        ),
+        (
+            "        - receiver: b\n        - match: {severity: high}\n          receiver: a\n",
+            "routing.yaml: route.routes.1: unreachable: routes.0 matches everything and does not continue",
+        ),
+        (
+            "        - match_re: {rule_id: '('}\n          receiver: b\n",
+            "routing.yaml: route.routes.0.match_re.rule_id: bad regex: missing ), unterminated subpattern at position 0",
+        ),
+        (
+            "        - match: {severity: high}\n          receiver: b\n          ack_timeout: soon\n",
+            "routing.yaml: route.routes.0.ack_timeout: 'soon' is not a duration like 2h, 1d12h, 30m, now or none",
+        ),
+    ],
+)
+def test_routing_errors_are_exact(tmp_path: Path, routes: str, problem: str) -> None:
+    path = write(tmp_path, BASE + textwrap.indent(routes, "    "))
+    with pytest.raises(RoutingInvalid) as info:
+        load_routing(path)
+    assert [str(p) for p in info.value.problems] == [problem]
+
+
+def test_receiver_needs_a_channel_and_unique_name(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+        version: 1
+        receivers:
+          - name: a
+          - name: a
+            email: {to: a@x.example, to_staff: caseworker}
+        route: {receiver: a}
+    """,
+    )
+    with pytest.raises(RoutingInvalid) as info:
+        load_routing(path)
+    assert [str(p) for p in info.value.problems] == [
+        "routing.yaml: receivers.0: a receiver needs email, webhook or sms",
+        "routing.yaml: receivers.1.name: duplicate receiver 'a'",
+        "routing.yaml: receivers.1.email: give exactly one of to, to_staff",
+    ]
+
+
+def test_unknown_key_is_rejected(tmp_path: Path) -> None:
+    path = write(tmp_path, "version: 1\nreceivers: []\nroute: {receiver: a, colour: red}\n")
+    with pytest.raises(RoutingInvalid) as info:
+        load_routing(path)
+    assert "routing.yaml: route.colour: Extra inputs are not permitted (got 'red')" in [
+        str(p) for p in info.value.problems
+    ]
+
+
+# --- minimisation ----------------------------------------------------------------------------
+
+
+def rendered(
+    templates: Templates, recipient_class: str, esc: Escalation, photo: bool = False
+) -> str:
+    ctx = context_for(
+        recipient_class,
+        esc,
+        agency_contact="+1-555-0100",
+        ack_url="http://ack",
+        shelter_photo=photo,
+    )
+    msg = templates.render(recipient_class, ctx)
+    return f"{msg.subject}\n{msg.body}\n{msg.data}"
+
+
+def trafficking_escalation() -> Escalation:
+    return escalation(
+        rule_id="federal.trafficking-report",
+        action="Report the identified sex-trafficking victim to law enforcement",
+        basis="42 USC 671(a)(34)(A)",
+        recipients=["shelter_network"],
+    )
+
+
+@pytest.mark.parametrize(
+    "forbidden",
+    [
+        "foster",
+        "Foster",
+        "trafficking",
+        "671",
+        "medical",
+        "clear_concern",
+        "group_home",
+        "high",
+        "Doe",
+        "C-100234",
+        "demo-agency",
+        "2011-05-01",
+        "bus station",
+        "photos.invalid",
+    ],
+)
+def test_shelter_never_sees_foster_trafficking_or_medical(
+    templates: Templates, forbidden: str
+) -> None:
+    text = rendered(templates, "shelter_network", trafficking_escalation())
+    assert forbidden not in text
+
+
+def test_shelter_gets_first_name_age_band_and_number(templates: Templates) -> None:
+    text = rendered(templates, "shelter_network", trafficking_escalation())
+    assert "Jane" in text and "15-17" in text and "+1-555-0100" in text
+
+
+def test_shelter_photo_only_where_policy_allows(templates: Templates) -> None:
+    assert "photos.invalid" not in rendered(templates, "shelter_network", escalation(), photo=False)
+    assert "photos.invalid" in rendered(templates, "shelter_network", escalation(), photo=True)
+
+
+def test_law_enforcement_gets_the_description_not_the_case(templates: Templates) -> None:
+    text = rendered(templates, "law_enforcement", escalation())
+    for needed in (
+        "Jane Q Doe",
+        "JJ",
+        "2011-05-01",
+        "red hoodie",
+        "bus station",
+        "mall",
+        "photos.invalid",
+        "medical_need",
+        "+1-555-0100",
+    ):
+        assert needed in text
+    for forbidden in ("clear_concern", "group_home", "risk_tier", "671(a)"):
+        assert forbidden not in text
+
+
+@pytest.mark.parametrize("recipient_class", ["court", "guardian_ad_litem", "attorney", "parent"])
+def test_parties_never_see_screening_results(templates: Templates, recipient_class: str) -> None:
+    text = rendered(templates, recipient_class, escalation())
+    assert "clear_concern" not in text
+    assert "risk" not in text.lower()
+    assert "C-100234" in text
+
+
+@pytest.mark.parametrize("recipient_class", ["supervisor", "director", "placement_provider"])
+def test_management_and_providers_get_no_narrative_or_screening(
+    templates: Templates, recipient_class: str
+) -> None:
+    text = rendered(templates, recipient_class, escalation())
+    assert "clear_concern" not in text
+    assert "red hoodie" not in text and "Jane" not in text
+
+
+def test_caseworker_gets_everything(templates: Templates) -> None:
+    text = rendered(templates, "caseworker", escalation())
+    for needed in ("clear_concern", "Jane Q Doe", "42 USC 671(a)(35)(B)", "high", "http://ack"):
+        assert needed in text
+
+
+@pytest.mark.parametrize(
+    ("age", "band"),
+    [(None, "unknown age"), (9, "under 12"), (12, "12-14"), (16, "15-17"), (18, "18 or older")],
+)
+def test_age_band(age: int | None, band: str) -> None:
+    assert age_band(age) == band
+
+
+# --- plan ------------------------------------------------------------------------------------
+
+
+def test_ids_and_tokens() -> None:
+    assert notification_id("e", "r", "0") == notification_id("e", "r", "0")
+    assert (
+        len(
+            {
+                notification_id("e", "r", "0"),
+                notification_id("e", "r", "r1"),
+                notification_id("e", "s", "0"),
+            }
+        )
+        == 3
+    )
+    token = ack_token("k" * 16, "e1", "caseworker")
+    assert check_ack_token("k" * 16, "e1", "caseworker", token)
+    assert not check_ack_token("k" * 16, "e1", "supervisor", token)
+    assert not check_ack_token("other-secret-16", "e1", "caseworker", token)
+    assert (
+        ack_url("http://h:1/", "k" * 16, "e1", "a b")
+        == f"http://h:1/v1/escalations/e1/ack?receiver=a%20b&token={ack_token('k' * 16, 'e1', 'a b')}"
+    )
+
+
+def test_backoff_grows_with_jitter_and_caps() -> None:
+    policy = RetryPolicy(max_attempts=10, base_s=1, factor=2, max_s=10, jitter=0.2)
+    rng = random.Random(1)
+    waits = [policy.backoff(a, rng) for a in range(1, 8)]
+    assert 0.8 <= waits[0] <= 1.2 and 1.6 <= waits[1] <= 2.4 and 3.2 <= waits[2] <= 4.8
+    assert all(w <= 12 for w in waits)
+
+
+@pytest.mark.parametrize(
+    ("classes", "levels", "out"),
+    [
+        (("caseworker",), 1, ("caseworker", "supervisor")),
+        (("caseworker",), 2, ("caseworker", "supervisor", "director")),
+        (("caseworker", "supervisor"), 1, ("caseworker", "supervisor", "director")),
+        (("law_enforcement",), 1, ("law_enforcement", "caseworker")),
+        (("director",), 3, ("director",)),
+    ],
+)
+def test_widen_classes(classes: tuple[str, ...], levels: int, out: tuple[str, ...]) -> None:
+    assert widen_classes(classes, levels) == out
+
+
+def test_schedule_of_reminders_and_escalation(routing: Any) -> None:
+    entry = OpenEntry(escalation(recipients=["caseworker"]), 0, T0)
+    assert due_steps(entry, routing, T0 + timedelta(minutes=59)) == []
+    steps = [(s, t.receiver) for s, t in due_steps(entry, routing, T0 + timedelta(hours=1))]
+    assert steps == [("e1", "supervisor")]
+    steps = [(s, t.receiver) for s, t in due_steps(entry, routing, T0 + timedelta(hours=4))]
+    assert steps == [("r1", "caseworker"), ("e1", "supervisor"), ("e2", "director")]
+    entry.acked_by = "caseworker"
+    assert due_steps(entry, routing, T0 + timedelta(hours=9)) == []
+
+
+def test_reminders_stop_at_the_cap(routing: Any) -> None:
+    entry = OpenEntry(escalation(recipients=["caseworker"]), 0, T0)
+    reminders = [
+        s for s, t in due_steps(entry, routing, T0 + timedelta(days=30)) if s.startswith("r")
+    ]
+    assert reminders == [f"r{i}" for i in range(1, 7)]
+
+
+def test_addresses(routing: Any) -> None:
+    esc = escalation()
+    assert resolve_address(routing.receivers["caseworker"], esc, routing.staff)[:2] == (
+        "email",
+        "alex.rivera@demo-agency.example",
+    )
+    nobody = escalation(caseworker_id="W-unknown")
+    assert (
+        resolve_address(routing.receivers["caseworker"], nobody, routing.staff)[1]
+        == "intake@demo-agency.example"
+    )
+    assert resolve_address(routing.receivers["on-call"], esc, routing.staff)[:2] == (
+        "sms",
+        "+15555550199",
+    )
+    assert resolve_address(routing.receivers["ncmec"], esc, routing.staff)[0] == "webhook"
