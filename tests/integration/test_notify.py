@@ -228,7 +228,7 @@ def test_bad_ack_token_is_refused(stack: NotifyStack, producer: KafkaProducer) -
 def ack_link(mail: object) -> str:
     body = mail.get_content()  # type: ignore[attr-defined]
     line = next(ln for ln in body.splitlines() if ln.startswith("Acknowledge:"))
-    return line.split(":", 1)[1].strip()
+    return str(line.split(":", 1)[1].strip())
 
 
 def test_reminders_escalation_ack_and_resolve(
@@ -309,11 +309,10 @@ def test_crash_after_sending_before_commit_does_not_send_twice(
     try:
         esc = make_escalation(recipients=["caseworker", "law_enforcement"])
         publish(producer, esc)
-        assert s.service.proc is not None
-        wait_until(
-            lambda: s.service.proc.poll() is not None, 30, "notify to crash before committing"
-        )  # type: ignore[union-attr]
-        assert s.service.proc.returncode == 70
+        proc = s.service.proc
+        assert proc is not None
+        wait_until(lambda: proc.poll() is not None, 30, "notify to crash before committing")
+        assert proc.returncode == 70
         assert not fault.exists()
         assert len(s.mails_to("alex@agency.example", esc.escalation_id)) == 1
         s.service.start()  # consumes the same, uncommitted escalation again
