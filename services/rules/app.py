@@ -112,8 +112,6 @@ def build_app(
         key_serializer="raw",
         value_serializer="raw",
     )
-    escalations = app.topic(topics.ESCALATIONS, key_serializer="raw", value_serializer="raw")
-    dlq = app.topic(topics.EVENTS_DLQ, key_serializer="raw", value_serializer="raw")
     table = app.Table(
         "child-state",
         default=None,
@@ -197,7 +195,7 @@ def build_app(
         futures = []
         for message, code, reason in dead:
             k, v, headers = dlq_record(message, reason)
-            futures.append(await dlq.send(key=k, value=v, headers=headers))
+            futures.append(await app.producer.send(topics.EVENTS_DLQ, k, v, None, None, headers))
             metrics.dlq.labels(code).inc()
             log.warning(
                 "event sent to dead-letter topic",
@@ -209,7 +207,11 @@ def build_app(
                 },
             )
         for e in escalations_out:
-            futures.append(await escalations.send(key=e.key.encode(), value=e.to_bytes()))
+            futures.append(
+                await app.producer.send(
+                    topics.ESCALATIONS, e.key.encode(), e.to_bytes(), None, None, None
+                )
+            )
         for fut in futures:
             await fut
         for e in escalations_out:

@@ -111,8 +111,10 @@ class Engine:
         episode = st.episodes.get(episode_id) if episode_id else None
         age = st.age_at(event.occurred_at)
 
+        fields = payload.__dict__ if payload is not None else {}
+
         def text(name: str) -> str:
-            value = getattr(payload, name, None)
+            value = fields.get(name)
             return value if isinstance(value, str) else ""
 
         return {

@@ -19,6 +19,7 @@ from services.common.events import EVENT_TYPES
 from services.rules.policy import Condition, Policy, Rule
 
 _SID = "0"
+MEMO_SIZE = 50_000
 _names = itertools.count()
 
 
@@ -99,6 +100,7 @@ class Matcher:
                 )
                 self._rulesets[(state, event_type)] = name
         self._overlay_states = frozenset(policy.overlays)
+        self._memo: dict[tuple[str, tuple[tuple[str, Any], ...]], frozenset[str]] = {}
 
     def _recorder(self, label: str) -> Any:
         def record(_c: Any) -> None:
@@ -107,11 +109,25 @@ class Matcher:
         return record
 
     def match(self, state: str, fact: dict[str, Any]) -> frozenset[str]:
-        """Labels of every condition that holds for `fact` (see _ruleset_conditions)."""
+        """Labels of every condition that holds for `fact` (see _ruleset_conditions).
+
+        Matching is a pure function of (jurisdiction variant, fact) and facts repeat a lot
+        (they hold small enums and counts, never ids), so answers are memoised."""
         variant = state if state in self._overlay_states else ""
         name = self._rulesets.get((variant, fact["event_type"]))
         if name is None:
             return frozenset()
+        memo_key = (name, tuple(sorted(fact.items())))
+        found = self._memo.get(memo_key)
+        if found is not None:
+            return found
+        found = self._match(name, fact)
+        if len(self._memo) >= MEMO_SIZE:
+            self._memo.clear()
+        self._memo[memo_key] = found
+        return found
+
+    def _match(self, name: str, fact: dict[str, Any]) -> frozenset[str]:
         self._matched = []
         try:
             self._host.assert_fact(name, {**fact, "sid": _SID})
