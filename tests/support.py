@@ -233,3 +233,24 @@ def temp_dir() -> Iterator[Path]:
         yield d
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def ensure_debian_tool(binary: str, package: str) -> str:
+    """Path of `binary`, installing the Debian `package` if it is missing (tests run as root on
+    our machines and CI; nothing is installed by hand)."""
+    import shutil
+
+    found = shutil.which(binary)
+    if found:
+        return found
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package]
+    if subprocess.run(install, env=env, capture_output=True, timeout=600).returncode != 0:
+        subprocess.run(
+            ["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=600, check=True
+        )
+        subprocess.run(install, env=env, capture_output=True, timeout=600, check=True)
+    found = shutil.which(binary)
+    if not found:
+        raise RuntimeError(f"{package} installed but {binary} is not on PATH")
+    return found

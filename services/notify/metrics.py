@@ -29,6 +29,12 @@ class NotifyMetrics:
             "Open, unacknowledged escalations whose due time has passed.",
             registry=registry,
         )
+        self.lag = Gauge(
+            "carealert_notify_consumer_lag_messages",
+            "Escalations behind the end of each assigned partition, after the last batch.",
+            ["topic", "partition"],
+            registry=registry,
+        )
         self.acks = Counter(
             "carealert_notify_acks_total", "Acknowledgements accepted.", registry=registry
         )

@@ -312,6 +312,11 @@ async def consume(
     while True:
         batch = await consumer.getmany(timeout_ms=int(min(tick_s, 0.5) * 1000))
         for tp, records in batch.items():
+            if records:
+                high = consumer.highwater(tp)
+                if high is not None:
+                    behind = max(0, high - records[-1].offset - 1)
+                    notifier.metrics.lag.labels(tp.topic, str(tp.partition)).set(behind)
             for r in records:
                 await slots.acquire()
                 tracker.start(tp, r.offset)

@@ -152,12 +152,14 @@ def build_app(
         """Evaluate a batch, then: dead letters and escalations acked by Kafka, then state
         written, then the changelog flushed. Only after that does faust ack the batch."""
         states: dict[bytes, ChildState | None] = {}
+        last_offset: dict[Any, int] = {}
         last_event: dict[bytes, Any] = {}
         escalations_out: list[Escalation] = []
         dead: list[tuple[Any, str, str]] = []
         now = clock()
         for ev in batch:
             message = ev.message
+            last_offset[message.tp] = message.offset
             key: bytes | None = message.key
             item, code, reason = decode(message)
             if item is None:
@@ -229,6 +231,12 @@ def build_app(
             index.update(key, state)
         if states:
             await app.producer.flush()
+        for tp, offset in last_offset.items():
+            try:
+                behind = app.consumer.highwater(tp) - offset - 1
+            except Exception:  # highwater unknown before the first fetch response
+                continue
+            metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, behind))
 
     @app.agent(events_and_ticks, concurrency=1)
     async def evaluate(stream: Any) -> None:

@@ -43,6 +43,12 @@ class RulesMetrics:
             "Children with a pending deadline on this worker's partitions.",
             registry=registry,
         )
+        self.lag = Gauge(
+            "carealert_rules_consumer_lag_messages",
+            "Messages behind the end of each assigned partition, after the last batch.",
+            ["topic", "partition"],
+            registry=registry,
+        )
         self.overdue_open = Gauge(
             "carealert_rules_overdue_duties_open",
             "Open escalations past their due time on this worker's partitions.",

