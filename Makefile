@@ -12,6 +12,7 @@ help:
 	@echo "make stop   stop everything make run started"
 	@echo "make test   set up and run lint + the whole test suite"
 	@echo "make lint   ruff + mypy --strict;  make unit / make integration: parts of the suite"
+	@echo "make bench  throughput and latency figures (bench/results/*.json)"
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) is required (durable-rules needs Python 3.11)" >&2; exit 1; }
@@ -48,6 +49,12 @@ unit: $(STAMP)
 
 integration: setup
 	$(BIN)/pytest tests/integration tests/e2e
+
+bench: setup
+	$(BIN)/python -m bench.rules --events 30000
+	$(BIN)/python -m bench.rules --events 30000 --workers 2
+	$(BIN)/python -m bench.notify --escalations 1000
+	$(BIN)/python -m bench.notify --escalations 1000 --rate 100
 
 schemas: $(STAMP)
 	$(BIN)/carealert schemas docs/schemas

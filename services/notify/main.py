@@ -106,7 +106,10 @@ async def serve(settings: NotifySettings) -> None:
         )
     )
     web = asyncio.create_task(server.serve())
-    client = httpx.AsyncClient()
+    # A small pool: httpcore scans its connections on every request.
+    client = httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=16, max_keepalive_connections=16)
+    )
     channels: dict[str, Channel] = {
         "email": SmtpChannel(
             SmtpConfig(
