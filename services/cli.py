@@ -128,6 +128,38 @@ def _replay(path: Path, directory: Path, until: str | None) -> int:
     return 1 if bad else 0
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    import httpx
+
+    from services.common.simulate import SimConfig, generate, to_jsonl
+
+    events = generate(
+        SimConfig(children=args.children, days=args.days, seed=args.seed, agency_id=args.agency)
+    )
+    if args.post:
+        headers = {"Authorization": f"Bearer {args.api_key}"}
+        with httpx.Client(timeout=30) as client:
+            for i in range(0, len(events), 1000):
+                chunk = events[i : i + 1000]
+                r = client.post(
+                    f"{args.post.rstrip('/')}/v1/events:batch",
+                    json={"events": chunk},
+                    headers=headers,
+                )
+                if r.status_code != 202:
+                    sys.stderr.write(f"simulate: ingest answered {r.status_code}: {r.text[:500]}\n")
+                    return 1
+        sys.stdout.write(f"posted {len(events)} events for {args.children} children\n")
+        return 0
+    out = sys.stdout if args.out in (None, "-") else open(args.out, "w")  # noqa: SIM115
+    try:
+        out.writelines(to_jsonl(events))
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="carealert", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -148,6 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("file", type=Path, help="JSON lines, one Event per line")
     rp.add_argument("--policy", default="rules", type=Path)
     rp.add_argument("--until", help="advance the clock to this RFC 3339 time at the end")
+    sim = sub.add_parser("simulate", help="generate a synthetic caseload (JSON lines or POST)")
+    sim.add_argument("--children", type=int, default=100)
+    sim.add_argument("--days", type=int, default=30)
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--agency", default="demo-agency")
+    sim.add_argument("--out", help="file for JSON lines (default: standard output)")
+    sim.add_argument("--post", help="ingest base URL to POST the events to, in batches")
+    sim.add_argument("--api-key", default="demo-not-a-secret")
     schemas = sub.add_parser("schemas", help="export JSON Schema of the Event contract")
     schemas.add_argument("dir", nargs="?", default="docs/schemas", type=Path)
     apikey = sub.add_parser("apikey", help="generate an API key and its keys-file entry")
@@ -192,6 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _policy_test(args.dir)
         if args.command == "replay":
             return _replay(args.file, args.policy, args.until)
+        if args.command == "simulate":
+            return _simulate(args)
         if args.command == "schemas":
             return _schemas(args.dir)
         if args.command == "apikey":

@@ -91,6 +91,12 @@ for spec in "${SERVICES[@]}"; do
   wait_http "$name" "http://127.0.0.1:$port/healthz"
 done
 
+if [[ ! -f "$RUN_DIR/demo-fed" ]]; then
+  # A small synthetic caseload, once, so there is something to look at right away.
+  "$BIN/carealert" simulate --children 60 --days 21 --seed 5 \
+    --post "http://127.0.0.1:$CAREALERT_INGEST_PORT" --api-key demo-not-a-secret && touch "$RUN_DIR/demo-fed"
+fi
+
 cat <<EOF2
 
 carealert is running (stop it with: make stop)
