@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -71,11 +72,36 @@ class KafkaEventSink:
         self._bootstrap = bootstrap
         self._timeout_s = timeout_s
         self._topic = topic
-        self._producer = KafkaProducer(
-            **producer_config(bootstrap, client_id="carealert-ingest", timeout_s=timeout_s)
+        self._producer = self._new_producer()
+        self._last_reset = time.monotonic()
+
+    def _new_producer(self) -> KafkaProducer:
+        producer = KafkaProducer(
+            **producer_config(
+                self._bootstrap, client_id="carealert-ingest", timeout_s=self._timeout_s
+            )
         )
         # Fetch metadata now so that send() does not block a request on the first call.
-        self._producer.partitions_for(topic)
+        producer.partitions_for(self._topic)
+        return producer
+
+    def _reset_if_stuck(self) -> None:
+        """An idempotent producer whose batches expired while the broker was away can stay
+        wedged after the broker is back. If the broker answers but we still fail, start a new
+        producer (at most every 10 s); requests in flight on the old one fail with 503."""
+        if time.monotonic() - self._last_reset < 10 or not self.ready():
+            return
+        self._last_reset = time.monotonic()
+        old = self._producer
+        try:
+            self._producer = self._new_producer()
+        except KafkaError:
+            return
+        log.warning("producer replaced after failures with the broker reachable")
+        try:
+            old.close(timeout=0)
+        except Exception:  # closing a wedged producer may time out; it is dropped either way
+            log.warning("closing the old producer failed", extra={"reason": "close_timeout"})
 
     def _send_all(
         self,
@@ -106,6 +132,7 @@ class KafkaEventSink:
             for fut in futures:
                 fut.cancel()
             log.warning("publish failed", extra={"reason": type(exc).__name__})
+            await asyncio.to_thread(self._reset_if_stuck)
             raise SinkUnavailable(type(exc).__name__) from exc
 
     def ready(self) -> bool:
