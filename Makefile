@@ -51,10 +51,12 @@ integration: setup
 	$(BIN)/pytest tests/integration tests/e2e
 
 bench: setup
+	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.rules --events 30000
 	$(BIN)/python -m bench.rules --events 30000 --workers 2
 	$(BIN)/python -m bench.notify --escalations 1000
 	$(BIN)/python -m bench.notify --escalations 1000 --rate 100
+	$(BIN)/python -m bench.e2e --events 300 --rate 20
 
 schemas: $(STAMP)
 	$(BIN)/carealert schemas docs/schemas
