@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -107,30 +108,37 @@ class KafkaEventSink:
         self,
         events: Sequence[EventBase],
         loop: asyncio.AbstractEventLoop,
-        futures: list[asyncio.Future[None]],
+        done: asyncio.Future[None],
     ) -> None:
-        for event, fut in zip(events, futures, strict=True):
+        """Send every event; settle `done` once, when all are acked or the first one fails.
+        (One wake-up of the event loop per request, not one per record.)"""
+        remaining = [len(events)]
+        lock = threading.Lock()
+
+        def ok(_md: Any) -> None:
+            with lock:
+                remaining[0] -= 1
+                last = remaining[0] == 0
+            if last:
+                loop.call_soon_threadsafe(_settle, done, None)
+
+        def failed(exc: BaseException) -> None:
+            loop.call_soon_threadsafe(_settle, done, exc)
+
+        for event in events:
             kf = self._producer.send(self._topic, key=event.key.encode(), value=event_bytes(event))
-
-            def ok(_md: Any, fut: asyncio.Future[None] = fut) -> None:
-                loop.call_soon_threadsafe(_settle, fut, None)
-
-            def failed(exc: BaseException, fut: asyncio.Future[None] = fut) -> None:
-                loop.call_soon_threadsafe(_settle, fut, exc)
-
             kf.add_callback(ok)
             kf.add_errback(failed)
 
     async def publish(self, events: Sequence[EventBase]) -> None:
         loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[None]] = [loop.create_future() for _ in events]
+        done: asyncio.Future[None] = loop.create_future()
         try:
             # send() may block while metadata is refreshed: keep that off the event loop.
-            await asyncio.to_thread(self._send_all, events, loop, futures)
-            await asyncio.wait_for(asyncio.gather(*futures), timeout=self._timeout_s + 1)
+            await asyncio.to_thread(self._send_all, events, loop, done)
+            await asyncio.wait_for(done, timeout=self._timeout_s + 1)
         except (KafkaError, TimeoutError) as exc:
-            for fut in futures:
-                fut.cancel()
+            done.cancel()
             log.warning("publish failed", extra={"reason": type(exc).__name__})
             await asyncio.to_thread(self._reset_if_stuck)
             raise SinkUnavailable(type(exc).__name__) from exc
