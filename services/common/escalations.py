@@ -73,6 +73,8 @@ class Escalation(BaseModel):
     caseworker_id: str | None = None
     supervisor_id: str | None = None
     subject: Subject | None = None
+    # When Kafka took the triggering event (its record timestamp); for end-to-end latency.
+    event_accepted_at: AwareDatetime | None = None
 
     @property
     def key(self) -> str:

@@ -19,6 +19,13 @@ class NotifyMetrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
             registry=registry,
         )
+        self.end_to_end = Histogram(
+            "carealert_notify_end_to_end_latency_seconds",
+            "From Kafka accepting the triggering event to the first delivery of its escalation.",
+            ["channel"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=registry,
+        )
         self.open = Gauge(
             "carealert_notify_open_escalations",
             "Firing escalations not yet resolved.",

@@ -190,8 +190,12 @@ class Notifier:
             final = await self._record(
                 nid, esc, target, channel_name, step, "delivered", attempt, None
             )
-            latency = (self.clock() - esc.created_at).total_seconds()
+            now = self.clock()
+            latency = (now - esc.created_at).total_seconds()
             self.metrics.latency.labels(channel_name).observe(max(0.0, latency))
+            if step == "0" and esc.status == "firing" and esc.event_accepted_at is not None:
+                e2e = (now - esc.event_accepted_at).total_seconds()
+                self.metrics.end_to_end.labels(channel_name).observe(max(0.0, e2e))
             break
         await self.ledger.record_sent(nid, final)
 

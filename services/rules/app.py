@@ -192,6 +192,9 @@ def build_app(
                 new.partition = message.partition
             states[key] = new
             last_event[key] = ev
+            if out and not isinstance(item, Tick) and message.timestamp:
+                accepted = datetime.fromtimestamp(message.timestamp, UTC)
+                out = [e.model_copy(update={"event_accepted_at": accepted}) for e in out]
             escalations_out += out
 
         futures = []

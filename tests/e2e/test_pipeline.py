@@ -116,6 +116,8 @@ def test_missing_child_in_missouri_reaches_everyone_with_the_2h_deadline(
     )
     [ncmec] = [e for e in escalations(bootstrap, child) if e["rule_id"] == "federal.report-ncmec"]
     assert datetime.fromisoformat(ncmec["due_at"]) == now + timedelta(hours=2)
+    accepted = datetime.fromisoformat(ncmec["event_accepted_at"])
+    assert accepted <= datetime.fromisoformat(ncmec["created_at"])
     wait_until(
         lambda: any(child in r.body.decode() for r in notify.http.on("/hooks/le")),
         60,
@@ -135,6 +137,13 @@ def test_missing_child_in_missouri_reaches_everyone_with_the_2h_deadline(
         and b"foster" not in shelter.body.lower()
         and child.encode() not in shelter.body
     )
+    metrics = httpx.get(f"{notify.service.url}/metrics").text
+    count = re.search(
+        r'^carealert_notify_end_to_end_latency_seconds_count\{channel="webhook"\} (\S+)$',
+        metrics,
+        re.M,
+    )
+    assert count is not None and float(count.group(1)) >= 2
 
 
 def test_reports_in_time_resolve_the_duties_and_nothing_goes_overdue(
