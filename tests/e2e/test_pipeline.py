@@ -57,7 +57,7 @@ def pipeline(
             break
         last = now
         time.sleep(1.5)
-    notify = start_stack(bootstrap, log_dir, tmp, repeat="1h", ack="4s")
+    notify = start_stack(bootstrap, log_dir, tmp, repeat="1h", ack="7s")
     yield ingest, rules, notify
     notify.stop()
     rules.stop()
@@ -257,7 +257,7 @@ def test_acknowledgement_stops_re_escalation(
     ingest, _, notify = pipeline
     acked_child, ignored_child = f"C-{uuid.uuid4().hex[:8]}", f"C-{uuid.uuid4().hex[:8]}"
     now = datetime.now(UTC)
-    # Ohio: no overlay, 24 h deadlines, so only the 4 s ack timeout can move things up.
+    # Ohio: no overlay, 24 h deadlines, so only the 7 s ack timeout can move things up.
     for child in (acked_child, ignored_child):
         post(
             ingest,
@@ -286,7 +286,7 @@ def test_acknowledgement_stops_re_escalation(
     assert httpx.post(link).status_code == 202
     escalation_id = link.split("/v1/escalations/")[1].split("/")[0]
     # The duty goes to caseworker and supervisor; unacknowledged, it moves up to the director
-    # after the 4 s ack timeout ...
+    # after the 7 s ack timeout ...
     wait_until(
         lambda: any(
             ignored_child in m.get_content() and "ncmec" in m["Subject"]

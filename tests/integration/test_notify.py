@@ -234,10 +234,10 @@ def ack_link(mail: object) -> str:
 def test_reminders_escalation_ack_and_resolve(
     bootstrap: str, log_dir: Path, tmp_path: Path, producer: KafkaProducer
 ) -> None:
-    """Short intervals: reminders every 2 s, escalation after 3 s. The acknowledged escalation
+    """Short intervals: reminders every 4 s, escalation after 7 s. The acknowledged escalation
     stops; the unacknowledged one is reminded and goes up to the supervisor; the resolved one
     stops too. Acks survive a restart."""
-    s = start_stack(bootstrap, log_dir, tmp_path, repeat="2s", ack="3s")
+    s = start_stack(bootstrap, log_dir, tmp_path, repeat="4s", ack="7s")
     try:
         acked, ignored, resolved = make_escalation(), make_escalation(), make_escalation()
         for esc in (acked, ignored, resolved):
@@ -261,7 +261,7 @@ def test_reminders_escalation_ack_and_resolve(
         assert r.json() == {"escalation_id": acked.escalation_id, "status": "acknowledged"}
         publish(producer, resolved.model_copy(update={"status": "resolved"}))
 
-        # The ignored one: reminded (r1 at 2 s) and escalated to the supervisor (e1 at 3 s).
+        # The ignored one: reminded (r1 at 4 s) and escalated to the supervisor (e1 at 7 s).
         wait_until(
             lambda: len(s.mails_to("jordan@agency.example", ignored.escalation_id)) == 1,
             30,
