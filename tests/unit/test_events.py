@@ -229,3 +229,14 @@ def test_non_object_is_rejected() -> None:
 def test_key_is_agency_and_child() -> None:
     event = parse_event_obj(envelope("placement.started"))
     assert event.key == "demo-agency:C-100234"
+
+
+def test_committed_json_schema_is_current(tmp_path: Any) -> None:
+    """docs/schemas/event.schema.json is what `carealert schemas` writes today."""
+    from pathlib import Path
+
+    from services.cli import main
+
+    assert main(["schemas", str(tmp_path)]) == 0
+    committed = Path(__file__).resolve().parents[2] / "docs" / "schemas" / "event.schema.json"
+    assert (tmp_path / "event.schema.json").read_text() == committed.read_text()
