@@ -85,7 +85,14 @@ def _policy_test(directory: Path) -> int:
     if policy_problems(directory):
         return _policy_check(directory)
     policy = load_policy(directory)
+    from services.notify.routing import load_routing, run_routing_cases
+    from services.rules.scenarios import ScenarioResult
+
     results = run_directory(Engine(policy), directory)
+    routing = load_routing(directory / "routing.yaml")
+    results += [
+        ScenarioResult(f, n, fs) for f, n, fs in run_routing_cases(routing, directory / "tests")
+    ]
     failed = [r for r in results if r.failures]
     for r in results:
         mark = "FAIL" if r.failures else "ok  "

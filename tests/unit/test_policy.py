@@ -202,3 +202,41 @@ def test_duration_none_and_garbage() -> None:
 )
 def test_condition_compilation(cond: dict[str, object], compiled: dict[str, object]) -> None:
     assert compile_condition(cond) == compiled
+
+
+def test_policy_test_command_runs_scenarios_and_routing_cases(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from services.cli import main
+
+    assert main(["policy", "test", str(ROOT / "rules")]) == 0
+    out = capsys.readouterr().out
+    assert "routing.yaml: Missouri law enforcement has its own hook" in out
+    assert out.strip().endswith("0 failed")
+
+
+def test_a_wrong_routing_case_fails_the_command(
+    policy_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from services.cli import main
+
+    replace_in(
+        policy_dir / "tests" / "routing.yaml",
+        "receivers: [law-enforcement-mo]",
+        "receivers: [law-enforcement]",
+    )
+    assert main(["policy", "test", str(policy_dir)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL routing.yaml: Missouri law enforcement has its own hook" in out
+    assert "expected receivers ['law-enforcement'], got ['law-enforcement-mo']" in out
+
+
+def test_policy_check_reports_routing_problems(
+    policy_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from services.cli import main
+
+    replace_in(policy_dir / "routing.yaml", "receiver: ncmec", "receiver: ncmecc")
+    assert main(["policy", "check", str(policy_dir)]) == 1
+    err = capsys.readouterr().err
+    assert "routing.yaml: route.routes.2.receiver: unknown receiver 'ncmecc'" in err
