@@ -11,7 +11,6 @@ what notify sustained in bench.notify on 2 cores. Writes bench/results/e2e.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -25,6 +24,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import report  # noqa: E402
 from tests.integration.notify_support import start_stack  # noqa: E402
 from tests.integration.test_ingest import ingest_service  # noqa: E402
 from tests.integration.test_rules_worker import rules_service  # noqa: E402
@@ -91,12 +91,7 @@ def main() -> int:
         "cores": os.cpu_count(),
         "at": datetime.now(UTC).isoformat(),
     }
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "e2e.json").write_text(json.dumps(result, indent=2) + "\n")
-    for k, v in result.items():
-        if k != "at":
-            print(f"{k:<16}{v:>10}")
+    report("e2e", result)
     return 0
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import report  # noqa: E402
 from tests.integration.test_ingest import ingest_service  # noqa: E402
 from tests.support import Broker, ensure_debian_tool, missing_opened, temp_dir  # noqa: E402
 
@@ -90,12 +91,7 @@ def main() -> int:
         "cores": os.cpu_count(),
         "at": datetime.now(UTC).isoformat(),
     }
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "ingest.json").write_text(json.dumps(result, indent=2) + "\n")
-    for k, v in result.items():
-        if k != "at":
-            print(f"{k:<24}{v:>12}")
+    report("ingest", result)
     return 0
 
 

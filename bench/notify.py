@@ -10,7 +10,6 @@ sink received the webhook. Prints p50, p99, max and deliveries/s; writes bench/r
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -23,6 +22,7 @@ from kafka import KafkaProducer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import report  # noqa: E402
 from services.common import topics  # noqa: E402
 from tests.integration.notify_support import make_escalation, start_stack  # noqa: E402
 from tests.support import Broker, temp_dir  # noqa: E402
@@ -90,11 +90,11 @@ def main() -> int:
         "cores": os.cpu_count(),
         "at": datetime.now(UTC).isoformat(),
     }
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"notify-{args.rate or 'burst'}.json").write_text(json.dumps(result, indent=2) + "\n")
-    for k in ("escalations", "p50_ms", "p99_ms", "max_ms", "deliveries_per_s"):
-        print(f"{k:<20}{result[k]:>10}")
+    report(
+        f"notify-{args.rate or 'burst'}",
+        result,
+        ["escalations", "p50_ms", "p99_ms", "max_ms", "deliveries_per_s"],
+    )
     return 0
 
 

@@ -33,6 +33,7 @@ from kafka import KafkaProducer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import report  # noqa: E402
 from services.common import topics  # noqa: E402
 from services.common.kafka import ensure_topics  # noqa: E402
 from tests.support import Broker, free_port, temp_dir  # noqa: E402
@@ -263,15 +264,11 @@ def main() -> int:
         "cores": os.cpu_count(),
         "at": datetime.now(UTC).isoformat(),
     }
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"rules-{args.workers}w.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{'events':<28}{result['events']:>10}")
-    print(f"{'aiokafka passthrough ev/s':<28}{result['passthrough_events_per_s']:>10}")
-    print(
-        f"{'rules ev/s (' + str(args.workers) + ' worker)':<28}{result['rules_events_per_s']:>10}"
+    report(
+        f"rules-{args.workers}w",
+        result,
+        ["events", "passthrough_events_per_s", "rules_events_per_s", "rules_workers", "ratio"],
     )
-    print(f"{'ratio rules/passthrough':<28}{result['ratio']:>10}")
     return 0
 
 

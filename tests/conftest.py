@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kafka import KafkaProducer
 
 from tests.support import Broker, temp_dir
 
@@ -36,3 +37,11 @@ def log_dir() -> Iterator[Path]:
         return
     with temp_dir() as d:
         yield d
+
+
+@pytest.fixture(scope="module")
+def producer(bootstrap: str) -> Iterator[KafkaProducer]:
+    """A plain producer for tests that write straight to Kafka."""
+    p = KafkaProducer(bootstrap_servers=[bootstrap], acks="all")
+    yield p
+    p.close()

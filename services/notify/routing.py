@@ -13,6 +13,7 @@ class or severity in a matcher, unreachable route, unknown staff role), raising
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.common import yamlio
+from services.common.config import ConfigInvalid, ConfigProblem
 from services.common.escalations import RECIPIENT_CLASSES, SEVERITIES, Escalation
 from services.rules.policy import parse_duration
 
@@ -178,20 +180,11 @@ def _walk(node: Route, labels: Mapping[str, str]) -> Iterator[Route]:
         yield node
 
 
-@dataclass(frozen=True)
-class RoutingProblem:
-    file: str
-    path: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.file}: {self.path}: {self.reason}"
+RoutingProblem = ConfigProblem
 
 
-class RoutingInvalid(ValueError):
-    def __init__(self, problems: list[RoutingProblem]) -> None:
-        self.problems = tuple(problems)
-        super().__init__("\n".join(str(p) for p in problems))
+class RoutingInvalid(ConfigInvalid):
+    """routing.yaml can not be used; `problems` lists every one."""
 
 
 def _duration(text: str, file: str, path: str, problems: list[RoutingProblem]) -> timedelta:
@@ -277,7 +270,7 @@ def _compile(
                     )
                 )
             break
-    return Route(**{**node.__dict__, "children": children})
+    return dataclasses.replace(node, children=children)
 
 
 def load_routing(path: Path) -> Routing:

@@ -14,6 +14,7 @@ channel accepting a message and the sent-log write; each message therefore carri
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import random
@@ -108,8 +109,6 @@ class Notifier:
         }
         if reason:
             record["reason"] = reason
-        import json
-
         await self.producer.send_and_wait(
             topics.NOTIFICATIONS, key=esc.escalation_id.encode(), value=json.dumps(record).encode()
         )

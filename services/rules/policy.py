@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -20,8 +20,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from services.common import yamlio
+from services.common.config import ConfigInvalid, ConfigProblem
 from services.common.escalations import RECIPIENT_CLASSES, SEVERITIES, Severity
-from services.common.events import EVENT_TYPES, USPS_STATES
+from services.common.events import EVENT_TYPES, USPS_STATES, RiskIndicator
 
 # --- facts: what a condition may test ------------------------------------------------------
 
@@ -153,17 +154,7 @@ class RiskFile(Strict):
     placement_instability: dict[Literal["min_placements_12_months", "points"], int]
     age_12_to_17: int
     female: int
-    risk_indicators: dict[
-        Literal[
-            "prior_trafficking_allegation",
-            "sexual_abuse_history",
-            "substance_use",
-            "developmental_disability",
-            "pregnant",
-            "needs_medication",
-        ],
-        int,
-    ]
+    risk_indicators: dict[RiskIndicator, int]
 
 
 # --- compiled policy -------------------------------------------------------------------------
@@ -206,20 +197,11 @@ class Policy:
         return self.overlays.get(state, self.rules)
 
 
-@dataclass(frozen=True)
-class PolicyProblem:
-    file: str
-    path: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.file}: {self.path}: {self.reason}"
+PolicyProblem = ConfigProblem
 
 
-class PolicyInvalid(ValueError):
-    def __init__(self, problems: Iterable[PolicyProblem]) -> None:
-        self.problems = tuple(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
+class PolicyInvalid(ConfigInvalid):
+    """The policy files can not be used; `problems` lists every one."""
 
 
 def _read_yaml(path: Path, problems: list[PolicyProblem]) -> Any:

@@ -67,13 +67,6 @@ def rules(
     svc.stop()
 
 
-@pytest.fixture(scope="module")
-def producer(bootstrap: str) -> Iterator[KafkaProducer]:
-    p = KafkaProducer(bootstrap_servers=[bootstrap], acks="all")
-    yield p
-    p.close()
-
-
 def near_valid() -> st.SearchStrategy[bytes]:
     """A valid missing.opened with one thing wrong."""
 

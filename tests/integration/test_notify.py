@@ -23,13 +23,6 @@ from tests.support import read_topic, wait_until
 
 
 @pytest.fixture(scope="module")
-def producer(bootstrap: str) -> Iterator[KafkaProducer]:
-    p = KafkaProducer(bootstrap_servers=[bootstrap], acks="all")
-    yield p
-    p.close()
-
-
-@pytest.fixture(scope="module")
 def stack(
     bootstrap: str, log_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[NotifyStack]:

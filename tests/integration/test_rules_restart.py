@@ -6,22 +6,13 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from kafka import KafkaProducer
 
 from services.common import topics
 from tests.integration.test_rules_worker import escalations_for, produce, rules_service
 from tests.support import make_event, missing_opened, read_topic, wait_for_records
-
-
-@pytest.fixture(scope="module")
-def producer(bootstrap: str) -> Iterator[KafkaProducer]:
-    p = KafkaProducer(bootstrap_servers=[bootstrap], acks="all")
-    yield p
-    p.close()
 
 
 def test_restart_restores_state_without_duplicate_ids(

@@ -45,13 +45,6 @@ def rules_service(bootstrap: str, log_dir: Path, app_id: str, data_dir: Path) ->
 
 
 @pytest.fixture(scope="module")
-def producer(bootstrap: str) -> Iterator[KafkaProducer]:
-    p = KafkaProducer(bootstrap_servers=[bootstrap], acks="all")
-    yield p
-    p.close()
-
-
-@pytest.fixture(scope="module")
 def rules(
     bootstrap: str, log_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:

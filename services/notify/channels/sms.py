@@ -6,7 +6,7 @@ import json
 
 import httpx
 
-from services.notify.channels.base import Delivery, DeliveryError, classify_http
+from services.notify.channels.base import Delivery, DeliveryError, post_json
 
 MAX_SMS = 320
 
@@ -34,19 +34,5 @@ class SmsChannel:
                 "reference": delivery.notification_id,
             }
         ).encode()
-        try:
-            response = await self.client.post(
-                gateway,
-                content=body,
-                headers={
-                    "Content-Type": "application/json",
-                    "Idempotency-Key": delivery.notification_id,
-                },
-                timeout=delivery.options.timeout_s,
-            )
-        except httpx.TimeoutException:
-            raise DeliveryError("timeout", retryable=True) from None
-        except httpx.HTTPError:
-            raise DeliveryError("connect", retryable=True) from None
-        if response.status_code >= 300:
-            raise classify_http(response.status_code)
+        headers = {"Idempotency-Key": delivery.notification_id}
+        await post_json(self.client, gateway, body, headers, delivery.options.timeout_s)

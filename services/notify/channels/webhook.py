@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 import httpx
 from pydantic import SecretStr
 
-from services.notify.channels.base import Delivery, DeliveryError, classify_http
+from services.notify.channels.base import Delivery, DeliveryError, post_json
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -57,7 +57,6 @@ class WebhookChannel:
         body = self.payload(delivery)
         timestamp = str(int(self.clock()))
         headers = {
-            "Content-Type": "application/json",
             "Idempotency-Key": delivery.notification_id,
             "X-Carealert-Timestamp": timestamp,
         }
@@ -68,13 +67,4 @@ class WebhookChannel:
                 raise DeliveryError("no_secret", retryable=False)
             headers["X-Carealert-Signature"] = sign(secret.get_secret_value(), timestamp, body)
         timeout = getattr(delivery.options, "timeout_s", 5.0)
-        try:
-            response = await self.client.post(
-                delivery.address, content=body, headers=headers, timeout=timeout
-            )
-        except httpx.TimeoutException:
-            raise DeliveryError("timeout", retryable=True) from None
-        except httpx.HTTPError:
-            raise DeliveryError("connect", retryable=True) from None
-        if response.status_code >= 300:
-            raise classify_http(response.status_code)
+        await post_json(self.client, delivery.address, body, headers, timeout)
