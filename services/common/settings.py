@@ -1,6 +1,7 @@
 """Settings shared by every service. Each service subclasses `CommonSettings`; `main()` builds
 one instance and passes it down (no module-level singleton)."""
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field
@@ -27,6 +28,27 @@ class CommonSettings(BaseSettings):
         default=60.0, gt=0, description="How long a service waits for Kafka at start-up."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    stall_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A worker partition with records waiting whose committed position has not"
+        " moved for this long (counted only while the broker answers and the worker is neither"
+        " recovering nor in a retry backoff) is stalled: the worker turns unhealthy and exits.",
+    )
+    stall_check_interval_s: float = Field(
+        default=5.0, gt=0, description="How often a worker compares its position with the end."
+    )
+    stall_exit_grace_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="How long a stalled worker stays up, unhealthy, before it exits (so probes"
+        " and scrapes see why).",
+    )
+    stall_fault_file: Path | None = Field(
+        default=None,
+        description="Testing only: while this file exists the worker fetches nothing (its"
+        " partitions are paused), to prove the stall detector.",
+    )
 
     @property
     def bootstrap_list(self) -> list[str]:

@@ -1,6 +1,7 @@
 """The notify HTTP API (CONTRACT.md): acknowledgements, the open list, health and metrics."""
 
 import hmac
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -23,8 +24,13 @@ class AckIn(BaseModel):
 
 
 def create_api(
-    settings: NotifySettings, ledger: Ledger, metrics: NotifyMetrics, ready: dict[str, bool]
+    settings: NotifySettings,
+    ledger: Ledger,
+    metrics: NotifyMetrics,
+    ready: dict[str, bool],
+    healthy: Callable[[], bool] = lambda: True,
 ) -> FastAPI:
+    """`healthy()` False (the stall watch saw a partition stall) fails /healthz and /readyz."""
     app = FastAPI(title="carealert notify", version="1")
     router = APIRouter()
     secret = settings.ack_secret.get_secret_value()
@@ -116,12 +122,16 @@ def create_api(
             )
         return {"count": len(items), "escalations": items}
 
-    @router.get("/healthz", response_class=PlainTextResponse)
-    async def healthz() -> str:
-        return "ok"
+    @router.get("/healthz")
+    async def healthz() -> Response:
+        if not healthy():
+            return PlainTextResponse("unhealthy: a partition stalled; restarting", status_code=503)
+        return PlainTextResponse("ok")
 
     @router.get("/readyz")
     async def readyz() -> Response:
+        if not healthy():
+            return PlainTextResponse("not ready: a partition stalled; restarting", status_code=503)
         if ready.get("ready"):
             return PlainTextResponse("ready")
         return PlainTextResponse("loading ledger from Kafka", status_code=503)

@@ -18,6 +18,8 @@ from pydantic import SecretStr
 
 from services.common import logs, topics
 from services.common.kafka import ensure_topics, wait_for_kafka
+from services.common.progress import PartitionKey, StallDetector
+from services.common.stallwatch import KafkaOffsetsProbe, StallWatch
 from services.notify.api import create_api
 from services.notify.channels.base import Channel
 from services.notify.channels.email import SmtpChannel, SmtpConfig
@@ -95,7 +97,17 @@ async def serve(settings: NotifySettings) -> None:
     await producer.start()
     ledger = Ledger(settings.bootstrap_list, producer, sent_topic, open_topic)
     ready = {"ready": False}
-    api = create_api(settings, ledger, metrics, ready)
+    watch = StallWatch(
+        group=settings.notify_group_id,
+        probe=KafkaOffsetsProbe(
+            {"bootstrap_servers": settings.bootstrap_list, "client_id": "carealert-notify-stall"}
+        ),
+        detector=StallDetector(settings.stall_timeout_s),
+        gauge=metrics.stalled,
+        interval_s=settings.stall_check_interval_s,
+        exit_grace_s=settings.stall_exit_grace_s,
+    )
+    api = create_api(settings, ledger, metrics, ready, healthy=lambda: watch.healthy)
     server = _Server(
         uvicorn.Config(
             api,
@@ -167,6 +179,14 @@ async def serve(settings: NotifySettings) -> None:
                     settings.notify_max_in_flight,
                     settings.notify_tick_s,
                     settings.notify_fault_file,
+                    settings.stall_fault_file,
+                )
+            ),
+            asyncio.create_task(
+                watch.run(
+                    owned=lambda: {(tp.topic, tp.partition) for tp in consumer.assignment()},
+                    counting=lambda: bool(consumer.assignment()),
+                    excused=lambda: excused(notifier),
                 )
             ),
         ]
@@ -183,6 +203,11 @@ async def serve(settings: NotifySettings) -> None:
         await ledger.stop()
         await producer.stop()
         await client.aclose()
+
+
+def excused(notifier: Notifier) -> set[PartitionKey]:
+    """Partitions whose commits wait on a retry, on purpose."""
+    return {(topics.ESCALATIONS, p) for p in notifier.retrying}
 
 
 def run(settings: NotifySettings) -> None:

@@ -45,3 +45,9 @@ class NotifyMetrics:
         self.acks = Counter(
             "carealert_notify_acks_total", "Acknowledgements accepted.", registry=registry
         )
+        self.stalled = Gauge(
+            "carealert_notify_stalled_partitions",
+            "Owned partitions with escalations waiting whose committed position has not moved for"
+            " the stall timeout (the worker exits for a restart when this is above 0).",
+            registry=registry,
+        )

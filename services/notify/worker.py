@@ -18,12 +18,13 @@ import json
 import logging
 import os
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from services.common import topics
@@ -81,6 +82,9 @@ class Notifier:
         self.rng = rng or random.Random()
         self.locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.inflight: set[str] = set()
+        # Partitions whose escalations wait on a retry (a receiver or Kafka failing): their
+        # commits are held back on purpose, so the stall watch does not count them.
+        self.retrying: Counter[int] = Counter()
 
     # --- records ----------------------------------------------------------------------------
 
@@ -117,18 +121,31 @@ class Notifier:
 
     # --- one notification ---------------------------------------------------------------------
 
-    async def deliver(self, esc: Escalation, target: Target, step: str) -> None:
-        """Deliver one notification at most once; record every attempt and the outcome."""
+    async def deliver(
+        self, esc: Escalation, target: Target, step: str, partition: int | None = None
+    ) -> None:
+        """Deliver one notification at most once; record every attempt and the outcome.
+        `partition`: the escalation's partition when its commit waits on this delivery."""
         nid = notification_id(esc.escalation_id, target.receiver, step)
         if nid in self.ledger.sent or nid in self.inflight:
             return
         self.inflight.add(nid)
         try:
-            await self._deliver(nid, esc, target, step)
+            await self._deliver(nid, esc, target, step, partition)
         finally:
             self.inflight.discard(nid)
 
-    async def _deliver(self, nid: str, esc: Escalation, target: Target, step: str) -> None:
+    def mark_retrying(self, partition: int | None, delta: int) -> None:
+        """Count a delivery of `partition`'s escalation entering (+1) or leaving (-1) retries."""
+        if partition is None:
+            return
+        self.retrying[partition] += delta
+        if self.retrying[partition] <= 0:
+            del self.retrying[partition]
+
+    async def _deliver(
+        self, nid: str, esc: Escalation, target: Target, step: str, partition: int | None
+    ) -> None:
         spec = self.routing.receivers[target.receiver]
         try:
             channel_name, address, options = resolve_address(spec, esc, self.routing.staff)
@@ -158,44 +175,59 @@ class Notifier:
         )
         channel = self.channels[channel_name]
         attempt = 0
-        while True:
-            attempt += 1
-            try:
-                await channel.send(delivery)
-            except DeliveryError as exc:
-                if not exc.retryable:
-                    final = await self._record(
-                        nid, esc, target, channel_name, step, "failed", attempt, exc.reason
+        retrying = False
+        try:
+            while True:
+                attempt += 1
+                try:
+                    await channel.send(delivery)
+                except DeliveryError as exc:
+                    if not exc.retryable:
+                        final = await self._record(
+                            nid, esc, target, channel_name, step, "failed", attempt, exc.reason
+                        )
+                        break
+                    if attempt >= self.retry.max_attempts:
+                        final = await self._record(
+                            nid,
+                            esc,
+                            target,
+                            channel_name,
+                            step,
+                            "dead_lettered",
+                            attempt,
+                            exc.reason,
+                        )
+                        log.warning(
+                            "notification dead-lettered",
+                            extra={
+                                "notification_id": nid,
+                                "reason": exc.reason,
+                                "receiver": target.receiver,
+                            },
+                        )
+                        break
+                    if not retrying:
+                        retrying = True
+                        self.mark_retrying(partition, +1)
+                    await self._record(
+                        nid, esc, target, channel_name, step, "retrying", attempt, exc.reason
                     )
-                    break
-                if attempt >= self.retry.max_attempts:
-                    final = await self._record(
-                        nid, esc, target, channel_name, step, "dead_lettered", attempt, exc.reason
-                    )
-                    log.warning(
-                        "notification dead-lettered",
-                        extra={
-                            "notification_id": nid,
-                            "reason": exc.reason,
-                            "receiver": target.receiver,
-                        },
-                    )
-                    break
-                await self._record(
-                    nid, esc, target, channel_name, step, "retrying", attempt, exc.reason
+                    await self.sleep(self.retry.backoff(attempt, self.rng))
+                    continue
+                final = await self._record(
+                    nid, esc, target, channel_name, step, "delivered", attempt, None
                 )
-                await self.sleep(self.retry.backoff(attempt, self.rng))
-                continue
-            final = await self._record(
-                nid, esc, target, channel_name, step, "delivered", attempt, None
-            )
-            now = self.clock()
-            latency = (now - esc.created_at).total_seconds()
-            self.metrics.latency.labels(channel_name).observe(max(0.0, latency))
-            if step == "0" and esc.status == "firing" and esc.event_accepted_at is not None:
-                e2e = (now - esc.event_accepted_at).total_seconds()
-                self.metrics.end_to_end.labels(channel_name).observe(max(0.0, e2e))
-            break
+                now = self.clock()
+                latency = (now - esc.created_at).total_seconds()
+                self.metrics.latency.labels(channel_name).observe(max(0.0, latency))
+                if step == "0" and esc.status == "firing" and esc.event_accepted_at is not None:
+                    e2e = (now - esc.event_accepted_at).total_seconds()
+                    self.metrics.end_to_end.labels(channel_name).observe(max(0.0, e2e))
+                break
+        finally:
+            if retrying:
+                self.mark_retrying(partition, -1)
         await self.ledger.record_sent(nid, final)
 
     # --- escalations --------------------------------------------------------------------------
@@ -216,7 +248,9 @@ class Notifier:
                     entry.acked_by = ack.get("receiver") if ack else None
                     # Registered first: if we crash mid-delivery, the timer still knows it.
                     await self.ledger.put_open(entry)
-                await asyncio.gather(*(self.deliver(esc, t, "0") for t in self.routing.route(esc)))
+                await asyncio.gather(
+                    *(self.deliver(esc, t, "0", partition) for t in self.routing.route(esc))
+                )
             else:
                 entry = self.ledger.open.get(esc.escalation_id)
                 notified = {r for r, _ in entry.targets} if entry else None
@@ -225,7 +259,9 @@ class Notifier:
                     for t in self.routing.route(esc)
                     if t.route.send_resolved and (notified is None or t.receiver in notified)
                 ]
-                await asyncio.gather(*(self.deliver(esc, t, "resolved") for t in targets))
+                await asyncio.gather(
+                    *(self.deliver(esc, t, "resolved", partition) for t in targets)
+                )
                 if esc.escalation_id in self.ledger.open:
                     await self.ledger.close_open(esc.escalation_id)
         self.metrics.open.set(len(self.ledger.open))
@@ -277,15 +313,43 @@ class OffsetTracker:
         return out
 
 
+async def handle_until_written(
+    notifier: Notifier, esc: Escalation, partition: int, max_backoff_s: float = 30.0
+) -> None:
+    """`notifier.handle`, tried again in place while Kafka refuses a write (a broker restarting):
+    handling is idempotent (sent-log, open registry), and giving up would leave the offset
+    uncommitted until a restart. Any other error propagates."""
+    attempt = 0
+    while True:
+        try:
+            await notifier.handle(esc, partition)
+            return
+        except KafkaError as exc:
+            attempt += 1
+            log.warning(
+                "Kafka refused a write; handling the escalation again",
+                extra={"reason": type(exc).__name__, "attempt": attempt},
+            )
+            notifier.mark_retrying(partition, +1)
+            try:
+                await notifier.sleep(min(max_backoff_s, 0.25 * 2 ** min(attempt, 7)))
+            finally:
+                notifier.mark_retrying(partition, -1)
+
+
 async def consume(
     notifier: Notifier,
     consumer: AIOKafkaConsumer,
     max_in_flight: int,
     tick_s: float,
     fault_file: Any = None,
+    pause_file: Any = None,
 ) -> None:
-    """The consumer loop: handle escalations concurrently, commit in order, tick the timer."""
+    """The consumer loop: handle escalations concurrently, commit in order, tick the timer.
+    `fault_file` and `pause_file` are test hooks (NotifySettings.notify_fault_file,
+    CommonSettings.stall_fault_file)."""
     tracker = OffsetTracker()
+    to_commit: dict[TopicPartition, int] = {}
     slots = asyncio.Semaphore(max_in_flight)
     tasks: set[asyncio.Task[None]] = set()
     last_tick = 0.0
@@ -301,7 +365,7 @@ async def consume(
                     extra={"topic": tp.topic, "partition": tp.partition, "offset": offset},
                 )
                 return
-            await notifier.handle(esc, tp.partition)
+            await handle_until_written(notifier, esc, tp.partition)
         except Exception as exc:  # keep the offset uncommitted: it is retried after a restart
             log.exception(
                 "escalation handling failed", extra={"reason": type(exc).__name__, "offset": offset}
@@ -313,6 +377,9 @@ async def consume(
             slots.release()
 
     while True:
+        if pause_file is not None and pause_file.exists() and not consumer.paused():
+            log.warning("fault injection: fetching paused")
+            consumer.pause(*consumer.assignment())
         batch = await consumer.getmany(timeout_ms=int(min(tick_s, 0.5) * 1000))
         for tp, records in batch.items():
             if records:
@@ -326,13 +393,17 @@ async def consume(
                 task = asyncio.create_task(run_one(tp, r.offset, r.value))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
-        offsets = tracker.committable()
-        if offsets:
+        to_commit.update(tracker.committable())
+        if to_commit:
             if fault_file is not None and fault_file.exists():
                 fault_file.unlink()
                 log.warning("fault injection: exiting before commit")
                 os._exit(70)
-            await consumer.commit(offsets)
+            try:
+                await consumer.commit(to_commit)
+                to_commit.clear()
+            except KafkaError as exc:  # kept, and tried again on the next round
+                log.warning("offset commit failed", extra={"reason": type(exc).__name__})
         if loop.time() - last_tick >= tick_s:
             last_tick = loop.time()
             owned = {tp.partition for tp in consumer.assignment()}

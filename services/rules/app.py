@@ -13,10 +13,19 @@ Deadlines: the timer looks at an in-memory index of each child's next deadline f
 partitions this worker owns, and sends a tick for that child to the ticks topic on the child's
 own partition; the agent evaluates the tick like an event, so only the owner of a partition
 ever changes its children's state and every deadline fires once.
+
+A batch is acknowledged to faust only once it is wholly written. faust's `take_events`
+acknowledges a batch in a `finally` when the code consuming it raises or is cancelled, and the
+next commit then moves past events that were never evaluated. So a batch that fails is never
+given back to faust: Kafka refusing a write (broker restarting, leader moving) is retried in
+place with backoff, and anything else (a bug, a stop in the middle of a batch) ends the process
+at once, before that `finally` can run; the restarted worker reads the batch again from the
+committed offsets.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import weakref
 from collections.abc import Callable
@@ -24,12 +33,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
 from faust.streams import _current_event  # the context faust tables read the partition from
 from prometheus_client import generate_latest
 
 from services.common import topics
 from services.common.escalations import Escalation
 from services.common.events import EventInvalid, parse_event
+from services.common.progress import PartitionKey, StallDetector
+from services.common.stallwatch import OffsetsProbe, StallWatch, exit_now
 from services.rules.core import Engine, Tick
 from services.rules.metrics import RulesMetrics
 from services.rules.settings import RulesSettings
@@ -38,6 +50,13 @@ from services.rules.state import ChildState
 log = logging.getLogger(__name__)
 
 TICKS_SUFFIX = "-ticks"
+
+# What a retry can fix: Kafka refusing or timing out a write while a broker restarts.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    KafkaError,
+    asyncio.TimeoutError,
+    ConnectionError,
+)
 
 
 def utc_now() -> datetime:
@@ -75,6 +94,7 @@ def build_app(
     engine: Engine,
     metrics: RulesMetrics,
     partitions: int,
+    probe: OffsetsProbe,
     clock: Callable[[], datetime] = utc_now,
 ) -> faust.App:
     app = faust.App(
@@ -241,12 +261,66 @@ def build_app(
                 continue
             metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, behind))
 
+    retrying = {"now": False}
+    fault = {"paused": False}
+
+    async def process_wholly(batch: list[Any]) -> None:
+        """Process the batch until it is written; never return or raise with it half done."""
+        attempt = 0
+        try:
+            while True:
+                try:
+                    await process(batch)
+                    return
+                except TRANSIENT_ERRORS as exc:
+                    attempt += 1
+                    retrying["now"] = True
+                    metrics.batch_retries.inc()
+                    log.warning(
+                        "Kafka refused a write; trying the batch again",
+                        extra={"reason": type(exc).__name__, "attempt": attempt},
+                    )
+                    await asyncio.sleep(min(30.0, 0.25 * 2 ** min(attempt, 7)))
+        except BaseException as exc:
+            stopping = isinstance(exc, asyncio.CancelledError) and app.should_stop
+            log.error(
+                "batch not completed; exiting so that it is read again after a restart",
+                extra={"reason": type(exc).__name__, "count": len(batch)},
+            )
+            exit_now(0 if stopping else 1)
+            raise  # only reached when exit_now is replaced in a test
+        finally:
+            retrying["now"] = False
+
     @app.agent(events_and_ticks, concurrency=1)
     async def evaluate(stream: Any) -> None:
         async for batch in stream.take_events(
             settings.rules_batch_max, within=settings.rules_batch_within_s
         ):
-            await process(batch)
+            await process_wholly(batch)
+
+    consumed = {topics.EVENTS, ticks_topic}
+    watch = StallWatch(
+        group=settings.rules_app_id,
+        probe=probe,
+        detector=StallDetector(settings.stall_timeout_s),
+        gauge=metrics.stalled,
+        interval_s=settings.stall_check_interval_s,
+        exit_grace_s=settings.stall_exit_grace_s,
+    )
+
+    def owned() -> set[PartitionKey]:
+        return {
+            (tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in consumed
+        }
+
+    def counting() -> bool:
+        """Stall time counts only while the worker could be making progress."""
+        return not (app.rebalancing or getattr(app, "in_recovery", False) or retrying["now"])
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def watch_progress() -> None:
+        await watch.run(owned, counting)
 
     async def on_rebalance(_sender: Any, *_args: Any, signal: Any, **_kwargs: Any) -> None:  # noqa: ARG001
         rebuild["needed"] = True
@@ -268,6 +342,11 @@ def build_app(
 
     @app.timer(interval=settings.tick_interval_s)  # type: ignore[untyped-decorator]
     async def check_deadlines() -> None:
+        if settings.stall_fault_file is not None and settings.stall_fault_file.exists():
+            if not fault["paused"]:
+                log.warning("fault injection: fetching paused")
+            fault["paused"] = True
+            app.consumer.pause_partitions(app.consumer.assignment())
         if app.rebalancing:
             return
         if rebuild["needed"]:
@@ -288,10 +367,14 @@ def build_app(
 
     @app.page("/healthz")
     async def healthz(web: Any, _request: Any) -> Any:
+        if not watch.healthy:
+            return web.text("unhealthy: a partition stalled; restarting", status=503)
         return web.text("ok")
 
     @app.page("/readyz")
     async def readyz(web: Any, _request: Any) -> Any:
+        if not watch.healthy:
+            return web.text("not ready: a partition stalled; restarting", status=503)
         if app.rebalancing or not app.consumer.assignment():
             return web.text("not ready: rebalancing or no partitions assigned", status=503)
         return web.text("ready")

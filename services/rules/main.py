@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from services.common import logs, topics
 from services.common.kafka import ensure_topics, partition_counts, wait_for_kafka
+from services.common.stallwatch import KafkaOffsetsProbe
 from services.rules.app import TICKS_SUFFIX, build_app
 from services.rules.core import Engine
 from services.rules.metrics import RulesMetrics
@@ -62,7 +63,10 @@ def run(settings: RulesSettings) -> None:
     )
     settings = settings.model_copy(update={"rules_store": store_url(settings)})
     settings.rules_data_dir.mkdir(parents=True, exist_ok=True)
-    app = build_app(settings, Engine(policy), RulesMetrics(CollectorRegistry()), partitions)
+    probe = KafkaOffsetsProbe(
+        {"bootstrap_servers": settings.bootstrap_list, "client_id": "carealert-rules-stallwatch"}
+    )
+    app = build_app(settings, Engine(policy), RulesMetrics(CollectorRegistry()), partitions, probe)
     log.info(
         "rules worker starting",
         extra={"port": settings.rules_port, "count": partitions, "status": policy.version[:12]},

@@ -54,3 +54,15 @@ class RulesMetrics:
             "Open escalations past their due time on this worker's partitions.",
             registry=registry,
         )
+        self.stalled = Gauge(
+            "carealert_rules_stalled_partitions",
+            "Owned partitions with records waiting whose position has not moved for the stall"
+            " timeout (the worker exits for a restart when this is above 0).",
+            registry=registry,
+        )
+        self.batch_retries = Counter(
+            "carealert_rules_batch_retries_total",
+            "Batches tried again in place after Kafka refused a write (nothing is acknowledged"
+            " until the whole batch is written).",
+            registry=registry,
+        )

@@ -106,6 +106,7 @@ def start_stack(
     repeat: str = "1h",
     ack: str = "1h",
     fault_file: Path | None = None,
+    **extra_env: str,
 ) -> NotifyStack:
     smtp = SmtpSink(free_port())
     http = HttpSink(free_port(), secret=WEBHOOK_SECRET)
@@ -136,6 +137,7 @@ def start_stack(
     }
     if fault_file is not None:
         env["CAREALERT_NOTIFY_FAULT_FILE"] = str(fault_file)
+    env.update(extra_env)
     service = Service(["notify"], env, port, log_dir)
     service.start()
     return NotifyStack(service, smtp, http, policy, group)

@@ -27,7 +27,9 @@ from tests.support import (
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def rules_service(bootstrap: str, log_dir: Path, app_id: str, data_dir: Path) -> Service:
+def rules_service(
+    bootstrap: str, log_dir: Path, app_id: str, data_dir: Path, **extra_env: str
+) -> Service:
     port = free_port()
     return Service(
         ["rules"],
@@ -38,6 +40,7 @@ def rules_service(bootstrap: str, log_dir: Path, app_id: str, data_dir: Path) ->
             "CAREALERT_RULES_DATA_DIR": str(data_dir),
             "CAREALERT_POLICY_DIR": str(ROOT / "rules"),
             "CAREALERT_TICK_INTERVAL_S": "0.5",
+            **extra_env,
         },
         port,
         log_dir,

@@ -1,0 +1,114 @@
+"""A worker whose partition stops moving while records wait is seen and restarted: each worker's
+fetching is paused through its test hook (CAREALERT_STALL_FAULT_FILE), records are published,
+and the worker must report the stall on /metrics, fail /healthz and /readyz, and exit with
+STALL_EXIT_CODE for its supervisor to start it again."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from kafka import KafkaProducer
+
+from services.common.stallwatch import STALL_EXIT_CODE
+from tests.integration.notify_support import make_escalation, publish, start_stack
+from tests.integration.test_rules_worker import escalations_for, produce, rules_service
+from tests.support import Service, missing_opened, wait_until
+
+STALL_ENV = {
+    "CAREALERT_STALL_TIMEOUT_S": "4",
+    "CAREALERT_STALL_CHECK_INTERVAL_S": "0.5",
+    "CAREALERT_STALL_EXIT_GRACE_S": "6",
+}
+
+
+def stalled_gauge(service: Service, name: str) -> float:
+    text = httpx.get(f"{service.url}/metrics", timeout=2).text
+    match = re.search(rf"^{name} (\S+)$", text, re.M)
+    assert match, f"{name} is not exported"
+    return float(match.group(1))
+
+
+def see_the_stall_then_the_exit(service: Service, gauge: str) -> None:
+    """The stall shows on every surface during the grace period, then the process exits."""
+    wait_until(lambda: stalled_gauge(service, gauge) >= 1, 60, f"{gauge} >= 1")
+    health = httpx.get(f"{service.url}/healthz", timeout=2)
+    ready = httpx.get(f"{service.url}/readyz", timeout=2)
+    assert health.status_code == 503, health.text
+    assert "stalled" in health.text
+    assert ready.status_code == 503, ready.text
+    assert "stalled" in service.log_text()
+    assert service.proc is not None
+    wait_until(lambda: service.proc is not None and service.proc.poll() is not None, 30, "exit")
+    assert service.proc.returncode == STALL_EXIT_CODE
+
+
+def test_a_stalled_rules_worker_turns_unhealthy_and_exits(
+    bootstrap: str, log_dir: Path, tmp_path: Path, producer: KafkaProducer
+) -> None:
+    fault = tmp_path / "pause"
+    rules = rules_service(
+        bootstrap,
+        log_dir,
+        f"rules-stall-{uuid.uuid4().hex[:6]}",
+        tmp_path / "rules",
+        CAREALERT_STALL_FAULT_FILE=str(fault),
+        **STALL_ENV,
+    )
+    rules.start()
+    try:
+        first = missing_opened()
+        produce(producer, first)
+        escalations_for(bootstrap, first["child_id"], 1)
+        assert stalled_gauge(rules, "carealert_rules_stalled_partitions") == 0
+        # Quiet and caught up for longer than the stall timeout: not a stall.
+        time.sleep(5)
+        assert stalled_gauge(rules, "carealert_rules_stalled_partitions") == 0
+        assert httpx.get(f"{rules.url}/healthz", timeout=2).status_code == 200
+        fault.touch()
+        wait_until(lambda: "fetching paused" in rules.log_text(), 30, "the pause")
+        for _ in range(12):
+            produce(producer, missing_opened())
+        see_the_stall_then_the_exit(rules, "carealert_rules_stalled_partitions")
+    finally:
+        rules.stop(kill=True)
+    # Started again without the fault, the waiting records are evaluated.
+    fault.unlink()
+    rules.start()
+    try:
+        late = missing_opened()
+        produce(producer, late)
+        escalations_for(bootstrap, late["child_id"], 1)
+    finally:
+        rules.stop()
+
+
+def test_a_stalled_notify_worker_turns_unhealthy_and_exits(
+    bootstrap: str, log_dir: Path, tmp_path: Path, producer: KafkaProducer
+) -> None:
+    fault = tmp_path / "pause"
+    stack = start_stack(
+        bootstrap,
+        log_dir,
+        tmp_path,
+        CAREALERT_STALL_FAULT_FILE=str(fault),
+        CAREALERT_STALL_TIMEOUT_S="4",
+        CAREALERT_STALL_CHECK_INTERVAL_S="0.5",
+        CAREALERT_STALL_EXIT_GRACE_S="6",
+    )
+    try:
+        first = make_escalation()
+        publish(producer, first)
+        wait_until(
+            lambda: bool(stack.mails_to("alex@agency.example", first.escalation_id)), 30, "mail"
+        )
+        fault.touch()
+        wait_until(lambda: "fetching paused" in stack.service.log_text(), 30, "the pause")
+        for _ in range(12):
+            publish(producer, make_escalation())
+        see_the_stall_then_the_exit(stack.service, "carealert_notify_stalled_partitions")
+    finally:
+        stack.stop()
