@@ -20,6 +20,11 @@ export CAREALERT_ACK_SECRET="${CAREALERT_ACK_SECRET:-demo-ack-secret-not-for-pro
 export CAREALERT_NOTIFY_API_TOKEN="${CAREALERT_NOTIFY_API_TOKEN:-demo-operator-token}"
 export CAREALERT_WEBHOOK_SECRET="${CAREALERT_WEBHOOK_SECRET:-demo-webhook-secret}"
 export CAREALERT_SMTP_PORT="${CAREALERT_SMTP_PORT:-2525}"
+# The canary: notify posts a synthetic event of the reserved agency carealert-canary every
+# minute and watches it come back (carealert_notify_canary_* metrics); it reaches nobody.
+export CAREALERT_CANARY_INGEST_URL="${CAREALERT_CANARY_INGEST_URL:-http://127.0.0.1:$CAREALERT_INGEST_PORT}"
+export CAREALERT_CANARY_API_KEY="${CAREALERT_CANARY_API_KEY:-demo-canary-not-a-secret}"
+export CAREALERT_CANARY_INTERVAL_S="${CAREALERT_CANARY_INTERVAL_S:-60}"
 SINK_HTTP_PORT="${SINK_HTTP_PORT:-8090}"
 SINK_DIR="$RUN_DIR/sink"
 
@@ -82,8 +87,11 @@ for spec in "${SERVICES[@]}"; do
     echo "run.sh: $name already running (pid $(cat "$RUN_DIR/$name.pid"))"
     continue
   fi
+  # Each service runs under supervise.sh, which starts it again if it exits (a stalled worker
+  # exits on purpose) and writes a line saying so into its log.
   # shellcheck disable=SC2086
-  nohup "$BIN/carealert" $cmd >>"$RUN_DIR/$name.log" 2>&1 </dev/null &
+  nohup "$ROOT/deploy/local/supervise.sh" "$name" "$BIN/carealert" $cmd \
+    >>"$RUN_DIR/$name.log" 2>&1 </dev/null &
   echo $! >"$RUN_DIR/$name.pid"
 done
 for spec in "${SERVICES[@]}"; do

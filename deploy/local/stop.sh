@@ -9,7 +9,9 @@ for pid_file in "$RUN_DIR"/*.pid; do
   pid="$(cat "$pid_file")"
   if kill -0 "$pid" 2>/dev/null; then
     kill "$pid" 2>/dev/null
-    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    # supervise.sh stops its service and then itself; whatever is left after 20 s is killed.
+    for _ in $(seq 1 80); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    pkill -9 -P "$pid" 2>/dev/null || true
     kill -9 "$pid" 2>/dev/null || true
   fi
   rm -f "$pid_file"

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from services.common.canary import is_canary
 from services.common.events import (
     EVENT_ADAPTER,
     Event,
@@ -154,7 +155,8 @@ def create_app(
             ) from None
         metrics.publish_seconds.observe(time.perf_counter() - started)
         for e in events:
-            metrics.events_accepted.labels(e.event_type).inc()
+            if not is_canary(e.agency_id):
+                metrics.events_accepted.labels(e.event_type).inc()
 
     event_body = {"$ref": "#/components/schemas/Event"}
     responses: dict[int | str, dict[str, Any]] = {

@@ -21,6 +21,7 @@ from services.common.kafka import ensure_topics, wait_for_kafka
 from services.common.progress import PartitionKey, StallDetector
 from services.common.stallwatch import KafkaOffsetsProbe, StallWatch
 from services.notify.api import create_api
+from services.notify.canary import send_canaries
 from services.notify.channels.base import Channel
 from services.notify.channels.email import SmtpChannel, SmtpConfig
 from services.notify.channels.sms import SmsChannel
@@ -190,6 +191,18 @@ async def serve(settings: NotifySettings) -> None:
                 )
             ),
         ]
+        if settings.canary_ingest_url and settings.canary_api_key is not None:
+            tasks.append(
+                asyncio.create_task(
+                    send_canaries(
+                        client,
+                        settings.canary_ingest_url,
+                        settings.canary_api_key,
+                        settings.canary_interval_s,
+                        metrics,
+                    )
+                )
+            )
         waiter = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([waiter, web, *tasks], return_when=asyncio.FIRST_COMPLETED)
         for t in done:

@@ -51,3 +51,25 @@ class NotifyMetrics:
             " the stall timeout (the worker exits for a restart when this is above 0).",
             registry=registry,
         )
+        self.canary_last = Gauge(
+            "carealert_notify_canary_last_delivered_timestamp_seconds",
+            "When the last canary came back through ingest, rules and notify (Unix time; set to"
+            " the start time when canaries are on).",
+            registry=registry,
+        )
+        self.canary_interval = Gauge(
+            "carealert_notify_canary_interval_seconds",
+            "How often a canary is sent (0: canaries are off).",
+            registry=registry,
+        )
+        self.canary_round_trip = Gauge(
+            "carealert_notify_canary_round_trip_seconds",
+            "From Kafka accepting the last canary event to its escalation reaching notify.",
+            registry=registry,
+        )
+        self.canaries_sent = Counter(
+            "carealert_notify_canaries_sent_total",
+            "Canary events posted to ingest, by outcome (accepted, refused, unreachable).",
+            ["outcome"],
+            registry=registry,
+        )

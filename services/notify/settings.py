@@ -31,6 +31,16 @@ class NotifySettings(CommonSettings):
     retry_max_s: float = Field(default=60.0, gt=0)
     notify_tick_s: float = Field(default=1.0, gt=0, description="Reminder/escalation check period.")
     notify_max_in_flight: int = Field(default=200, ge=1, description="Escalations handled at once.")
+    canary_ingest_url: str | None = Field(
+        default=None,
+        description="Ingest's base URL for the canary (proof of life); unset: no canaries.",
+    )
+    canary_api_key: SecretStr | None = Field(
+        default=None, description="An API key of the reserved agency carealert-canary."
+    )
+    canary_interval_s: float = Field(
+        default=300.0, ge=1, description="How often a canary event is sent."
+    )
     notify_fault_file: Path | None = Field(
         default=None,
         description="Testing only: if this file exists when an offset is about to be committed, "

@@ -28,7 +28,9 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from services.common import topics
+from services.common.canary import is_canary
 from services.common.escalations import Escalation
+from services.notify.canary import canary_returned
 from services.notify.channels.base import Channel, Delivery, DeliveryError
 from services.notify.ledger import Ledger
 from services.notify.metrics import NotifyMetrics
@@ -233,6 +235,9 @@ class Notifier:
     # --- escalations --------------------------------------------------------------------------
 
     async def handle(self, esc: Escalation, partition: int) -> None:
+        if is_canary(esc.agency_id):
+            canary_returned(esc, self.metrics, self.clock())
+            return
         async with self.locks[esc.escalation_id]:
             if esc.status == "firing":
                 entry = self.ledger.open.get(esc.escalation_id)

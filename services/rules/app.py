@@ -38,6 +38,7 @@ from faust.streams import _current_event  # the context faust tables read the pa
 from prometheus_client import generate_latest
 
 from services.common import topics
+from services.common.canary import is_canary
 from services.common.escalations import Escalation
 from services.common.events import EventInvalid, parse_event
 from services.common.progress import PartitionKey, StallDetector
@@ -154,6 +155,13 @@ def build_app(
         ]
         return message.key, message.value or b"", headers
 
+    def stamp_accepted(out: list[Escalation], message: Any) -> list[Escalation]:
+        """Escalations caused by an event carry the time Kafka accepted that event."""
+        if not out or not message.timestamp:
+            return out
+        accepted = datetime.fromtimestamp(message.timestamp, UTC)
+        return [e.model_copy(update={"event_accepted_at": accepted}) for e in out]
+
     def decode(message: Any) -> tuple[Any, str | None, str | None]:
         """(input, dlq code, dlq reason) for one message."""
         if message.topic == ticks_topic:
@@ -165,7 +173,8 @@ def build_app(
             return None, code, exc.reason
         if message.key != item.key.encode():
             return None, "key_mismatch", "message key is not '{agency_id}:{child_id}' of the event"
-        metrics.events.labels(item.event_type).inc()
+        if not is_canary(item.agency_id):
+            metrics.events.labels(item.event_type).inc()
         return item, None, None
 
     async def process(batch: list[Any]) -> None:
@@ -175,6 +184,7 @@ def build_app(
         last_offset: dict[Any, int] = {}
         last_event: dict[bytes, Any] = {}
         escalations_out: list[Escalation] = []
+        canaries: list[Escalation] = []
         dead: list[tuple[Any, str, str]] = []
         now = clock()
         for ev in batch:
@@ -186,6 +196,15 @@ def build_app(
                 dead.append((message, code or "invalid_event", reason or ""))
                 continue
             if key is None:
+                continue
+            if not isinstance(item, Tick) and is_canary(item.agency_id):
+                # Evaluated on no state and kept nowhere: no timers, no counts, nothing grows.
+                try:
+                    _, out = engine.evaluate(None, item, now)
+                except Exception as exc:  # the missing canary alert says so
+                    log.exception("canary evaluation failed", extra={"reason": type(exc).__name__})
+                    continue
+                canaries += stamp_accepted(out, message)
                 continue
             try:
                 with metrics.evaluate_seconds.time():
@@ -212,9 +231,8 @@ def build_app(
                 new.partition = message.partition
             states[key] = new
             last_event[key] = ev
-            if out and not isinstance(item, Tick) and message.timestamp:
-                accepted = datetime.fromtimestamp(message.timestamp, UTC)
-                out = [e.model_copy(update={"event_accepted_at": accepted}) for e in out]
+            if not isinstance(item, Tick):
+                out = stamp_accepted(out, message)
             escalations_out += out
 
         futures = []
@@ -231,7 +249,7 @@ def build_app(
                     "offset": message.offset,
                 },
             )
-        for e in escalations_out:
+        for e in escalations_out + canaries:
             futures.append(
                 await app.producer.send(
                     topics.ESCALATIONS, e.key.encode(), e.to_bytes(), None, None, None

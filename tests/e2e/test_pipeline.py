@@ -57,7 +57,16 @@ def pipeline(
             break
         last = now
         time.sleep(1.5)
-    notify = start_stack(bootstrap, log_dir, tmp, repeat="1h", ack="7s")
+    notify = start_stack(
+        bootstrap,
+        log_dir,
+        tmp,
+        repeat="1h",
+        ack="7s",
+        CAREALERT_CANARY_INGEST_URL=ingest.url,
+        CAREALERT_CANARY_API_KEY="demo-canary-not-a-secret",
+        CAREALERT_CANARY_INTERVAL_S="2",
+    )
     yield ingest, rules, notify
     notify.stop()
     rules.stop()
@@ -299,3 +308,65 @@ def test_acknowledgement_stops_re_escalation(
     # ... the acknowledged one never does.
     assert notify.mails_to(DIRECTOR, escalation_id) == []
     assert len(notify.mails_to(SUPERVISOR, escalation_id)) == 1  # its first notice only
+
+
+def metric(service: Service, name: str) -> float:
+    text = httpx.get(f"{service.url}/metrics", timeout=5).text
+    found = re.findall(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    return float(found[0]) if found else 0.0
+
+
+def test_canaries_come_back_through_the_whole_pipeline_and_reach_nobody(
+    pipeline: tuple[Service, Service, NotifyStack], bootstrap: str
+) -> None:
+    ingest, _, notify = pipeline
+    service = notify.service
+    wait_until(
+        lambda: metric(service, "carealert_notify_canary_round_trip_seconds") > 0,
+        60,
+        "a canary back at notify",
+    )
+    first = metric(service, "carealert_notify_canary_last_delivered_timestamp_seconds")
+    wait_until(
+        lambda: metric(service, "carealert_notify_canary_last_delivered_timestamp_seconds") > first,
+        60,
+        "the next canary",
+    )
+    assert metric(service, 'carealert_notify_canaries_sent_total{outcome="accepted"}') >= 2
+    assert metric(service, "carealert_notify_canary_interval_seconds") == 2
+    # Counted nowhere: ingest's accepted counter has no canary in it.
+    ingest_text = httpx.get(f"{ingest.url}/metrics", timeout=5).text
+    accepted_before = sum(
+        float(v)
+        for v in re.findall(
+            r"^carealert_ingest_events_accepted_total\{[^}]*\} (\S+)$", ingest_text, re.M
+        )
+    )
+    canary_ids = {
+        r.json()["escalation_id"]
+        for r in read_topic(bootstrap, topics.ESCALATIONS)
+        if r.json()["agency_id"] == "carealert-canary"
+    }
+    assert canary_ids, "canary escalations are on the topic"
+    time.sleep(4)  # two more canaries
+    ingest_text = httpx.get(f"{ingest.url}/metrics", timeout=5).text
+    assert accepted_before == sum(
+        float(v)
+        for v in re.findall(
+            r"^carealert_ingest_events_accepted_total\{[^}]*\} (\S+)$", ingest_text, re.M
+        )
+    )
+    # Reached nobody: no mail, no webhook, no notification record, nothing open.
+    assert not [m for _, m in notify.smtp.messages if "canary" in m.as_string()]
+    assert not [r for r in notify.http.received if b"canary" in r.body]
+    assert not [
+        r
+        for r in read_topic(bootstrap, topics.NOTIFICATIONS)
+        if r.json()["escalation_id"] in canary_ids
+    ]
+    listed = httpx.get(
+        f"{service.url}/v1/escalations?status=open",
+        headers={"Authorization": "Bearer test-operator-token"},
+        timeout=5,
+    ).json()
+    assert all(e["agency_id"] != "carealert-canary" for e in listed["escalations"])

@@ -6,6 +6,7 @@ STALL_EXIT_CODE for its supervisor to start it again."""
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -16,7 +17,7 @@ from kafka import KafkaProducer
 from services.common.stallwatch import STALL_EXIT_CODE
 from tests.integration.notify_support import make_escalation, publish, start_stack
 from tests.integration.test_rules_worker import escalations_for, produce, rules_service
-from tests.support import Service, missing_opened, wait_until
+from tests.support import ROOT, Service, missing_opened, wait_until
 
 STALL_ENV = {
     "CAREALERT_STALL_TIMEOUT_S": "4",
@@ -112,3 +113,35 @@ def test_a_stalled_notify_worker_turns_unhealthy_and_exits(
         see_the_stall_then_the_exit(stack.service, "carealert_notify_stalled_partitions")
     finally:
         stack.stop()
+
+
+def test_the_local_supervisor_starts_an_exited_worker_again_and_stops_with_it(
+    tmp_path: Path,
+) -> None:
+    """deploy/local/supervise.sh (what `make run` runs each service under)."""
+    marker = tmp_path / "exited-once"
+    script = f"if [ ! -f {marker} ]; then touch {marker}; exit {STALL_EXIT_CODE}; fi; exec sleep 60"
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        sup = subprocess.Popen(
+            [str(ROOT / "deploy/local/supervise.sh"), "worker", "bash", "-c", script],
+            stdout=out,
+            stderr=out,
+        )
+    try:
+        wait_until(lambda: "starting it again" in log.read_text(), 20, "the restart line")
+        assert f"worker exited with status {STALL_EXIT_CODE}" in log.read_text()
+        wait_until(lambda: bool(children(sup.pid)), 10, "the second start")
+        second = children(sup.pid)
+        sup.terminate()
+        assert sup.wait(timeout=20) == 0
+        wait_until(
+            lambda: all(not Path(f"/proc/{pid}").exists() for pid in second), 10, "worker gone"
+        )
+    finally:
+        sup.kill()
+
+
+def children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in found.split()]
