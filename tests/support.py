@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -77,13 +78,28 @@ class Service:
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_dir / f"{command[0]}-{port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.wanted = False  # started by the test and not stopped by it: a supervisor restarts it
+        self.restarts = 0
+        self.lock = threading.RLock()
 
     def start(self, timeout: float = 60.0) -> None:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [str(CAREALERT), *self.command], env=self.env, stdout=log, stderr=log
-        )
-        wait_until(self._healthy, timeout, f"{self.command[0]} /healthz ({self.log_path})")
+        with self.lock:
+            log = self.log_path.open("ab")
+            self.proc = subprocess.Popen(
+                [str(CAREALERT), *self.command], env=self.env, stdout=log, stderr=log
+            )
+            self.wanted = True
+            wait_until(self._healthy, timeout, f"{self.command[0]} /healthz ({self.log_path})")
+
+    def restart_if_exited(self) -> bool:
+        """What a supervisor does (k8s, deploy/local/supervise.sh): start again a service that
+        exited on its own (a stalled worker exits on purpose)."""
+        with self.lock:
+            if not self.wanted or self.proc is None or self.proc.poll() is None:
+                return False
+            self.restarts += 1
+            self.start()
+            return True
 
     def _healthy(self) -> bool:
         assert self.proc is not None
@@ -95,6 +111,11 @@ class Service:
             return False
 
     def stop(self, kill: bool = False) -> None:
+        with self.lock:
+            self.wanted = False
+            self._stop(kill)
+
+    def _stop(self, kill: bool) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
         if kill:
@@ -109,6 +130,28 @@ class Service:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@contextlib.contextmanager
+def supervised(*services: Service, every_s: float = 0.5) -> Iterator[None]:
+    """Restart any of `services` that exits on its own while the block runs."""
+    done = threading.Event()
+
+    def loop() -> None:
+        while not done.wait(every_s):
+            for service in services:
+                try:
+                    service.restart_if_exited()
+                except (RuntimeError, TimeoutError):
+                    continue  # it exited again during start: tried on the next round
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=120)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:

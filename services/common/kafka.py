@@ -16,6 +16,11 @@ from services.common import topics
 log = logging.getLogger(__name__)
 
 
+def retry_delay_s(attempt: int, cap_s: float = 30.0) -> float:
+    """Backoff before trying a refused Kafka write again: 0.5 s, 1 s, 2 s, ... up to `cap_s`."""
+    return float(min(cap_s, 0.25 * 2 ** min(max(attempt, 1), 8)))
+
+
 class KafkaUnavailable(RuntimeError):
     """The brokers could not be reached within the allowed time."""
 

@@ -152,9 +152,13 @@ class StallWatch:
         owned: Collection[PartitionKey],
         counting: Callable[[], bool],
         excused: Collection[PartitionKey] = (),
+        recovering: Callable[[], Mapping[PartitionKey, Offsets] | None] = lambda: None,
     ) -> frozenset[PartitionKey]:
-        """One check; `counting()` is asked before and after the probe (a rebalance or a
-        recovery may start while the broker is asked)."""
+        """One check; `counting()` is asked before and after the probe (a rebalance may start
+        while the broker is asked). While `recovering()` returns the progress of a table
+        recovery (changelog partitions: offset read so far, offset to reach), that progress is
+        watched instead of the committed offsets: a recovery that moves is never a stall, one
+        that reads nothing while the broker answers is."""
         offsets: Mapping[PartitionKey, Offsets] | None = None
         if counting():
             try:
@@ -173,6 +177,10 @@ class StallWatch:
                 self._probe_failing = False
             if not counting():
                 offsets = None
+            elif offsets is not None:
+                recovery = recovering()
+                if recovery is not None:
+                    offsets = recovery
         stalled = self.detector.observe(offsets, excused)
         self.gauge.set(len(stalled))
         if stalled and not self._exit_scheduled:
@@ -197,12 +205,13 @@ class StallWatch:
         owned: Callable[[], Collection[PartitionKey]],
         counting: Callable[[], bool],
         excused: Callable[[], Collection[PartitionKey]] = lambda: (),
+        recovering: Callable[[], Mapping[PartitionKey, Offsets] | None] = lambda: None,
     ) -> None:
         """Check every `interval_s` until cancelled."""
         try:
             while True:
                 await asyncio.sleep(self.interval_s)
-                await self.check(owned(), counting, excused())
+                await self.check(owned(), counting, excused(), recovering)
         finally:
             close = getattr(self.probe, "close", None)
             if close is not None:

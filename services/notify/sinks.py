@@ -30,6 +30,11 @@ class Received:
     body: bytes
     at: float
     signature_ok: bool | None = None
+    status: int = 200  # what the sink answered
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == 200
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -99,9 +104,9 @@ class HttpSink:
             if self.secret is not None and "x-carealert-signature" in headers:
                 expected = sign(self.secret, headers.get("x-carealert-timestamp", ""), body)
                 ok = hmac.compare_digest(expected, headers["x-carealert-signature"])
-            item = Received("/" + path, headers, body, time.time(), ok)
             with self.lock:
                 status = self.responses.popleft() if self.responses else 200
+                item = Received("/" + path, headers, body, time.time(), ok, status)
                 self.received.append(item)
                 n = len(self.received)
             if self.folder is not None and status == 200:

@@ -19,7 +19,7 @@ import logging
 import os
 import random
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from services.common import topics
 from services.common.canary import is_canary
 from services.common.escalations import Escalation
+from services.common.kafka import retry_delay_s
 from services.notify.canary import canary_returned
 from services.notify.channels.base import Channel, Delivery, DeliveryError
 from services.notify.ledger import Ledger
@@ -115,11 +116,31 @@ class Notifier:
         }
         if reason:
             record["reason"] = reason
-        await self.producer.send_and_wait(
-            topics.NOTIFICATIONS, key=esc.escalation_id.encode(), value=json.dumps(record).encode()
+        await self.written(
+            lambda: self.producer.send_and_wait(
+                topics.NOTIFICATIONS,
+                key=esc.escalation_id.encode(),
+                value=json.dumps(record).encode(),
+            )
         )
         self.metrics.deliveries.labels(channel, status, reason or "").inc()
         return record
+
+    async def written(self, write: Callable[[], Awaitable[Any]]) -> None:
+        """Await a Kafka write, trying again in place while Kafka refuses it (a broker
+        restarting): a delivery already made is then recorded, never made a second time."""
+        attempt = 0
+        while True:
+            try:
+                await write()
+                return
+            except KafkaError as exc:
+                attempt += 1
+                log.warning(
+                    "Kafka refused a write; trying again",
+                    extra={"reason": type(exc).__name__, "attempt": attempt},
+                )
+                await self.sleep(retry_delay_s(attempt))
 
     # --- one notification ---------------------------------------------------------------------
 
@@ -155,7 +176,7 @@ class Notifier:
             final = await self._record(
                 nid, esc, target, "email" if spec.email else "sms", step, "failed", 0, str(exc)
             )
-            await self.ledger.record_sent(nid, final)
+            await self.written(lambda: self.ledger.record_sent(nid, final))
             return
         link = ack_url(self.public_url, self.ack_secret, esc.escalation_id, target.receiver)
         context = context_for(
@@ -230,7 +251,7 @@ class Notifier:
         finally:
             if retrying:
                 self.mark_retrying(partition, -1)
-        await self.ledger.record_sent(nid, final)
+        await self.written(lambda: self.ledger.record_sent(nid, final))
 
     # --- escalations --------------------------------------------------------------------------
 
@@ -337,7 +358,7 @@ async def handle_until_written(
             )
             notifier.mark_retrying(partition, +1)
             try:
-                await notifier.sleep(min(max_backoff_s, 0.25 * 2 ** min(attempt, 7)))
+                await notifier.sleep(retry_delay_s(attempt, max_backoff_s))
             finally:
                 notifier.mark_retrying(partition, -1)
 

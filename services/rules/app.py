@@ -41,7 +41,8 @@ from services.common import topics
 from services.common.canary import is_canary
 from services.common.escalations import Escalation
 from services.common.events import EventInvalid, parse_event
-from services.common.progress import PartitionKey, StallDetector
+from services.common.kafka import retry_delay_s
+from services.common.progress import Offsets, PartitionKey, StallDetector
 from services.common.stallwatch import OffsetsProbe, StallWatch, exit_now
 from services.rules.core import Engine, Tick
 from services.rules.metrics import RulesMetrics
@@ -298,7 +299,7 @@ def build_app(
                         "Kafka refused a write; trying the batch again",
                         extra={"reason": type(exc).__name__, "attempt": attempt},
                     )
-                    await asyncio.sleep(min(30.0, 0.25 * 2 ** min(attempt, 7)))
+                    await asyncio.sleep(retry_delay_s(attempt))
         except BaseException as exc:
             stopping = isinstance(exc, asyncio.CancelledError) and app.should_stop
             log.error(
@@ -334,11 +335,27 @@ def build_app(
 
     def counting() -> bool:
         """Stall time counts only while the worker could be making progress."""
-        return not (app.rebalancing or getattr(app, "in_recovery", False) or retrying["now"])
+        return not (app.rebalancing or retrying["now"])
+
+    def recovering() -> dict[PartitionKey, Offsets] | None:
+        """While faust recovers the table (every stream partition is paused meanwhile): how
+        far it has read each changelog partition and how far it must read."""
+        recovery: Any = app.tables.recovery  # type: ignore[attr-defined]  # on TableManager, not its ABC
+        if not recovery.in_recovery:
+            return None
+        progress: dict[PartitionKey, Offsets] = {}
+        for tp, highwater in recovery.active_highwaters.items():
+            if highwater is None:
+                continue
+            offset = recovery.active_offsets.get(tp)
+            progress[(tp.topic, tp.partition)] = Offsets(
+                -1 if offset is None else int(offset), int(highwater)
+            )
+        return progress
 
     @app.task  # type: ignore[untyped-decorator]
     async def watch_progress() -> None:
-        await watch.run(owned, counting)
+        await watch.run(owned, counting, recovering=recovering)
 
     async def on_rebalance(_sender: Any, *_args: Any, signal: Any, **_kwargs: Any) -> None:  # noqa: ARG001
         rebuild["needed"] = True

@@ -141,3 +141,26 @@ async def test_the_watch_does_not_count_while_the_broker_is_unreachable_or_not_c
     clock.now += 5
     assert await w.check({P0}, lambda: True) == frozenset()
     assert w.healthy and exits == [] and gauge._value.get() == 0
+
+
+@pytest.mark.asyncio
+async def test_a_recovery_that_reads_is_never_a_stall_and_one_that_reads_nothing_is() -> None:
+    probe = MemoryOffsetsProbe()
+    probe.committed[P0], probe.ends[P0] = 3, 7
+    clock, exits = Clock(), list[int]()
+    w, _ = watch(probe, clock, exits)
+    changelog: PartitionKey = ("child-state-changelog", 0)
+    read = {"offset": -1}
+
+    def recovering() -> dict[PartitionKey, Offsets]:
+        return {changelog: Offsets(read["offset"], 500)}
+
+    for _ in range(20):  # a slow recovery: a few records every check
+        clock.now += 5
+        read["offset"] += 3
+        assert await w.check({P0}, lambda: True, recovering=recovering) == frozenset()
+    clock.now += 5
+    await w.check({P0}, lambda: True, recovering=recovering)
+    clock.now += 10  # then nothing read for the stall timeout, the broker answering
+    assert await w.check({P0}, lambda: True, recovering=recovering) == {changelog}
+    assert not w.healthy
