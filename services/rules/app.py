@@ -35,7 +35,6 @@ from typing import Any
 import faust
 from aiokafka.errors import KafkaError
 from faust.streams import _current_event  # the context faust tables read the partition from
-from prometheus_client import generate_latest
 
 from services.common import topics
 from services.common.canary import is_canary
@@ -44,6 +43,7 @@ from services.common.events import EventInvalid, parse_event
 from services.common.kafka import retry_delay_s
 from services.common.progress import Offsets, PartitionKey, StallDetector
 from services.common.stallwatch import OffsetsProbe, StallWatch, exit_now
+from services.rules import web
 from services.rules.core import Engine, Tick
 from services.rules.metrics import RulesMetrics
 from services.rules.settings import RulesSettings
@@ -106,9 +106,9 @@ def build_app(
         datadir=str(settings.rules_data_dir),
         topic_partitions=partitions,
         topic_replication_factor=settings.topic_replication,
-        web_host=settings.rules_host,
-        web_port=settings.rules_port,
-        web_in_thread=False,
+        # faust's web server and its views (/table/..., /router/) stay off: services.rules.web
+        # serves /metrics, /healthz and /readyz, and nothing else, on rules_host.
+        web_enabled=False,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         key_serializer="raw",
@@ -394,24 +394,24 @@ def build_app(
             await ticks.send(key=key, value=b"tick", partition=partition)
         metrics.deadlines_tracked.set(len(index.due))
 
-    @app.page("/metrics")
-    async def metrics_page(web: Any, _request: Any) -> Any:
-        return web.bytes(
-            generate_latest(metrics.registry), content_type="text/plain; version=0.0.4"
-        )
-
-    @app.page("/healthz")
-    async def healthz(web: Any, _request: Any) -> Any:
+    def healthz() -> tuple[bool, str]:
         if not watch.healthy:
-            return web.text("unhealthy: a partition stalled; restarting", status=503)
-        return web.text("ok")
+            return False, "unhealthy: a partition stalled; restarting"
+        return True, "ok"
 
-    @app.page("/readyz")
-    async def readyz(web: Any, _request: Any) -> Any:
+    def readyz() -> tuple[bool, str]:
         if not watch.healthy:
-            return web.text("not ready: a partition stalled; restarting", status=503)
+            return False, "not ready: a partition stalled; restarting"
         if app.rebalancing or not app.consumer.assignment():
-            return web.text("not ready: rebalancing or no partitions assigned", status=503)
-        return web.text("ready")
+            return False, "not ready: rebalancing or no partitions assigned"
+        return True, "ready"
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def serve_health() -> None:
+        await web.serve(
+            web.health_app(metrics.registry, healthz, readyz),
+            settings.rules_host,
+            settings.rules_port,
+        )
 
     return app

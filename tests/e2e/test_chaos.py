@@ -98,7 +98,8 @@ def test_kills_a_rebalance_and_a_broker_restart_lose_nothing(log_dir: Path, tmp_
             CAREALERT_NOTIFY_MAX_IN_FLIGHT=str(MAX_IN_FLIGHT),
             CAREALERT_RETRY_MAX_ATTEMPTS="30",
             CAREALERT_RETRY_MAX_S="1",
-            **STALL,
+            CAREALERT_STALL_TIMEOUT_S=STALL["CAREALERT_STALL_TIMEOUT_S"],
+            CAREALERT_STALL_EXIT_GRACE_S=STALL["CAREALERT_STALL_EXIT_GRACE_S"],
         )
         supervisor.enter_context(supervised(ingest, rules, second, notify.service))
         events = generate(

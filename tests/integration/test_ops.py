@@ -177,6 +177,12 @@ def test_compose_file_matches_the_compose_specification() -> None:
     assert services["kafka"]["image"].startswith("apache/kafka:")
     for mount in services["grafana"]["volumes"] + services["prometheus"]["volumes"]:
         assert (ROOT / mount.split(":")[0]).exists(), mount
+    # rules serves metrics and health for Prometheus only: never published; the rest only on
+    # this machine's loopback.
+    assert "ports" not in services["rules"]
+    for name, service in services.items():
+        for published in service.get("ports", []):
+            assert str(published).startswith("127.0.0.1:"), (name, published)
 
 
 def test_compose_schema_rejects_a_broken_file() -> None:
@@ -206,6 +212,11 @@ def test_kustomize_renders_the_manifests() -> None:
     assert ("Deployment", "ingest") in kinds and ("Deployment", "notify") in kinds
     assert sum(d["kind"] == "PodDisruptionBudget" for d in docs) == 3
     assert not [d for d in docs if d["kind"] == "Secret"]  # referenced, never embedded
+    rules_policy = next(d for d in docs if d["metadata"]["name"] == "rules-metrics-only")
+    assert rules_policy["kind"] == "NetworkPolicy"
+    assert rules_policy["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "rules"}
+    [allowed] = rules_policy["spec"]["ingress"]
+    assert allowed["ports"] == [{"port": 8081, "protocol": "TCP"}]
     for d in docs:
         if d["kind"] in ("Deployment", "StatefulSet"):
             [c] = d["spec"]["template"]["spec"]["containers"]

@@ -193,3 +193,42 @@ def test_health_and_metrics(rules: Service) -> None:
     wait_until(lambda: httpx.get(f"{rules.url}/readyz").status_code == 200, 30, "readyz")
     metrics = httpx.get(f"{rules.url}/metrics").text
     assert "carealert_rules_events_processed_total" in metrics
+
+
+def test_the_worker_serves_only_metrics_and_health_and_only_on_its_host(
+    rules: Service, bootstrap: str, producer: KafkaProducer
+) -> None:
+    child = f"C-{uuid.uuid4().hex[:8]}"
+    produce(
+        producer,
+        make_event(
+            "child.registered",
+            {"date_of_birth": "2011-03-04", "sex": "female"},
+            child_id=child,
+        ),
+    )
+    produce(
+        producer,
+        missing_opened(child_id=child, description={"name": "Zelda Quintanilla"}),
+    )
+    escalations_for(bootstrap, child, 1)
+    for path in (
+        "/",
+        "/table/",
+        "/table/child-state/",
+        f"/table/child-state/demo-agency:{child}/",
+        "/router/",
+        "/graph/",
+        "/stats/",
+        "/assignment/",
+        "/openapi.json",
+        "/metrics/../table/",
+    ):
+        r = httpx.get(f"{rules.url}{path}", timeout=5)
+        assert r.status_code == 404, path
+        assert "Zelda" not in r.text and "2011-03-04" not in r.text and child not in r.text
+    assert httpx.get(f"{rules.url}/metrics", timeout=5).status_code == 200
+    assert httpx.get(f"{rules.url}/healthz", timeout=5).text == "ok"
+    # CAREALERT_RULES_HOST is 127.0.0.1: another loopback address is not served.
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.2:{rules.port}/metrics", timeout=5)
