@@ -167,6 +167,26 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dlq_replay(args: argparse.Namespace) -> int:
+    import os
+
+    from services.common.dlq import ReplayRefused, replay
+
+    bootstrap = [
+        s.strip()
+        for s in os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092").split(",")
+        if s.strip()
+    ]
+    fixed = args.value_file.read_bytes() if args.value_file else None
+    try:
+        where = replay(bootstrap, args.topic, args.partition, args.offset, fixed)
+    except ReplayRefused as exc:
+        sys.stderr.write(f"dlq replay: {exc}\n")
+        return 1
+    sys.stdout.write(f"replayed to {where}\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="carealert", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -197,6 +217,17 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--api-key", default="demo-not-a-secret")
     schemas = sub.add_parser("schemas", help="export JSON Schema of the Event contract")
     schemas.add_argument("dir", nargs="?", default="docs/schemas", type=Path)
+    dlq = sub.add_parser("dlq", help="dead-letter topics")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
+    dreplay = dlq_sub.add_parser(
+        "replay", help="re-publish one dead-lettered record to its source topic, once fixed"
+    )
+    dreplay.add_argument("--topic", required=True, help="care.events.dlq or care.escalations.dlq")
+    dreplay.add_argument("--partition", type=int, required=True)
+    dreplay.add_argument("--offset", type=int, required=True)
+    dreplay.add_argument(
+        "--value-file", type=Path, help="the corrected record (default: the original bytes)"
+    )
     apikey = sub.add_parser("apikey", help="generate an API key and its keys-file entry")
     apikey.add_argument("--agency", required=True)
     apikey.add_argument("--label", default="")
@@ -243,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _simulate(args)
         if args.command == "schemas":
             return _schemas(args.dir)
+        if args.command == "dlq":
+            return _dlq_replay(args)
         if args.command == "apikey":
             return _apikey_new(args.agency, args.label)
     except ValidationError as exc:

@@ -73,3 +73,9 @@ class NotifyMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.dlq = Counter(
+            "carealert_notify_dlq_writes_total",
+            "Escalation records notify can never handle, sent to care.escalations.dlq, by reason.",
+            ["reason"],
+            registry=registry,
+        )

@@ -164,6 +164,70 @@ class Templates:
         )
 
 
+def sample_escalation(status: str) -> Escalation:
+    """An escalation with every field filled, for rendering every template in `policy check`."""
+    return Escalation.model_validate(
+        {
+            "escalation_id": "0" * 32,
+            "status": status,
+            "rule_id": "federal.report-ncmec",
+            "policy_version": "sample",
+            "severity": "high",
+            "action": "Report the missing child to NCMEC",
+            "basis": "42 USC 671(a)(35)(B)",
+            "agency_id": "sample-agency",
+            "child_id": "C-SAMPLE",
+            "episode_id": "E-SAMPLE",
+            "jurisdiction": {"state": "MO", "county": "Sample"},
+            "recipients": sorted(AUDIENCE),
+            "due_at": "2026-01-01T02:00:00Z",
+            "evidence": {"age": 15, "risk_tier": "high", "was_due_at": "2026-01-01T01:00:00Z"},
+            "triggered_by": ["sample-event"],
+            "created_at": "2026-01-01T00:00:00Z",
+            "caseworker_id": "W-SAMPLE",
+            "supervisor_id": "S-SAMPLE",
+            "subject": {
+                "name": "Sample Youth",
+                "aliases": ["Sam"],
+                "date_of_birth": "2011-01-01",
+                "sex": "female",
+                "physical_description": "sample",
+                "clothing": "sample",
+                "photo_url": "https://example.org/photo.jpg",
+                "last_seen_at": "2026-01-01T00:00:00Z",
+                "last_seen_location": "sample",
+                "places_frequented": ["sample"],
+                "immediate_risks": ["medical_need"],
+            },
+        }
+    )
+
+
+def render_problems(templates: Templates) -> list[str]:
+    """Render every template for every recipient class and both statuses with a full sample
+    context (StrictUndefined): a name a template uses but its audience does not get fails here,
+    at `policy check`, not at 3 a.m. when a shelter should have been told."""
+    problems: list[str] = []
+    for status in ("firing", "resolved"):
+        esc = sample_escalation(status)
+        for recipient_class in sorted(AUDIENCE):
+            context = context_for(
+                recipient_class,
+                esc,
+                agency_contact="+1-555-0100",
+                ack_url="https://carealert.example.org/ack" if status == "firing" else None,
+                shelter_photo=True,
+            )
+            try:
+                templates.render(recipient_class, context)
+            except (jinja2.TemplateError, ValueError, TypeError) as exc:
+                audience = AUDIENCE[recipient_class]
+                problems.append(
+                    f"templates/{audience}.txt.j2: {status} for {recipient_class}: {exc}"
+                )
+    return sorted(set(problems))
+
+
 def check_templates(directory: Path) -> list[str]:
     """Problems with the templates: missing files, syntax errors, a render failure on a sample."""
     problems: list[str] = []
@@ -174,8 +238,9 @@ def check_templates(directory: Path) -> list[str]:
     if problems:
         return problems
     try:
-        Templates(directory)
+        templates = Templates(directory)
     except jinja2.TemplateSyntaxError as exc:
         name = Path(exc.filename).name if exc.filename else "?"
         problems.append(f"templates/{name}: line {exc.lineno}: {exc.message}")
-    return problems
+        return problems
+    return render_problems(templates)

@@ -126,6 +126,47 @@ class Notifier:
         self.metrics.deliveries.labels(channel, status, reason or "").inc()
         return record
 
+    async def _failed_before_sending(
+        self, nid: str, esc: Escalation, target: Target, channel: str, step: str, reason: str
+    ) -> None:
+        """Nothing could be sent (no contact, a template error): a `failed` record, counted, so
+        CarealertDeliveryFailures fires; final, like any failure."""
+        final = await self._record(nid, esc, target, channel, step, "failed", 0, reason)
+        await self.written(lambda: self.ledger.record_sent(nid, final))
+
+    async def dead_letter(
+        self,
+        tp: TopicPartition,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        reason: str,
+        detail: str,
+    ) -> None:
+        """An escalation record notify can never handle: to care.escalations.dlq with its
+        original bytes and where it came from; the partition moves on."""
+        headers = [
+            ("error", detail.encode()),
+            ("source-topic", tp.topic.encode()),
+            ("source-partition", str(tp.partition).encode()),
+            ("source-offset", str(offset).encode()),
+        ]
+        await self.written(
+            lambda: self.producer.send_and_wait(
+                topics.ESCALATIONS_DLQ, key=key, value=value or b"", headers=headers
+            )
+        )
+        self.metrics.dlq.labels(reason).inc()
+        log.warning(
+            "escalation sent to dead-letter topic",
+            extra={
+                "reason": reason,
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "offset": offset,
+            },
+        )
+
     async def written(self, write: Callable[[], Awaitable[Any]]) -> None:
         """Await a Kafka write, trying again in place while Kafka refuses it (a broker
         restarting): a delivery already made is then recorded, never made a second time."""
@@ -170,13 +211,11 @@ class Notifier:
         self, nid: str, esc: Escalation, target: Target, step: str, partition: int | None
     ) -> None:
         spec = self.routing.receivers[target.receiver]
+        default_channel = "email" if spec.email else "webhook" if spec.webhook else "sms"
         try:
             channel_name, address, options = resolve_address(spec, esc, self.routing.staff)
         except NoContact as exc:
-            final = await self._record(
-                nid, esc, target, "email" if spec.email else "sms", step, "failed", 0, str(exc)
-            )
-            await self.written(lambda: self.ledger.record_sent(nid, final))
+            await self._failed_before_sending(nid, esc, target, default_channel, step, str(exc))
             return
         link = ack_url(self.public_url, self.ack_secret, esc.escalation_id, target.receiver)
         context = context_for(
@@ -186,7 +225,17 @@ class Notifier:
             ack_url=link if esc.status == "firing" else None,
             shelter_photo=self.routing.shelter_photo,
         )
-        message = self.templates.render(target.recipient_class, context)
+        try:
+            message = self.templates.render(target.recipient_class, context)
+        except Exception as exc:  # a broken template must not silence the other receivers
+            log.error(
+                "template failed to render",
+                extra={"receiver": target.receiver, "reason": type(exc).__name__},
+            )
+            await self._failed_before_sending(
+                nid, esc, target, channel_name, step, "template_error"
+            )
+            return
         delivery = Delivery(
             nid,
             esc.escalation_id,
@@ -381,17 +430,26 @@ async def consume(
     last_tick = 0.0
     loop = asyncio.get_running_loop()
 
-    async def run_one(tp: TopicPartition, offset: int, value: bytes | None) -> None:
+    async def run_one(
+        tp: TopicPartition, offset: int, key: bytes | None, value: bytes | None
+    ) -> None:
         try:
             try:
                 esc = Escalation.model_validate_json(value or b"")
-            except ValidationError:
-                log.error(
-                    "undecodable escalation skipped",
-                    extra={"topic": tp.topic, "partition": tp.partition, "offset": offset},
+            except ValidationError as exc:
+                first = exc.errors(include_input=False)[0]
+                undecodable = first["type"] == "json_invalid"
+                where = ".".join(str(p) for p in first["loc"]) or "(record)"
+                await notifier.dead_letter(
+                    tp,
+                    offset,
+                    key,
+                    value,
+                    "undecodable" if undecodable else "invalid_escalation",
+                    "not JSON" if undecodable else f"{where}: {first['msg']}",
                 )
-                return
-            await handle_until_written(notifier, esc, tp.partition)
+            else:
+                await handle_until_written(notifier, esc, tp.partition)
         except Exception as exc:  # keep the offset uncommitted: it is retried after a restart
             log.exception(
                 "escalation handling failed", extra={"reason": type(exc).__name__, "offset": offset}
@@ -416,7 +474,7 @@ async def consume(
             for r in records:
                 await slots.acquire()
                 tracker.start(tp, r.offset)
-                task = asyncio.create_task(run_one(tp, r.offset, r.value))
+                task = asyncio.create_task(run_one(tp, r.offset, r.key, r.value))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
         to_commit.update(tracker.committable())

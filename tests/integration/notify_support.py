@@ -106,14 +106,18 @@ def start_stack(
     repeat: str = "1h",
     ack: str = "1h",
     fault_file: Path | None = None,
+    templates: dict[str, str] | None = None,
     **extra_env: str,
 ) -> NotifyStack:
+    """`templates`: file name → text, replacing shipped templates (to break one on purpose)."""
     smtp = SmtpSink(free_port())
     http = HttpSink(free_port(), secret=WEBHOOK_SECRET)
     smtp.start()
     http.start()
     policy = tmp / f"policy-{uuid.uuid4().hex[:6]}"
     shutil.copytree(ROOT / "rules" / "templates", policy / "templates")
+    for name, text in (templates or {}).items():
+        (policy / "templates" / name).write_text(text)
     (policy / "routing.yaml").write_text(ROUTING.format(repeat=repeat, ack=ack, http=http.port))
     group = f"notify-it-{uuid.uuid4().hex[:8]}"
     from services.common.kafka import ensure_topics

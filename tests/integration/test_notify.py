@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,7 +11,7 @@ from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from services.common import topics
 from tests.integration.notify_support import (
@@ -19,7 +21,7 @@ from tests.integration.notify_support import (
     publish,
     start_stack,
 )
-from tests.support import read_topic, wait_until
+from tests.support import CAREALERT, Record, read_topic, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -314,3 +316,125 @@ def test_crash_after_sending_before_commit_does_not_send_twice(
         assert len([r for r in s.http.on("/hooks/le") if esc.escalation_id.encode() in r.body]) == 1
     finally:
         s.stop()
+
+
+def committed(bootstrap: str, group: str, tp: TopicPartition) -> int | None:
+    consumer = KafkaConsumer(bootstrap_servers=[bootstrap], group_id=group)
+    try:
+        return consumer.committed(tp)  # type: ignore[no-any-return]
+    finally:
+        consumer.close()
+
+
+@pytest.mark.parametrize(
+    ("poison", "reason"),
+    [(b"{not json", "not JSON"), (b'{"status": "firing"}', "escalation_id: Field required")],
+)
+def test_a_poison_escalation_goes_to_the_dlq_and_the_partition_keeps_flowing(
+    stack: NotifyStack, producer: KafkaProducer, bootstrap: str, poison: bytes, reason: str
+) -> None:
+    good = make_escalation()
+    sent = producer.send(topics.ESCALATIONS, key=good.key.encode(), value=poison).get(timeout=10)
+    publish(producer, good)
+    wait_until(lambda: bool(stack.mails_to("alex@agency.example", good.escalation_id)), 30, "mail")
+    [dead] = [
+        r
+        for r in read_topic(bootstrap, topics.ESCALATIONS_DLQ)
+        if r.headers.get("source-offset") == str(sent.offset).encode()
+        and r.headers.get("source-partition") == str(sent.partition).encode()
+    ]
+    assert dead.value == poison and dead.key == good.key.encode()
+    assert dead.headers["source-topic"] == topics.ESCALATIONS.encode()
+    assert dead.headers["error"].decode() == reason
+    tp = TopicPartition(topics.ESCALATIONS, sent.partition)
+    wait_until(
+        lambda: (committed(bootstrap, stack.group_id, tp) or 0) > sent.offset + 1,
+        30,
+        "the commit past the poison record and the good one",
+    )
+    metrics = httpx.get(f"{stack.service.url}/metrics", timeout=5).text
+    assert "carealert_notify_dlq_writes_total" in metrics
+
+
+def test_a_broken_template_fails_its_receiver_and_spares_the_others(
+    bootstrap: str, log_dir: Path, tmp_path: Path, producer: KafkaProducer
+) -> None:
+    broken = start_stack(
+        bootstrap,
+        log_dir,
+        tmp_path,
+        templates={"shelter.txt.j2": "Subject: {{ no_such_field }}\n\nA youth is missing.\n"},
+    )
+    try:
+        esc = make_escalation(recipients=["shelter_network", "caseworker"])
+        publish(producer, esc)
+        wait_until(
+            lambda: bool(broken.mails_to("alex@agency.example", esc.escalation_id)), 30, "mail"
+        )
+
+        def shelter_record() -> list[dict[str, object]]:
+            return [
+                r
+                for r in records_for(bootstrap, esc.escalation_id)
+                if r["receiver"] == "shelter-network"
+            ]
+
+        # (The module's own notify, another consumer group, delivers the same escalation.)
+        wait_until(
+            lambda: (
+                ("failed", "template_error")
+                in [(r["status"], r.get("reason")) for r in shelter_record()]
+            ),
+            30,
+            "the shelter's failure record",
+        )
+        assert broken.http.on("/hooks/shelters") == []
+        metrics = httpx.get(f"{broken.service.url}/metrics", timeout=5).text
+        assert (
+            'carealert_notify_deliveries_total{channel="webhook",reason="template_error",'
+            'status="failed"} 1.0' in metrics
+        )
+    finally:
+        broken.stop()
+
+
+def test_a_fixed_dead_letter_is_replayed_and_delivered(
+    stack: NotifyStack, producer: KafkaProducer, bootstrap: str, tmp_path: Path
+) -> None:
+    good = make_escalation()
+    broken = good.to_bytes().replace(b'"status":"firing"', b'"status":"burning"')
+    sent = producer.send(topics.ESCALATIONS, key=good.key.encode(), value=broken).get(timeout=10)
+
+    def dead() -> list[Record]:
+        return [
+            r
+            for r in read_topic(bootstrap, topics.ESCALATIONS_DLQ)
+            if r.headers.get("source-offset") == str(sent.offset).encode()
+            and r.headers.get("source-partition") == str(sent.partition).encode()
+        ]
+
+    wait_until(lambda: bool(dead()), 30, "the dead letter")
+    [record] = dead()
+    replay = [
+        str(CAREALERT),
+        "dlq",
+        "replay",
+        "--topic",
+        topics.ESCALATIONS_DLQ,
+        "--partition",
+        str(record.partition),
+        "--offset",
+        str(record.offset),
+    ]
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+    as_it_was = subprocess.run(replay, env=env, capture_output=True, text=True, timeout=60)
+    assert as_it_was.returncode == 1
+    assert "still not a valid escalation: status:" in as_it_was.stderr
+    fixed = tmp_path / "fixed.json"
+    fixed.write_bytes(good.to_bytes())
+    done = subprocess.run(
+        [*replay, "--value-file", str(fixed)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"replayed to {topics.ESCALATIONS} partition ")
+    wait_until(lambda: bool(stack.mails_to("alex@agency.example", good.escalation_id)), 30, "mail")

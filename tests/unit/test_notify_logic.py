@@ -400,3 +400,21 @@ def test_addresses(routing: Any) -> None:
         "+15555550199",
     )
     assert resolve_address(routing.receivers["ncmec"], esc, routing.staff)[0] == "webhook"
+
+
+def test_policy_check_renders_every_template_and_names_the_undefined_variable(
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    from services.notify.templates import check_templates
+
+    shutil.copytree(ROOT / "rules" / "templates", tmp_path / "templates")
+    assert check_templates(tmp_path / "templates") == []
+    (tmp_path / "templates" / "shelter.txt.j2").write_text(
+        "Subject: A youth is missing\n\nCall {{ agency_contact }} about {{ foster_status }}.\n"
+    )
+    assert check_templates(tmp_path / "templates") == [
+        "templates/shelter.txt.j2: firing for shelter_network: 'foster_status' is undefined",
+        "templates/shelter.txt.j2: resolved for shelter_network: 'foster_status' is undefined",
+    ]

@@ -1,0 +1,103 @@
+"""`carealert dlq replay`: put a dead-lettered record back where it came from, once fixed.
+
+A DLQ record (care.events.dlq, care.escalations.dlq) keeps the original key and bytes and the
+headers `error`, `source-topic`, `source-partition`, `source-offset`. Replaying reads that record,
+takes the corrected value (a file) or the original bytes, checks it against the contract of the
+source topic (an Event, or an Escalation), and publishes it to the source topic with the original
+key. Nothing invalid is ever re-published.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from pydantic import ValidationError
+
+from services.common import topics
+from services.common.escalations import Escalation
+from services.common.events import EventInvalid, parse_event
+
+DLQ_TOPICS = {topics.EVENTS_DLQ: topics.EVENTS, topics.ESCALATIONS_DLQ: topics.ESCALATIONS}
+
+
+class ReplayRefused(ValueError):
+    """The record can not be replayed; the message says why (never the record's content)."""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    key: bytes | None
+    value: bytes
+    headers: dict[str, bytes]
+
+
+def _check_event(value: bytes, key: bytes | None) -> None:
+    try:
+        event = parse_event(value)
+    except EventInvalid as exc:
+        raise ReplayRefused(f"still not a valid event: {exc.reason}") from None
+    if key != event.key.encode():
+        raise ReplayRefused("the record key is not '{agency_id}:{child_id}' of the event")
+
+
+def _check_escalation(value: bytes, key: bytes | None) -> None:
+    try:
+        esc = Escalation.model_validate_json(value)
+    except ValidationError as exc:
+        first = exc.errors(include_input=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(record)"
+        raise ReplayRefused(f"still not a valid escalation: {where}: {first['msg']}") from None
+    if key != esc.key.encode():
+        raise ReplayRefused("the record key is not '{agency_id}:{child_id}' of the escalation")
+
+
+CHECKS: dict[str, Callable[[bytes, bytes | None], None]] = {
+    topics.EVENTS: _check_event,
+    topics.ESCALATIONS: _check_escalation,
+}
+
+
+def checked_replay(dead: DeadLetter, fixed: bytes | None) -> tuple[str, bytes | None, bytes]:
+    """(source topic, key, value) to publish, or ReplayRefused. Pure."""
+    source = dead.headers.get("source-topic", b"").decode(errors="replace")
+    if source not in CHECKS:
+        raise ReplayRefused("the record has no source-topic header carealert can replay to")
+    value = fixed if fixed is not None else dead.value
+    CHECKS[source](value, dead.key)
+    return source, dead.key, value
+
+
+def read_dead_letter(
+    bootstrap: list[str], dlq_topic: str, partition: int, offset: int, timeout_s: float = 10.0
+) -> DeadLetter:
+    if dlq_topic not in DLQ_TOPICS:
+        raise ReplayRefused(f"{dlq_topic} is not a dead-letter topic ({', '.join(DLQ_TOPICS)})")
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        tp = TopicPartition(dlq_topic, partition)
+        consumer.assign([tp])
+        consumer.seek(tp, offset)
+        batch = consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=1)
+        for record in batch.get(tp, []):
+            if record.offset == offset:
+                return DeadLetter(record.key, record.value or b"", dict(record.headers or []))
+        raise ReplayRefused(f"no record at {dlq_topic} partition {partition} offset {offset}")
+    finally:
+        consumer.close()
+
+
+def replay(
+    bootstrap: list[str], dlq_topic: str, partition: int, offset: int, fixed: bytes | None
+) -> str:
+    """Re-publish one dead letter (fixed or as it was); return where it went."""
+    source, key, value = checked_replay(
+        read_dead_letter(bootstrap, dlq_topic, partition, offset), fixed
+    )
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    try:
+        sent = producer.send(source, key=key, value=value).get(timeout=30)
+    finally:
+        producer.close()
+    return f"{source} partition {sent.partition} offset {sent.offset}"
