@@ -107,7 +107,7 @@ def _replay(path: Path, directory: Path, until: str | None) -> int:
     from datetime import datetime
 
     from services.common.events import EventInvalid, parse_event
-    from services.rules.core import Engine
+    from services.rules.core import ConflictingDuplicate, Engine
     from services.rules.offline import VirtualRun
     from services.rules.policy import PolicyInvalid, load_policy
 
@@ -127,7 +127,13 @@ def _replay(path: Path, directory: Path, until: str | None) -> int:
                 sys.stderr.write(f"{path}:{n}: {exc.reason}\n")
                 bad += 1
                 continue
-            for esc in run.apply(event):
+            try:
+                applied = run.apply(event)
+            except ConflictingDuplicate:
+                sys.stderr.write(f"{path}:{n}: event_id seen before with different content\n")
+                bad += 1
+                continue
+            for esc in applied:
                 sys.stdout.write(esc.model_dump_json(exclude_none=True) + "\n")
     if until:
         for esc in run.advance(datetime.fromisoformat(until)):

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from services.common.events import Jurisdiction
+from services.common.events import AgencyId, Id, Jurisdiction, LongText, MultiLineText, Text
 
 Severity = Literal["critical", "high", "medium", "low", "info"]
 SEVERITIES: tuple[Severity, ...] = ("info", "low", "medium", "high", "critical")
@@ -31,38 +31,43 @@ RecipientClass = Literal[
 RECIPIENT_CLASSES: frozenset[str] = frozenset(RecipientClass.__args__)  # type: ignore[attr-defined]
 
 
+# Every text field of an escalation reaches a message (a mail header, a webhook, an SMS): the
+# Event contract's rules hold here too, so a record written straight to care.escalations.v1
+# with a CR, LF, NUL, bidi or zero-width character is dead-lettered, not sent.
+
+
 class Subject(BaseModel):
     """What law enforcement and NCMEC need to look for the child (DOMAIN.md, "Who gets what").
     Only present on escalations about a missing episode; templates choose what each recipient
     class may see."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str | None = None
-    aliases: tuple[str, ...] = ()
-    date_of_birth: str | None = None
-    sex: str | None = None
-    physical_description: str | None = None
-    clothing: str | None = None
-    photo_url: str | None = None
+    name: Text | None = None
+    aliases: tuple[Text, ...] = ()
+    date_of_birth: Text | None = None
+    sex: Text | None = None
+    physical_description: MultiLineText | None = None
+    clothing: LongText | None = None
+    photo_url: LongText | None = None
     last_seen_at: datetime | None = None
-    last_seen_location: str | None = None
-    places_frequented: tuple[str, ...] = ()
-    immediate_risks: tuple[str, ...] = ()
+    last_seen_location: LongText | None = None
+    places_frequented: tuple[Text, ...] = ()
+    immediate_risks: tuple[Text, ...] = ()
 
 
 class Escalation(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    escalation_id: str
+    escalation_id: Id
     status: Status
-    rule_id: str
-    policy_version: str
+    rule_id: Id
+    policy_version: Id
     severity: Severity
-    action: str
-    basis: str
-    agency_id: str
-    child_id: str
-    episode_id: str | None = None
+    action: LongText
+    basis: LongText
+    agency_id: AgencyId
+    child_id: Id
+    episode_id: Id | None = None
     jurisdiction: Jurisdiction
     recipients: tuple[RecipientClass, ...]
     due_at: AwareDatetime | None = None
@@ -70,8 +75,8 @@ class Escalation(BaseModel):
     triggered_by: tuple[str, ...] = ()
     created_at: AwareDatetime
     # Added to the contract: who to contact and who to look for.
-    caseworker_id: str | None = None
-    supervisor_id: str | None = None
+    caseworker_id: Id | None = None
+    supervisor_id: Id | None = None
     subject: Subject | None = None
     # When Kafka took the triggering event (its record timestamp); for end-to-end latency.
     event_accepted_at: AwareDatetime | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -22,6 +22,7 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
 )
 
 USPS_STATES = frozenset(
@@ -29,10 +30,103 @@ USPS_STATES = frozenset(
     "NJ NM NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY AS GU MP PR VI".split()
 )
 
-Text = Annotated[str, StringConstraints(min_length=1, max_length=256)]
-LongText = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
-Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+# What a value may contain. str.isprintable() is False for every C0/C1 control (CR, LF, NUL,
+# ...), every format character (bidi overrides and isolates U+202A-U+202E, U+2066-U+2069,
+# zero-width U+200B-U+200F, U+2060, U+FEFF) and every separator but the plain space, so nothing
+# that passes can add a header line to a mail, reorder text on a screen or hide in a log.
+PRINTABLE_PROBLEM = "must contain only printable characters (no control, bidi or zero-width)"
+
+
+def _printable(value: str) -> str:
+    if not value.isprintable():
+        raise ValueError(PRINTABLE_PROBLEM)
+    return value
+
+
+def _printable_lines(value: str) -> str:
+    if not all(line.isprintable() for line in value.split("\n")):
+        raise ValueError(
+            "must contain only printable characters and line feeds (no CR, tab or other control)"
+        )
+    return value
+
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_printable)]
+"""Single-line free text (names, aliases, places): no control character at all."""
+LongText = Annotated[
+    str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_printable)
+]
+"""Longer single-line free text (clothing, locations)."""
+MultiLineText = Annotated[
+    str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_printable_lines)
+]
+"""Free text that may span lines: line feeds only."""
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(_printable)]
+"""An identifier: printable characters only."""
+Reference = Annotated[
+    str, StringConstraints(min_length=1, max_length=256), AfterValidator(_printable)
+]
+"""An identifier issued by someone else (report and case numbers, agency names)."""
 AgencyId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{2,64}$")]
+
+# Timestamps must be plausible: not before 1900, and not further in the future than this skew
+# past the moment the event is received (ingest's clock, or the Kafka record's timestamp in the
+# rules worker). Validation context {"now": datetime} sets that moment; default: the clock.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+FUTURE_SKEW = timedelta(hours=1)
+
+
+def _received_at(info: ValidationInfo) -> datetime:
+    now = info.context.get("now") if isinstance(info.context, dict) else None
+    return now if isinstance(now, datetime) else datetime.now(UTC)
+
+
+def _plausible_time(value: datetime, info: ValidationInfo) -> datetime:
+    if value < EARLIEST:
+        raise ValueError("must not be before 1900")
+    if value > _received_at(info) + FUTURE_SKEW:
+        raise ValueError("must not be more than 1 hour in the future")
+    return value
+
+
+def _plausible_birth(value: date, info: ValidationInfo) -> date:
+    if value < EARLIEST.date():
+        raise ValueError("must not be before 1900")
+    if value > (_received_at(info) + FUTURE_SKEW).date():
+        raise ValueError("must not be in the future")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, AfterValidator(_plausible_time)]
+BirthDate = Annotated[date, AfterValidator(_plausible_birth)]
+
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of JSON arrays and objects accepted (an Event needs 4)."""
+
+
+def json_depth_exceeds(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True if `raw` nests arrays/objects deeper than `limit` (brackets inside strings ignored).
+    One linear pass, before any parser can be made to recurse."""
+    depth = 0
+    in_string = False
+    escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return False
 
 
 def _usps(code: str) -> str:
@@ -106,7 +200,7 @@ class Jurisdiction(Strict):
 
 
 class ChildProfile(Strict):
-    date_of_birth: date
+    date_of_birth: BirthDate
     sex: Sex
     risk_indicators: tuple[RiskIndicator, ...] = ()
     caseworker_id: Id | None = None
@@ -127,7 +221,7 @@ class PlacementEnded(Strict):
 class MissingDescription(Strict):
     name: Text
     aliases: tuple[Text, ...] = ()
-    physical_description: LongText | None = None
+    physical_description: MultiLineText | None = None
     clothing: LongText | None = None
     photo_url: (
         Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2048)] | None
@@ -138,7 +232,7 @@ class MissingDescription(Strict):
 
 class MissingOpened(Strict):
     episode_id: Id
-    last_seen_at: AwareDatetime
+    last_seen_at: Timestamp
     circumstances: Circumstances
     immediate_risks: tuple[ImmediateRisk, ...] = ()
     description: MissingDescription | None = None
@@ -146,15 +240,15 @@ class MissingOpened(Strict):
 
 class LawEnforcementReported(Strict):
     episode_id: Id
-    le_agency: Text
-    report_number: Text
+    le_agency: Reference
+    report_number: Reference
     ncic_entry_confirmed: bool
     ncic_declined: bool = False
 
 
 class NcmecReported(Strict):
     episode_id: Id
-    ncmec_case_number: Text
+    ncmec_case_number: Reference
 
 
 class PartyNotified(Strict):
@@ -174,7 +268,7 @@ class StaffingHeld(Strict):
 
 class MissingLocated(Strict):
     episode_id: Id
-    located_at: AwareDatetime
+    located_at: Timestamp
     location_class: LocationClass | None = None
 
 
@@ -195,7 +289,7 @@ class TraffickingIdentified(Strict):
 
 
 class TraffickingReported(Strict):
-    report_number: Text
+    report_number: Reference
 
 
 # --- envelopes -------------------------------------------------------------------------------
@@ -207,7 +301,7 @@ class EventBase(Strict):
     schema_version: Literal[1]
     agency_id: AgencyId
     child_id: Id
-    occurred_at: AwareDatetime
+    occurred_at: Timestamp
     jurisdiction: Jurisdiction
 
     @property
@@ -365,17 +459,32 @@ def field_errors(exc: ValidationError, prefix: Sequence[str | int] = ()) -> list
     return out
 
 
-def parse_event_obj(obj: Any, prefix: Sequence[str | int] = ()) -> Event:
+def received(now: datetime | None) -> dict[str, Any] | None:
+    """The validation context for an event received at `now` (None: the clock)."""
+    return {"now": now} if now is not None else None
+
+
+def parse_event_obj(
+    obj: Any, prefix: Sequence[str | int] = (), now: datetime | None = None
+) -> Event:
     """Validate one decoded JSON value as an Event (JSON semantics: timestamps as RFC 3339
-    strings, no other coercion). Raises EventInvalid with paths under `prefix`."""
+    strings, no other coercion) received at `now`. Raises EventInvalid with paths under
+    `prefix`."""
     if not isinstance(obj, dict):
         path = ".".join(str(p) for p in prefix) or "(root)"
         raise EventInvalid([FieldError(path, "must be a JSON object", "model_type")])
     try:
         # Re-encoding lets pydantic apply JSON-mode rules to an already-decoded value.
-        return EVENT_ADAPTER.validate_json(json.dumps(obj))
+        return EVENT_ADAPTER.validate_json(json.dumps(obj), context=received(now))
     except ValidationError as exc:
         raise EventInvalid(field_errors(exc, prefix)) from None
+
+
+def check_depth(raw: bytes) -> None:
+    """Raise EventInvalid if `raw` nests deeper than MAX_JSON_DEPTH."""
+    if json_depth_exceeds(raw):
+        problem = f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+        raise EventInvalid([FieldError("(root)", problem, "json_too_deep")])
 
 
 def decode_json(raw: bytes) -> Any:
@@ -389,14 +498,17 @@ def decode_json(raw: bytes) -> Any:
         raise EventInvalid([FieldError("(root)", problem, "json_invalid")]) from None
 
 
-def parse_event(raw: bytes) -> Event:
-    """Decode UTF-8 JSON bytes and validate them as an Event. Raises EventInvalid."""
+def parse_event(raw: bytes, now: datetime | None = None) -> Event:
+    """Decode UTF-8 JSON bytes and validate them as an Event received at `now` (None: the
+    clock). The same rules hold for ingest and for the rules worker's decoder. Raises
+    EventInvalid."""
+    check_depth(raw)
     try:
         # Fast path: one pass in pydantic-core over the bytes.
-        return EVENT_ADAPTER.validate_json(raw)
+        return EVENT_ADAPTER.validate_json(raw, context=received(now))
     except ValidationError:
         pass  # fall through for the precise error (and to tell bad JSON from a bad event)
-    return parse_event_obj(decode_json(raw))
+    return parse_event_obj(decode_json(raw), now=now)
 
 
 def event_bytes(event: EventBase) -> bytes:

@@ -4,6 +4,7 @@ services.common.events, durability in the EventSink."""
 import hmac
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -19,9 +20,11 @@ from services.common.events import (
     EventBase,
     EventInvalid,
     FieldError,
+    check_depth,
     decode_json,
     parse_event,
     parse_event_obj,
+    received,
 )
 from services.ingest.keys import ApiKeys
 from services.ingest.metrics import IngestMetrics
@@ -91,6 +94,15 @@ def _decode(raw: bytes) -> Any:
         return decode_json(raw)
     except EventInvalid as exc:
         raise _invalid(exc.errors) from None
+
+
+def _check_depth(raw: bytes) -> None:
+    try:
+        check_depth(raw)
+    except EventInvalid as exc:
+        raise ApiError(
+            422, "too_deep", "the body is nested too deeply", [e.as_dict() for e in exc.errors]
+        ) from None
 
 
 def _invalid(errors: Sequence[FieldError], index: int | None = None) -> ApiError:
@@ -184,8 +196,9 @@ def create_app(
     ) -> dict[str, str]:
         """Accept one event. 202 means Kafka acknowledged it (acks=all)."""
         raw = await _read_body(request, limit)
+        _check_depth(raw)
         try:
-            event = parse_event(raw)
+            event = parse_event(raw, now=datetime.now(UTC))
         except EventInvalid as exc:
             raise _invalid(exc.errors) from None
         _check_agency([event], agency_id)
@@ -225,9 +238,11 @@ def create_app(
         """Accept up to max_batch_events events, all or none: if any is invalid, nothing is
         published and the 422 lists every bad index and field."""
         raw = await _read_body(request, limit)
+        _check_depth(raw)
+        now = datetime.now(UTC)
         try:
             # Fast path: one pydantic-core pass over the bytes when everything is valid.
-            fast = BATCH_ADAPTER.validate_json(raw)
+            fast = BATCH_ADAPTER.validate_json(raw, context=received(now))
         except ValidationError:
             fast = None
         if fast is not None and 1 <= len(fast.events) <= settings.max_batch_events:
@@ -248,7 +263,7 @@ def create_app(
         errors: list[dict[str, Any]] = []
         for i, item in enumerate(raw_events):
             try:
-                events.append(parse_event_obj(item))
+                events.append(parse_event_obj(item, now=now))
             except EventInvalid as exc:
                 errors.extend({"index": i, **e.as_dict()} for e in exc.errors)
         if errors:

@@ -7,6 +7,7 @@ REJECT_REASONS = (
     "unauthorized",
     "forbidden",
     "invalid",
+    "too_deep",
     "too_large",
     "unsupported_media_type",
     "unavailable",

@@ -159,6 +159,8 @@ class Templates:
             raise ValueError(
                 f"template for {AUDIENCE[recipient_class]} must start with 'Subject: '"
             )
+        if not first.isprintable():
+            raise ValueError(f"template for {AUDIENCE[recipient_class]}: unprintable subject")
         return Message(
             subject=first.removeprefix("Subject: ").strip(), body=body.lstrip("\n"), data=context
         )

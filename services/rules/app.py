@@ -44,7 +44,7 @@ from services.common.kafka import retry_delay_s
 from services.common.progress import Offsets, PartitionKey, StallDetector
 from services.common.stallwatch import OffsetsProbe, StallWatch, exit_now
 from services.rules import web
-from services.rules.core import Engine, Tick
+from services.rules.core import ConflictingDuplicate, Engine, Tick
 from services.rules.metrics import RulesMetrics
 from services.rules.settings import RulesSettings
 from services.rules.state import ChildState
@@ -167,8 +167,10 @@ def build_app(
         """(input, dlq code, dlq reason) for one message."""
         if message.topic == ticks_topic:
             return Tick(), None, None
+        # Plausible timestamps are judged against when Kafka took the record.
+        taken = datetime.fromtimestamp(message.timestamp, UTC) if message.timestamp else None
         try:
-            item = parse_event(message.value or b"")
+            item = parse_event(message.value or b"", now=taken)
         except EventInvalid as exc:
             code = "undecodable" if exc.errors[0].type == "json_invalid" else "invalid_event"
             return None, code, exc.reason
@@ -215,6 +217,15 @@ def build_app(
                         raw = table.get(key)
                         state = ChildState.from_bytes(raw) if raw is not None else None
                     new, out = engine.evaluate(state, item, now)
+            except ConflictingDuplicate:
+                dead.append(
+                    (
+                        message,
+                        "conflicting_duplicate",
+                        "event_id was applied before with different content",
+                    )
+                )
+                continue
             except Exception as exc:  # a bug must not block the partition; keep the bytes
                 log.exception("evaluation failed", extra={"reason": type(exc).__name__})
                 if not isinstance(item, Tick):

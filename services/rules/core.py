@@ -13,16 +13,18 @@ Guarantees:
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from services.common.escalations import Escalation, Severity, Subject, escalation_id
-from services.common.events import EventBase, Jurisdiction
+from services.common.events import EventBase, Jurisdiction, event_bytes
 from services.rules.matcher import Matcher
 from services.rules.policy import Policy, Rule, severity_above
 from services.rules.state import (
     CONGREGATE,
+    DIGEST_CHARS,
     MAX_OPEN,
     MAX_SEEN,
     TIERS,
@@ -34,6 +36,16 @@ from services.rules.state import (
     ncic_fields,
     risk_tier,
 )
+
+
+class ConflictingDuplicate(ValueError):
+    """An event_id already applied for this child arrived again with different content. Not
+    applied: the worker dead-letters it (`conflicting_duplicate`) so that it cannot vanish."""
+
+
+def content_digest(event: EventBase) -> str:
+    """A short digest of an event's canonical encoding: tells a resend from a changed event."""
+    return hashlib.sha256(event_bytes(event)).hexdigest()[:DIGEST_CHARS]
 
 
 @dataclass(frozen=True)
@@ -94,12 +106,17 @@ class Engine:
             new = state.copy_state()
             out = self._tick(new, now)
             return (new, out) if out or new != state else (state, [])
-        if state is not None and item.event_id in state.seen:
-            return state, []
+        digest = content_digest(item)
+        if state is not None:
+            seen = state.seen_digest(item.event_id)
+            if seen is not None:
+                if seen and seen != digest:
+                    raise ConflictingDuplicate(item.event_id)
+                return state, []
         new = state.copy_state() if state is not None else ChildState.new(item)
         out = self._event(new, item, now)
         out += self._tick(new, now)
-        new.seen = [*new.seen, item.event_id][-MAX_SEEN:]
+        new.seen = [*new.seen, f"{item.event_id}#{digest}"][-MAX_SEEN:]
         _bound_open(new)
         return new, out
 

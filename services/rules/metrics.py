@@ -3,7 +3,13 @@
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # DLQ reasons are fixed codes (the detailed reason goes in the DLQ record's header).
-DLQ_REASONS = ("undecodable", "invalid_event", "key_mismatch", "internal_error")
+DLQ_REASONS = (
+    "undecodable",
+    "invalid_event",
+    "key_mismatch",
+    "conflicting_duplicate",
+    "internal_error",
+)
 
 
 class RulesMetrics:

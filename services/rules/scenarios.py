@@ -37,7 +37,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 from services.common import yamlio
 from services.common.escalations import Escalation
 from services.common.events import EventInvalid, parse_event_obj
-from services.rules.core import Engine
+from services.rules.core import ConflictingDuplicate, Engine
 from services.rules.offline import VirtualRun
 from services.rules.policy import parse_duration
 
@@ -187,11 +187,14 @@ def run_scenario(engine: Engine, scenario: Scenario) -> tuple[list[Emitted], lis
             "payload": _payload(step.payload, start),
         }
         try:
-            event = parse_event_obj(obj)
+            event = parse_event_obj(obj, now=at)  # received when it happens, on the virtual clock
         except EventInvalid as exc:
             failures.append(f"steps.{i}: invalid event: {exc.reason}")
             continue
-        emitted += [Emitted(e.created_at, e) for e in run.apply(event, at)]
+        try:
+            emitted += [Emitted(e.created_at, e) for e in run.apply(event, at)]
+        except ConflictingDuplicate:
+            failures.append(f"steps.{i}: event_id seen before with different content")
     for exp in scenario.expect:
         hits = [em for em in emitted if _matches(exp, em, start)]
         if not hits or (exp.count is not None and len(hits) != exp.count):

@@ -27,6 +27,7 @@ TIERS: tuple[Tier, ...] = ("standard", "elevated", "high")
 CONGREGATE = frozenset({"group_home", "institution"})
 YEAR = timedelta(days=365)
 MAX_SEEN = 512
+DIGEST_CHARS = 16
 MAX_OPEN = 100
 MAX_HISTORY = 100
 MAX_CLOSED_EPISODES = 20
@@ -99,6 +100,8 @@ class ChildState(Model):
     pending: list[Pending] = []
     risk_tier: Tier = "standard"
     trafficking_status: str | None = None
+    # Event ids already applied, each as "<event_id>#<content digest>" (a bare id in state
+    # written before digests were kept), newest last, at most MAX_SEEN.
     seen: list[str] = []
     # The Kafka partition the child's events arrive on (set by the worker, used by its timer).
     partition: int | None = None
@@ -124,6 +127,17 @@ class ChildState(Model):
         new.open = {k: e.model_copy() for k, e in self.open.items()}
         new.pending = list(self.pending)
         return new
+
+    def seen_digest(self, event_id: str) -> str | None:
+        """The content digest recorded for `event_id` ("" if only the id was kept), or None
+        if the event was never applied."""
+        prefix = event_id + "#"
+        for entry in reversed(self.seen):
+            if entry == event_id:
+                return ""
+            if entry.startswith(prefix) and len(entry) == len(prefix) + DIGEST_CHARS:
+                return entry[len(prefix) :]
+        return None
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> ChildState:

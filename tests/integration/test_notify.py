@@ -438,3 +438,64 @@ def test_a_fixed_dead_letter_is_replayed_and_delivered(
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"replayed to {topics.ESCALATIONS} partition ")
     wait_until(lambda: bool(stack.mails_to("alex@agency.example", good.escalation_id)), 30, "mail")
+
+
+INJECTABLE = [
+    ("child_id",),
+    ("episode_id",),
+    ("action",),
+    ("basis",),
+    ("rule_id",),
+    ("caseworker_id",),
+    ("subject", "name"),
+    ("subject", "clothing"),
+    ("subject", "last_seen_location"),
+    ("subject", "physical_description"),
+]
+
+
+def test_cr_lf_and_nul_in_any_field_that_reaches_a_message_never_reach_one(
+    stack: NotifyStack, producer: KafkaProducer, bootstrap: str
+) -> None:
+    """Records written straight to care.escalations.v1 (not through ingest or rules)."""
+    import json
+
+    sent = []
+    for path in INJECTABLE:
+        for bad in ("\r\nBcc: evil@attacker.example", "\nX-Injected: 1", "\x00"):
+            esc = make_escalation(recipients=["caseworker", "law_enforcement", "shelter_network"])
+            body = json.loads(esc.to_bytes())
+            target = body
+            for part in path[:-1]:
+                target = target[part]
+            target[path[-1]] = f"value{bad}"
+            key = esc.key.encode() if path != ("child_id",) else b"demo-agency:x"
+            record = producer.send(
+                topics.ESCALATIONS, key=key, value=json.dumps(body).encode()
+            ).get(timeout=10)
+            # A line feed is text in a multi-line field (it stays in a mail's body); else refused.
+            if not (path == ("subject", "physical_description") and bad.startswith("\n")):
+                sent.append(record)
+    marker = make_escalation()
+    publish(producer, marker)
+    wait_until(
+        lambda: bool(stack.mails_to("alex@agency.example", marker.escalation_id)), 30, "mail"
+    )
+
+    offsets = {(s.partition, s.offset) for s in sent}
+    wait_until(
+        lambda: (
+            offsets
+            <= {
+                (int(r.headers["source-partition"]), int(r.headers["source-offset"]))
+                for r in read_topic(bootstrap, topics.ESCALATIONS_DLQ)
+            }
+        ),
+        30,
+        "every injected record in the DLQ",
+    )
+    for recipients, message in list(stack.smtp.messages):
+        assert "evil@attacker.example" not in str(recipients)
+        assert message["Bcc"] is None and message["X-Injected"] is None
+    assert not [r for r in stack.http.received if "x-injected" in r.headers]
+    assert not [r for r in stack.http.received if b"attacker" in r.body]

@@ -68,7 +68,11 @@ def produce(producer: KafkaProducer, event: dict[str, Any]) -> None:
 
 def escalations_for(bootstrap: str, child_id: str, count: int, timeout: float = 60) -> list[Record]:
     return wait_for_records(
-        bootstrap, topics.ESCALATIONS, lambda r: r.json()["child_id"] == child_id, count, timeout
+        bootstrap,
+        topics.ESCALATIONS,
+        lambda r: r.json().get("child_id") == child_id,
+        count,
+        timeout,
     )
 
 
@@ -88,7 +92,7 @@ def test_missing_child_produces_the_federal_escalations(
     )
     produce(producer, missing_opened(child_id=child, at=now))
     records = escalations_for(bootstrap, child, 3)
-    by_rule = {r.json()["rule_id"]: r for r in records}
+    by_rule = {r.json().get("rule_id"): r for r in records}
     assert {"federal.report-law-enforcement", "federal.report-ncmec", "alert.missing-child"} <= set(
         by_rule
     )
@@ -117,7 +121,8 @@ def test_deadline_passing_emits_overdue_from_the_timer(
         bootstrap,
         topics.ESCALATIONS,
         lambda r: (
-            r.json()["child_id"] == child and r.json()["rule_id"] == "federal.report-ncmec.overdue"
+            r.json().get("child_id") == child
+            and r.json().get("rule_id") == "federal.report-ncmec.overdue"
         ),
         timeout=60,
     )
@@ -141,7 +146,7 @@ def test_resolving_event_resolves(rules: Service, bootstrap: str, producer: Kafk
     resolved = wait_for_records(
         bootstrap,
         topics.ESCALATIONS,
-        lambda r: r.json()["child_id"] == child and r.json()["status"] == "resolved",
+        lambda r: r.json().get("child_id") == child and r.json()["status"] == "resolved",
     )
     assert resolved[0].json()["rule_id"] == "federal.report-ncmec"
 
@@ -232,3 +237,45 @@ def test_the_worker_serves_only_metrics_and_health_and_only_on_its_host(
     # CAREALERT_RULES_HOST is 127.0.0.1: another loopback address is not served.
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.2:{rules.port}/metrics", timeout=5)
+
+
+def dead_letters_for(bootstrap: str, key: bytes, count: int) -> list[Record]:
+    return wait_for_records(bootstrap, topics.EVENTS_DLQ, lambda r: r.key == key, count, 60)
+
+
+def test_hostile_records_on_kafka_meet_the_same_rules_as_at_ingest(
+    rules: Service, bootstrap: str, producer: KafkaProducer
+) -> None:
+    import json
+
+    child = f"C-{uuid.uuid4().hex[:8]}"
+    key = f"demo-agency:{child}".encode()
+    opened = missing_opened(child_id=child)
+    produce(producer, opened)
+    escalations_for(bootstrap, child, 3)
+    # The same event_id with other content must not vanish; an identical resend is harmless.
+    changed = {**opened, "payload": {**opened["payload"], "circumstances": "abducted"}}
+    produce(producer, opened)
+    produce(producer, changed)
+    ancient = missing_opened(child_id=child, episode_id="E-2")
+    ancient["occurred_at"] = "0001-01-01T00:00:00Z"
+    produce(producer, ancient)
+    injected = missing_opened(child_id=child, episode_id="E-3\r\nBcc: x@evil.example")
+    produce(producer, injected)
+    deep = b"[" * 10_000 + b"]" * 10_000
+    producer.send(topics.EVENTS, key=key, value=deep).get(timeout=10)
+    dead = dead_letters_for(bootstrap, key, 4)
+    assert [r.headers["error"].decode() for r in dead] == [
+        "event_id was applied before with different content",
+        "occurred_at: must not be before 1900",
+        "payload.episode_id: must contain only printable characters (no control, bidi or zero-width)",
+        "(root): JSON nested deeper than 32 levels",
+    ]
+    assert json.loads(dead[0].value) == changed
+    assert dead[3].value == deep
+    # The partition keeps flowing.
+    later = missing_opened(child_id=child, episode_id="E-4")
+    produce(producer, later)
+    assert len(escalations_for(bootstrap, child, 6)) >= 6
+    metrics = httpx.get(f"{rules.url}/metrics", timeout=5).text
+    assert 'carealert_rules_dlq_writes_total{reason="conflicting_duplicate"} 1.0' in metrics

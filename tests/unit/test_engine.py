@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.common.events import EventBase, parse_event_obj
-from services.rules.core import Engine, Tick, widen
+from services.rules.core import ConflictingDuplicate, Engine, Tick, widen
 from services.rules.offline import VirtualRun
 from services.rules.policy import load_policy
 from services.rules.state import ChildState
@@ -43,7 +43,8 @@ def ev(
             "occurred_at": (T0 + timedelta(minutes=minutes)).isoformat(),
             "jurisdiction": {"state": state},
             "payload": payload,
-        }
+        },
+        now=T0 + timedelta(days=400),  # received after the whole virtual timeline
     )
 
 
@@ -236,3 +237,35 @@ def test_state_round_trips(engine: Engine) -> None:
     state, _ = engine.evaluate(None, ev(1, *EPISODE_EVENTS[2], minutes=0), T0)
     assert state is not None
     assert ChildState.from_bytes(state.to_bytes()) == state
+
+
+def test_a_resend_has_no_effect_and_a_changed_event_with_the_same_id_is_refused(
+    engine: Engine,
+) -> None:
+    opened = ev(
+        1,
+        "missing.opened",
+        {"episode_id": "E-1", "last_seen_at": at(-5), "circumstances": "runaway"},
+        minutes=0,
+    )
+    state, out = engine.evaluate(None, opened, T0)
+    assert out
+    again, out2 = engine.evaluate(
+        state,
+        ev(
+            1,
+            "missing.opened",
+            {"episode_id": "E-1", "last_seen_at": at(-5), "circumstances": "runaway"},
+            minutes=0,
+        ),
+        T0,
+    )
+    assert again is state and out2 == []
+    changed = ev(
+        1,
+        "missing.opened",
+        {"episode_id": "E-1", "last_seen_at": at(-5), "circumstances": "abducted"},
+        minutes=0,
+    )
+    with pytest.raises(ConflictingDuplicate):
+        engine.evaluate(state, changed, T0)

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from services.common.events import (
     EVENT_TYPES,
+    MAX_JSON_DEPTH,
+    PRINTABLE_PROBLEM,
     EventInvalid,
     decode_json,
     event_bytes,
+    json_depth_exceeds,
     parse_event,
     parse_event_obj,
 )
@@ -240,3 +244,138 @@ def test_committed_json_schema_is_current(tmp_path: Any) -> None:
     assert main(["schemas", str(tmp_path)]) == 0
     committed = Path(__file__).resolve().parents[2] / "docs" / "schemas" / "event.schema.json"
     assert (tmp_path / "event.schema.json").read_text() == committed.read_text()
+
+
+# --- hostile input (same rules at ingest and at the rules decoder: both call parse_event) -----
+
+HOSTILE = {
+    "CR": "\r",
+    "LF": "\n",
+    "NUL": "\x00",
+    "C1": "\x85",
+    "RLO": "\u202e",
+    "LRI": "\u2066",
+    "PDI": "\u2069",
+    "ZWSP": "\u200b",
+    "ZWJ": "\u200d",
+    "BOM": "\ufeff",
+}
+IDENTIFIERS = [
+    ("missing.opened", ("event_id",)),
+    ("missing.opened", ("child_id",)),
+    ("missing.opened", ("payload", "episode_id")),
+    ("placement.started", ("payload", "placement_id")),
+    ("placement.started", ("payload", "provider_id")),
+    ("child.registered", ("payload", "caseworker_id")),
+    ("child.registered", ("payload", "supervisor_id")),
+    ("missing.law_enforcement_reported", ("payload", "report_number")),
+    ("missing.law_enforcement_reported", ("payload", "le_agency")),
+    ("missing.ncmec_reported", ("payload", "ncmec_case_number")),
+    ("trafficking.law_enforcement_reported", ("payload", "report_number")),
+]
+SINGLE_LINE = [
+    ("payload", "description", "name"),
+    ("payload", "description", "clothing"),
+    ("payload", "description", "last_seen_location"),
+    ("jurisdiction", "county"),
+]
+
+
+def with_value(event_type: str, path: tuple[str, ...], value: str) -> dict[str, Any]:
+    obj = envelope(event_type)
+    target = obj
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = value
+    return obj
+
+
+def rejected(obj: dict[str, Any]) -> list[tuple[str, str]]:
+    raw = json.dumps(obj).encode()
+    with pytest.raises(EventInvalid) as info:
+        parse_event(raw)
+    assert "ZZsecret" not in str(info.value)
+    return [(e.field, e.problem) for e in info.value.errors]
+
+
+@pytest.mark.parametrize("char", sorted(HOSTILE), ids=sorted(HOSTILE))
+@pytest.mark.parametrize(
+    ("event_type", "path"), IDENTIFIERS, ids=[".".join(p) for _, p in IDENTIFIERS]
+)
+def test_identifiers_refuse_control_bidi_and_zero_width_characters(
+    event_type: str, path: tuple[str, ...], char: str
+) -> None:
+    obj = with_value(event_type, path, f"ZZsecret{HOSTILE[char]}1")
+    assert rejected(obj) == [(".".join(path), PRINTABLE_PROBLEM)]
+
+
+@pytest.mark.parametrize("char", ["\r", "\n", "\t", "\x00", "\u202e", "\u200b"])
+@pytest.mark.parametrize("path", SINGLE_LINE, ids=[".".join(p) for p in SINGLE_LINE])
+def test_single_line_text_refuses_every_control_character(path: tuple[str, ...], char: str) -> None:
+    obj = with_value("missing.opened", path, f"ZZsecret{char}x")
+    assert rejected(obj) == [(".".join(path), PRINTABLE_PROBLEM)]
+
+
+def test_multi_line_text_allows_line_feeds_only() -> None:
+    path = ("payload", "description", "physical_description")
+    ok = parse_event(json.dumps(with_value("missing.opened", path, "tall\nslim")).encode())
+    assert ok.payload.description.physical_description == "tall\nslim"  # type: ignore[union-attr]
+    for char in ("\r", "\x00", "\t", "\u202e"):
+        problems = rejected(with_value("missing.opened", path, f"ZZsecret{char}x"))
+        assert problems == [
+            (
+                ".".join(path),
+                "must contain only printable characters and line feeds (no CR, tab or other control)",
+            )
+        ]
+
+
+def test_names_in_any_script_are_accepted() -> None:
+    path = ("payload", "description", "name")
+    for name in ("José Núñez", "Nguyễn Thị", "محمد", "李小龙", "O'Brien-Smith"):
+        parse_event(json.dumps(with_value("missing.opened", path, name)).encode())
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "problem"),
+    [
+        (("occurred_at",), "0001-01-01T00:00:00Z", "must not be before 1900"),
+        (("occurred_at",), "1899-12-31T23:59:59Z", "must not be before 1900"),
+        (("occurred_at",), "9999-12-31T00:00:00Z", "must not be more than 1 hour in the future"),
+        (("occurred_at",), "2026-11-24T08:00:01Z", "must not be more than 1 hour in the future"),
+        (("payload", "last_seen_at"), "0001-01-01T00:00:00Z", "must not be before 1900"),
+        (
+            ("payload", "last_seen_at"),
+            "2027-01-01T00:00:00Z",
+            "must not be more than 1 hour in the future",
+        ),
+    ],
+)
+def test_timestamps_must_be_plausible(path: tuple[str, ...], value: str, problem: str) -> None:
+    received = datetime(2026, 11, 24, 7, 0, tzinfo=UTC)
+    obj = with_value("missing.opened", path, value)
+    with pytest.raises(EventInvalid) as info:
+        parse_event(json.dumps(obj).encode(), now=received)
+    assert [(e.field, e.problem) for e in info.value.errors] == [(".".join(path), problem)]
+    # An hour of clock skew is fine.
+    fine = with_value("missing.opened", ("occurred_at",), "2026-11-24T08:00:00Z")
+    parse_event(json.dumps(fine).encode(), now=received)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [("2999-01-01", "must not be in the future"), ("1899-12-31", "must not be before 1900")],
+)
+def test_date_of_birth_must_be_plausible(value: str, problem: str) -> None:
+    obj = with_value("child.registered", ("payload", "date_of_birth"), value)
+    assert rejected(obj) == [("payload.date_of_birth", problem)]
+
+
+def test_json_nested_deeper_than_the_limit_is_refused_before_parsing() -> None:
+    assert not json_depth_exceeds(b'{"a": [[["[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["]]]}')
+    deep = b"[" * (MAX_JSON_DEPTH + 1) + b"]" * (MAX_JSON_DEPTH + 1)
+    assert json_depth_exceeds(deep)
+    assert not json_depth_exceeds(b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH)
+    with pytest.raises(EventInvalid) as info:
+        parse_event(b'{"payload": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    assert [(e.field, e.type) for e in info.value.errors] == [("(root)", "json_too_deep")]

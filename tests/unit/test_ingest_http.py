@@ -253,3 +253,69 @@ def test_keys_file_loads_and_rejects_bad_entries(tmp_path: Path) -> None:
     )
     with pytest.raises(ApiKeysInvalid, match=r"dup.yaml: keys.1.sha256: duplicate key hash"):
         ApiKeys.load(dup)
+
+
+@pytest.mark.parametrize("path", ["/v1/events", "/v1/events:batch"])
+def test_json_nested_too_deep_is_422_on_both_endpoints_and_counted(
+    client: TestClient, sink: MemoryEventSink, metrics: IngestMetrics, path: str
+) -> None:
+    nested = b'{"events": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    r = client.post(path, content=nested, headers={**AUTH, "Content-Type": "application/json"})
+    assert r.status_code == 422
+    assert r.json() == {
+        "detail": "the body is nested too deeply",
+        "errors": [
+            {
+                "field": "(root)",
+                "problem": "JSON nested deeper than 32 levels",
+                "type": "json_too_deep",
+            }
+        ],
+    }
+    assert sink.published == []
+    assert (
+        metrics.registry.get_sample_value(
+            "carealert_ingest_events_rejected_total", {"reason": "too_deep"}
+        )
+        == 1
+    )
+
+
+@pytest.mark.parametrize(
+    ("when", "problem"),
+    [
+        ("0001-01-01T00:00:00Z", "must not be before 1900"),
+        ("9999-12-31T00:00:00Z", "must not be more than 1 hour in the future"),
+    ],
+)
+def test_implausible_timestamps_are_422_not_accepted(
+    client: TestClient, sink: MemoryEventSink, when: str, problem: str
+) -> None:
+    event = missing_opened()
+    event["occurred_at"] = when
+    r = post(client, "/v1/events", event)
+    assert r.status_code == 422
+    assert {"field": "occurred_at", "problem": problem, "type": "value_error"} in r.json()["errors"]
+    batch = post(client, "/v1/events:batch", {"events": [missing_opened(), event]})
+    assert batch.status_code == 422
+    assert {"index": 1, "field": "occurred_at", "problem": problem, "type": "value_error"} in (
+        batch.json()["errors"]
+    )
+    assert sink.published == []
+
+
+def test_a_header_injection_attempt_is_422_naming_the_field_without_echoing_it(
+    client: TestClient, sink: MemoryEventSink
+) -> None:
+    event = missing_opened(child_id="C-1\r\nBcc: someone@evil.example")
+    r = post(client, "/v1/events", event)
+    assert r.status_code == 422
+    assert r.json()["errors"] == [
+        {
+            "field": "child_id",
+            "problem": "must contain only printable characters (no control, bidi or zero-width)",
+            "type": "value_error",
+        }
+    ]
+    assert "evil" not in r.text
+    assert sink.published == []

@@ -43,10 +43,15 @@ class SmtpChannel:
     async def send(self, delivery: Delivery) -> None:
         if "@" not in delivery.address:
             raise DeliveryError("bad_address", retryable=False)
+        try:
+            # EmailMessage's default policy refuses a header value with CR or LF.
+            message = self.build(delivery)
+        except ValueError:
+            raise DeliveryError("bad_header", retryable=False) from None
         c = self.config
         try:
             await aiosmtplib.send(
-                self.build(delivery),
+                message,
                 hostname=c.host,
                 port=c.port,
                 start_tls=c.starttls,
