@@ -15,6 +15,9 @@ export CAREALERT_INGEST_PORT="${CAREALERT_INGEST_PORT:-8080}"
 export CAREALERT_RULES_PORT="${CAREALERT_RULES_PORT:-8081}"
 export CAREALERT_NOTIFY_PORT="${CAREALERT_NOTIFY_PORT:-8082}"
 export CAREALERT_RULES_DATA_DIR="${CAREALERT_RULES_DATA_DIR:-$RUN_DIR/rules}"
+# Demo mode: the services accept the public demo secrets and API keys below only because
+# CAREALERT_ENV=demo. Without it they refuse them (and any secret under 32 characters).
+export CAREALERT_ENV="${CAREALERT_ENV:-demo}"
 # Demo secrets: public, for a laptop only. Set your own in any real deployment.
 export CAREALERT_ACK_SECRET="${CAREALERT_ACK_SECRET:-demo-ack-secret-not-for-production}"
 export CAREALERT_NOTIFY_API_TOKEN="${CAREALERT_NOTIFY_API_TOKEN:-demo-operator-token}"
@@ -118,7 +121,8 @@ carealert is running (stop it with: make stop)
   kafka     $KAFKA_BOOTSTRAP_SERVERS   (topics care.events.v1, care.events.dlq, care.escalations.v1, ...)
   logs      $RUN_DIR/*.log
 
-Demo API key (agency demo-agency): demo-not-a-secret
+Demo mode (CAREALERT_ENV=demo): public demo secrets and API keys are accepted; never expose
+this stack. Demo API key (agency demo-agency): demo-not-a-secret
 
 Try it:
   curl -i -X POST http://127.0.0.1:$CAREALERT_INGEST_PORT/v1/events \\

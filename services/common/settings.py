@@ -27,6 +27,11 @@ class CommonSettings(BaseSettings):
     kafka_wait_seconds: float = Field(
         default=60.0, gt=0, description="How long a service waits for Kafka at start-up."
     )
+    env: Literal["production", "demo"] = Field(
+        default="production",
+        description="demo (what `make run` sets) accepts the public demo secrets and API keys"
+        " and short secrets; anything else refuses them.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     stall_timeout_s: float = Field(
         default=60.0,

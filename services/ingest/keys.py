@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from services.common.events import AgencyId
+from services.common.secrets import DEMO_KEY_HASHES
 
 
 class ApiKeysInvalid(ValueError):
@@ -53,8 +54,9 @@ class ApiKeys:
         self._by_hash = dict(by_hash)
 
     @classmethod
-    def load(cls, path: Path) -> ApiKeys:
-        """Read a keys file. Raises ApiKeysInvalid naming the file, the entry and the field."""
+    def load(cls, path: Path, demo: bool = False) -> ApiKeys:
+        """Read a keys file. Raises ApiKeysInvalid naming the file, the entry and the field.
+        The public demo keys are refused unless `demo` (CAREALERT_ENV=demo)."""
         try:
             raw = yaml.safe_load(path.read_text())
         except OSError as exc:
@@ -71,6 +73,11 @@ class ApiKeys:
         for i, k in enumerate(parsed.keys):
             if k.sha256 in by_hash:
                 raise ApiKeysInvalid(f"{path}: keys.{i}.sha256: duplicate key hash")
+            if k.sha256 in DEMO_KEY_HASHES and not demo:
+                raise ApiKeysInvalid(
+                    f"{path}: keys.{i}.sha256: the hash of a public demo key; issue real keys"
+                    " with `carealert apikey` (or set CAREALERT_ENV=demo on a laptop)"
+                )
             by_hash[k.sha256] = k.agency_id
         return cls(by_hash)
 

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 def run(settings: IngestSettings) -> None:
     logs.configure("ingest", settings.log_level)
-    keys = ApiKeys.load(settings.api_keys_file)
+    keys = ApiKeys.load(settings.api_keys_file, demo=settings.env == "demo")
     wait_for_kafka(
         settings.bootstrap_list, client_id="carealert-ingest", timeout_s=settings.kafka_wait_seconds
     )

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict
 
@@ -37,15 +37,35 @@ def create_api(
 
     def operator(request: Request) -> None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        expected = settings.notify_api_token.get_secret_value()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), expected):
+        expected = settings.notify_api_token.get_secret_value().encode()
+        # Compared as bytes: any header value, non-ASCII included, is a 401, never a 500.
+        presented = token.strip().encode("utf-8", "surrogateescape")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(presented, expected):
             raise HTTPException(
                 401, "missing or unknown API token", headers={"WWW-Authenticate": "Bearer"}
             )
 
-    async def acknowledge(escalation_id: str, ack: AckIn) -> dict[str, Any]:
-        if not check_ack_token(secret, escalation_id, ack.receiver, ack.token):
+    async def acknowledge(escalation_id: str, ack: AckIn) -> Response:
+        problem = check_ack_token(secret, escalation_id, ack.receiver, ack.token, datetime.now(UTC))
+        if problem == "expired":
+            raise HTTPException(
+                403, "this acknowledgement link has expired; acknowledge in the console"
+            )
+        if problem:
             raise HTTPException(403, "token does not match this escalation and receiver")
+        first = ledger.acks.get(escalation_id)
+        if first is not None:  # acknowledged already: the first acknowledgement stands
+            return JSONResponse(
+                {
+                    "escalation_id": escalation_id,
+                    "status": "acknowledged",
+                    "acknowledged_by": first.get("receiver"),
+                    "acknowledged_at": first.get("acked_at"),
+                },
+                status_code=200,
+            )
+        if escalation_id not in ledger.open:
+            raise HTTPException(404, "no open escalation with this id")
         record = {
             "escalation_id": escalation_id,
             "receiver": ack.receiver,
@@ -58,7 +78,9 @@ def create_api(
                 503, "could not record the acknowledgement; retry", headers={"Retry-After": "5"}
             ) from None
         metrics.acks.inc()
-        return {"escalation_id": escalation_id, "status": "acknowledged"}
+        return JSONResponse(
+            {"escalation_id": escalation_id, "status": "acknowledged"}, status_code=202
+        )
 
     @router.post("/v1/escalations/{escalation_id}/ack", status_code=202)
     async def post_ack(
@@ -66,7 +88,7 @@ def create_api(
         request: Request,
         receiver: Annotated[str | None, Query()] = None,
         token: Annotated[str | None, Query()] = None,
-    ) -> dict[str, Any]:
+    ) -> Response:
         """Acknowledge an escalation with the receiver's token (from the ack link): as JSON body
         {receiver, token}, as a form, or as query parameters. Stops reminders and escalation."""
         if receiver is None or token is None:

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from services.common import logs, topics
 from services.common.kafka import ensure_topics, wait_for_kafka
 from services.common.progress import PartitionKey, StallDetector
+from services.common.secrets import weakness
 from services.common.stallwatch import KafkaOffsetsProbe, StallWatch
 from services.notify.api import create_api
 from services.notify.canary import send_canaries
@@ -59,6 +60,9 @@ def webhook_secrets(routing: Routing, settings: NotifySettings) -> dict[str, Sec
         if env == "CAREALERT_WEBHOOK_SECRET" and settings.webhook_secret is not None:
             out[env] = settings.webhook_secret
         elif os.environ.get(env):
+            problem = weakness(os.environ[env])
+            if problem and settings.env != "demo":
+                raise MissingSecret(f"receiver {spec.name}: {env} {problem}")
             out[env] = SecretStr(os.environ[env])
         else:
             raise MissingSecret(f"receiver {spec.name}: environment variable {env} is not set")
@@ -151,6 +155,7 @@ async def serve(settings: NotifySettings) -> None:
         ),
         ack_secret=settings.ack_secret.get_secret_value(),
         public_url=settings.notify_public_url,
+        ack_ttl_s=settings.ack_token_ttl_s,
     )
     consumer = AIOKafkaConsumer(
         topics.ESCALATIONS,

@@ -22,17 +22,33 @@ def notification_id(escalation_id: str, receiver: str, step: str) -> str:
     return hashlib.sha256(f"{escalation_id}\x1f{receiver}\x1f{step}".encode()).hexdigest()[:32]
 
 
-def ack_token(secret: str, escalation_id: str, receiver: str) -> str:
-    mac = hmac.new(secret.encode(), f"{escalation_id}:{receiver}".encode(), hashlib.sha256)
-    return mac.hexdigest()[:32]
+def ack_token(secret: str, escalation_id: str, receiver: str, expires: int) -> str:
+    """`<expiry, unix seconds>.<HMAC>`: binds the escalation, the receiver and the expiry."""
+    message = f"{escalation_id}:{receiver}:{expires}".encode()
+    mac = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:32]
+    return f"{expires}.{mac}"
 
 
-def check_ack_token(secret: str, escalation_id: str, receiver: str, token: str) -> bool:
-    return hmac.compare_digest(ack_token(secret, escalation_id, receiver), token)
+def check_ack_token(
+    secret: str, escalation_id: str, receiver: str, token: str, now: datetime
+) -> str | None:
+    """None if the token is good now; otherwise "invalid" or "expired". Never raises, whatever
+    the token holds (non-ASCII, no dot, not a number)."""
+    if not token.isascii() or not receiver.isprintable():
+        return "invalid"
+    expires_text, dot, _ = token.partition(".")
+    if not dot or not expires_text.isdigit() or len(expires_text) > 12:
+        return "invalid"
+    expected = ack_token(secret, escalation_id, receiver, int(expires_text))
+    if not hmac.compare_digest(expected.encode(), token.encode()):
+        return "invalid"
+    if now.timestamp() > int(expires_text):
+        return "expired"
+    return None
 
 
-def ack_url(base: str, secret: str, escalation_id: str, receiver: str) -> str:
-    token = ack_token(secret, escalation_id, receiver)
+def ack_url(base: str, secret: str, escalation_id: str, receiver: str, expires: datetime) -> str:
+    token = ack_token(secret, escalation_id, receiver, int(expires.timestamp()))
     path = f"/v1/escalations/{escalation_id}/ack"
     return f"{base.rstrip('/')}{path}?receiver={quote(receiver)}&token={token}"
 

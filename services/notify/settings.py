@@ -1,7 +1,8 @@
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
+from services.common.secrets import weakness
 from services.common.settings import CommonSettings
 
 PLACEHOLDERS = frozenset({"", "changeme", "change-me", "changethis", "secret"})
@@ -16,6 +17,9 @@ class NotifySettings(CommonSettings):
     policy_dir: Path = Field(default=Path("rules"), description="routing.yaml and templates/.")
     notify_group_id: str = Field(default="carealert-notify")
     ack_secret: SecretStr = Field(description="Key that signs ack links (HMAC-SHA256).")
+    ack_token_ttl_s: float = Field(
+        default=7 * 86400, gt=0, description="How long an ack link works (default 7 days)."
+    )
     notify_api_token: SecretStr = Field(description="Bearer token for GET /v1/escalations.")
     webhook_secret: SecretStr | None = Field(
         default=None, description="Key for webhooks whose secret_env is CAREALERT_WEBHOOK_SECRET."
@@ -47,12 +51,16 @@ class NotifySettings(CommonSettings):
         "delete it and exit at once (simulates a crash after the effect, before the commit).",
     )
 
-    @field_validator("ack_secret", "notify_api_token")
+    @field_validator("ack_secret", "notify_api_token", "webhook_secret", "canary_api_key")
     @classmethod
-    def not_placeholder(cls, value: SecretStr) -> SecretStr:
-        if (
-            value.get_secret_value().strip().lower() in PLACEHOLDERS
-            or len(value.get_secret_value()) < 12
-        ):
-            raise ValueError("must be a real secret of at least 12 characters")
+    def strong(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        """Our own secrets: never a placeholder; strong unless CAREALERT_ENV=demo."""
+        if value is None:
+            return value
+        secret = value.get_secret_value()
+        if secret.strip().lower() in PLACEHOLDERS:
+            raise ValueError("must be a real secret, not a placeholder")
+        problem = weakness(secret)
+        if problem and info.data.get("env") != "demo":
+            raise ValueError(f"{problem} (or set CAREALERT_ENV=demo on a laptop)")
         return value

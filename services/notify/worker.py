@@ -20,7 +20,7 @@ import os
 import random
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -67,6 +67,7 @@ class Notifier:
         retry: RetryPolicy,
         ack_secret: str,
         public_url: str,
+        ack_ttl_s: float = 7 * 86400,
         clock: Callable[[], datetime] = utc_now,
         sleep: Callable[[float], Any] = asyncio.sleep,
         rng: random.Random | None = None,
@@ -80,6 +81,7 @@ class Notifier:
         self.retry = retry
         self.ack_secret = ack_secret
         self.public_url = public_url
+        self.ack_ttl_s = ack_ttl_s
         self.clock = clock
         self.sleep = sleep
         self.rng = rng or random.Random()
@@ -217,7 +219,10 @@ class Notifier:
         except NoContact as exc:
             await self._failed_before_sending(nid, esc, target, default_channel, step, str(exc))
             return
-        link = ack_url(self.public_url, self.ack_secret, esc.escalation_id, target.receiver)
+        expires = self.clock() + timedelta(seconds=self.ack_ttl_s)
+        link = ack_url(
+            self.public_url, self.ack_secret, esc.escalation_id, target.receiver, expires
+        )
         context = context_for(
             target.recipient_class,
             esc,

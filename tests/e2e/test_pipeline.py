@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from services.common import topics
-from tests.integration.notify_support import NotifyStack, start_stack
+from tests.integration.notify_support import API_TOKEN, NotifyStack, start_stack
 from tests.integration.test_ingest import ingest_service
 from tests.integration.test_rules_worker import rules_service
 from tests.support import Service, make_event, missing_opened, read_topic, wait_until
@@ -66,6 +66,7 @@ def pipeline(
         CAREALERT_CANARY_INGEST_URL=ingest.url,
         CAREALERT_CANARY_API_KEY="demo-canary-not-a-secret",
         CAREALERT_CANARY_INTERVAL_S="2",
+        CAREALERT_ENV="demo",  # the canary key is the demo one from deploy/local/api-keys.yaml
     )
     yield ingest, rules, notify
     notify.stop()
@@ -368,7 +369,7 @@ def test_canaries_come_back_through_the_whole_pipeline_and_reach_nobody(
     ]
     listed = httpx.get(
         f"{service.url}/v1/escalations?status=open",
-        headers={"Authorization": "Bearer test-operator-token"},
+        headers={"Authorization": f"Bearer {API_TOKEN}"},
         timeout=5,
     ).json()
     assert all(e["agency_id"] != "carealert-canary" for e in listed["escalations"])

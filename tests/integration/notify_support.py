@@ -18,9 +18,9 @@ from services.notify.sinks import HttpSink, SmtpSink
 from tests.support import Service, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-WEBHOOK_SECRET = "test-webhook-secret"
-ACK_SECRET = "test-ack-secret-0123456789"
-API_TOKEN = "test-operator-token"
+WEBHOOK_SECRET = "test-webhook-54DYnPOdzVzryQJlHbVOxKeDshFyKizyBQdTnR9G"
+ACK_SECRET = "test-ack-8JM5jlWtuOtWLfMIQYXuMYHDuQbN-jUzuy1ptgiX"
+API_TOKEN = "test-operator-Oo9jfrlD49dSQ3x1JSSCVYsDJg2DBj-WwRumR86n"
 
 ROUTING = """\
 version: 1

@@ -27,6 +27,7 @@ def ingest_service(bootstrap: str, log_dir: Path, **env: str) -> Service:
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "CAREALERT_INGEST_PORT": str(port),
             "CAREALERT_API_KEYS_FILE": str(KEYS_FILE),
+            "CAREALERT_ENV": "demo",  # the keys file is make run's, with the public demo keys
             **env,
         },
         port,

@@ -7,6 +7,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import httpx
@@ -14,7 +15,9 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from services.common import topics
+from services.notify.plan import ack_token
 from tests.integration.notify_support import (
+    ACK_SECRET,
     API_TOKEN,
     NotifyStack,
     make_escalation,
@@ -499,3 +502,68 @@ def test_cr_lf_and_nul_in_any_field_that_reaches_a_message_never_reach_one(
         assert message["Bcc"] is None and message["X-Injected"] is None
     assert not [r for r in stack.http.received if "x-injected" in r.headers]
     assert not [r for r in stack.http.received if b"attacker" in r.body]
+
+
+def acks_for(bootstrap: str, escalation_id: str) -> list[Record]:
+    return [r for r in read_topic(bootstrap, topics.ACKS) if r.key == escalation_id.encode()]
+
+
+def test_acknowledgements_are_bound_expire_and_count_once(
+    stack: NotifyStack, producer: KafkaProducer, bootstrap: str
+) -> None:
+    url = stack.service.url
+    now = int(time.time())
+    # Never existed: 404, nothing written.
+    ghost = make_escalation()
+    good_for_ghost = ack_token(ACK_SECRET, ghost.escalation_id, "caseworker", now + 3600)
+    r = httpx.post(
+        f"{url}/v1/escalations/{ghost.escalation_id}/ack",
+        json={"receiver": "caseworker", "token": good_for_ghost},
+    )
+    assert r.status_code == 404
+    assert r.json() == {"detail": "no open escalation with this id"}
+    assert acks_for(bootstrap, ghost.escalation_id) == []
+
+    esc = make_escalation()
+    publish(producer, esc)
+    mail = wait_until_mail(stack, esc.escalation_id)
+    link = ack_link(mail)
+    # Expired (a token whose HMAC is right but whose time has passed): 403.
+    expired = ack_token(ACK_SECRET, esc.escalation_id, "caseworker", now - 10)
+    r = httpx.post(
+        f"{url}/v1/escalations/{esc.escalation_id}/ack",
+        json={"receiver": "caseworker", "token": expired},
+    )
+    assert r.status_code == 403 and "expired" in r.json()["detail"]
+    # Bound to the receiver: the caseworker's token does not work for the supervisor.
+    token = parse_qs(urlparse(link).query)["token"][0]
+    r = httpx.post(
+        f"{url}/v1/escalations/{esc.escalation_id}/ack",
+        json={"receiver": "supervisor", "token": token},
+    )
+    assert r.status_code == 403
+    # Non-ASCII token or bearer: refused, never a 500.
+    r = httpx.post(
+        f"{url}/v1/escalations/{esc.escalation_id}/ack",
+        json={"receiver": "caseworker", "token": "é" * 40},
+    )
+    assert r.status_code == 403
+    r = httpx.get(
+        f"{url}/v1/escalations?status=open",
+        headers={b"Authorization": "Bearer tökén-ünïcödé".encode()},
+    )
+    assert r.status_code == 401
+    # First ack: 202 and one record; the same again: 200 with the first, nothing written.
+    first = httpx.post(link)
+    assert first.status_code == 202, first.text
+    wait_until(lambda: len(acks_for(bootstrap, esc.escalation_id)) == 1, 30, "the ack record")
+    again = httpx.post(link)
+    assert again.status_code == 200
+    assert again.json()["acknowledged_by"] == "caseworker"
+    time.sleep(1)
+    assert len(acks_for(bootstrap, esc.escalation_id)) == 1
+
+
+def wait_until_mail(stack: NotifyStack, escalation_id: str) -> Any:
+    wait_until(lambda: bool(stack.mails_to("alex@agency.example", escalation_id)), 30, "mail")
+    return stack.mails_to("alex@agency.example", escalation_id)[0]

@@ -177,6 +177,19 @@ def test_compose_file_matches_the_compose_specification() -> None:
     assert services["kafka"]["image"].startswith("apache/kafka:")
     for mount in services["grafana"]["volumes"] + services["prometheus"]["volumes"]:
         assert (ROOT / mount.split(":")[0]).exists(), mount
+    # No default secrets: each one is required (`${VAR:?...}`), so `docker compose config`
+    # names a missing one; .env.example lists them all.
+    text = (ROOT / "docker-compose.yml").read_text()
+    example = (ROOT / ".env.example").read_text()
+    for var in (
+        "CAREALERT_ACK_SECRET",
+        "CAREALERT_NOTIFY_API_TOKEN",
+        "CAREALERT_WEBHOOK_SECRET",
+        "CAREALERT_CANARY_API_KEY",
+        "CAREALERT_API_KEYS_PATH",
+    ):
+        assert f"${{{var}:?" in text and f"${{{var}:-" not in text, var
+        assert f"\n{var}=" in example, var
     # rules serves metrics and health for Prometheus only: never published; the rest only on
     # this machine's loopback.
     assert "ports" not in services["rules"]

@@ -333,13 +333,23 @@ def test_ids_and_tokens() -> None:
         )
         == 3
     )
-    token = ack_token("k" * 16, "e1", "caseworker")
-    assert check_ack_token("k" * 16, "e1", "caseworker", token)
-    assert not check_ack_token("k" * 16, "e1", "supervisor", token)
-    assert not check_ack_token("other-secret-16", "e1", "caseworker", token)
+    now = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
+    expires = int((now + timedelta(days=7)).timestamp())
+    token = ack_token("k" * 16, "e1", "caseworker", expires)
+    assert check_ack_token("k" * 16, "e1", "caseworker", token, now) is None
+    assert check_ack_token("k" * 16, "e1", "supervisor", token, now) == "invalid"
+    assert check_ack_token("k" * 16, "e2", "caseworker", token, now) == "invalid"
+    assert check_ack_token("other-secret-16", "e1", "caseworker", token, now) == "invalid"
+    later = now + timedelta(days=7, seconds=1)
+    assert check_ack_token("k" * 16, "e1", "caseworker", token, later) == "expired"
+    # A longer expiry written into the token does not match its HMAC.
+    forged = f"{expires + 86400}.{token.partition('.')[2]}"
+    assert check_ack_token("k" * 16, "e1", "caseworker", forged, later) == "invalid"
+    for junk in ("", "é" * 40, "abc", "1.2.3", "99999999999999999999.x", "\x00"):
+        assert check_ack_token("k" * 16, "e1", "caseworker", junk, now) == "invalid"
     assert (
-        ack_url("http://h:1/", "k" * 16, "e1", "a b")
-        == f"http://h:1/v1/escalations/e1/ack?receiver=a%20b&token={ack_token('k' * 16, 'e1', 'a b')}"
+        ack_url("http://h:1/", "k" * 16, "e1", "a b", now + timedelta(days=7))
+        == f"http://h:1/v1/escalations/e1/ack?receiver=a%20b&token={ack_token('k' * 16, 'e1', 'a b', expires)}"
     )
 
 

@@ -1,0 +1,44 @@
+"""Our own secrets (ack-link key, operator token, webhook signing keys, the canary's API key) must
+be strong outside demo mode: at least 32 characters, not mostly one character, and never one of
+the public demo values this repository ships. `CAREALERT_ENV=demo` (what `make run` sets) lifts
+the rule for a laptop. Third-party passwords (SMTP, SASL) are not ours to judge.
+
+A refusal names the setting and the rule, never the value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Final
+
+MIN_LENGTH: Final = 32
+MIN_DISTINCT: Final = 12
+
+# Published in this repository (deploy/local, docker-compose, tests): anyone can read them.
+DEMO_SECRETS: Final = frozenset(
+    {
+        "demo-ack-secret-not-for-production",
+        "demo-operator-token",
+        "demo-webhook-secret",
+        "demo-not-a-secret",
+        "other-demo-not-a-secret",
+        "demo-canary-not-a-secret",
+    }
+)
+# The SHA-256 of the demo API keys: a keys file holding one is a demo keys file.
+DEMO_KEY_HASHES: Final = frozenset(hashlib.sha256(s.encode()).hexdigest() for s in DEMO_SECRETS)
+
+GENERATE_HINT: Final = (
+    "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+)
+
+
+def weakness(value: str) -> str | None:
+    """Why `value` is not acceptable as one of our secrets, or None."""
+    if value in DEMO_SECRETS:
+        return f"is a public demo value; {GENERATE_HINT}"
+    if len(value) < MIN_LENGTH:
+        return f"must be at least {MIN_LENGTH} characters; {GENERATE_HINT}"
+    if len(set(value)) < MIN_DISTINCT:
+        return f"has too little variety (fewer than {MIN_DISTINCT} distinct characters)"
+    return None
