@@ -158,11 +158,16 @@ def create_app(
         started = time.perf_counter()
         try:
             await sink.publish(events)
-        except SinkUnavailable:
+        except SinkUnavailable as exc:
+            detail = (
+                "event store unreachable; nothing was accepted, retry later"
+                if str(exc) == "unreachable"
+                else "event store unavailable; nothing was accepted, retry later"
+            )
             raise ApiError(
                 503,
                 "unavailable",
-                "event store unavailable; nothing was accepted, retry later",
+                detail,
                 headers={"Retry-After": str(settings.retry_after_s)},
             ) from None
         metrics.publish_seconds.observe(time.perf_counter() - started)

@@ -75,6 +75,10 @@ class KafkaEventSink:
         self._topic = topic
         self._producer = self._new_producer()
         self._last_reset = time.monotonic()
+        # Set when a publish failed and the broker did not even accept a connection: requests
+        # are then answered 503 at once, re-checking reachability at most once a second.
+        self._unreachable = False
+        self._checked_at = 0.0
 
     def _new_producer(self) -> KafkaProducer:
         producer = KafkaProducer(
@@ -130,7 +134,19 @@ class KafkaEventSink:
             kf.add_callback(ok)
             kf.add_errback(failed)
 
+    def _known_unreachable(self) -> bool:
+        if not self._unreachable:
+            return False
+        now = time.monotonic()
+        if now - self._checked_at < 1.0:
+            return True
+        self._checked_at = now
+        self._unreachable = not self.ready()
+        return self._unreachable
+
     async def publish(self, events: Sequence[EventBase]) -> None:
+        if await asyncio.to_thread(self._known_unreachable):
+            raise SinkUnavailable("unreachable")
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         try:
@@ -140,6 +156,10 @@ class KafkaEventSink:
         except (KafkaError, TimeoutError) as exc:
             done.cancel()
             log.warning("publish failed", extra={"reason": type(exc).__name__})
+            if not await asyncio.to_thread(self.ready):
+                self._unreachable = True
+                self._checked_at = time.monotonic()
+                raise SinkUnavailable("unreachable") from exc
             await asyncio.to_thread(self._reset_if_stuck)
             raise SinkUnavailable(type(exc).__name__) from exc
 

@@ -4,6 +4,7 @@ back from care.events.v1."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,15 @@ def test_broker_down_is_503_and_nothing_half_written(log_dir: Path) -> None:
         batch = [missing_opened() for _ in range(5)]
         assert post(svc, "/v1/events:batch", {"events": batch}).status_code == 503
         assert httpx.get(f"{svc.url}/readyz").status_code == 503
+        # Once ingest knows the broker is unreachable it answers at once (no wait for acks).
+        for _ in range(20):
+            quick = post(svc, "/v1/events", missing_opened())
+            assert quick.status_code == 503
+            assert quick.json()["detail"].startswith("event store unreachable")
+        # And the client library's connection errors are held back to one line per cause.
+        lines = [ln for ln in svc.log_text().splitlines() if '"logger": "kafka' in ln]
+        causes = Counter(json.loads(ln)["msg"].split(" (and ")[0] for ln in lines)
+        assert lines and all(n <= 3 for n in causes.values()), causes.most_common(3)
 
         broker.start()
         after = missing_opened()
