@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -71,11 +72,20 @@ class Broker:
 class Service:
     """`carealert <command>` in a subprocess, with its log in a file."""
 
-    def __init__(self, command: list[str], env: dict[str, str], port: int, log_dir: Path) -> None:
+    def __init__(
+        self,
+        command: list[str],
+        env: dict[str, str],
+        port: int,
+        log_dir: Path,
+        tls_ca: Path | None = None,
+    ) -> None:
+        """`tls_ca`: the service serves HTTPS with a certificate this CA file verifies."""
         self.command = command
         self.env = {**os.environ, **env}
         self.port = port
-        self.url = f"http://127.0.0.1:{port}"
+        self.verify: Any = trusting(tls_ca) if tls_ca is not None else True
+        self.url = f"{'https' if tls_ca else 'http'}://127.0.0.1:{port}"
         self.log_path = log_dir / f"{command[0]}-{port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.wanted = False  # started by the test and not stopped by it: a supervisor restarts it
@@ -106,7 +116,9 @@ class Service:
         if self.proc.poll() is not None:
             raise RuntimeError(f"{self.command[0]} exited: {self.log_text()[-2000:]}")
         try:
-            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+            return (
+                httpx.get(f"{self.url}/healthz", timeout=1, verify=self.verify).status_code == 200
+            )
         except httpx.HTTPError:
             return False
 
@@ -282,6 +294,40 @@ def temp_dir() -> Iterator[Path]:
         yield d
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def trusting(cert: Path) -> ssl.SSLContext:
+    """A client TLS context that trusts `cert` (and nothing else)."""
+    return ssl.create_default_context(cafile=str(cert))
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """(certificate, key) for 127.0.0.1, made now with openssl; the certificate is its own CA."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
 
 
 def ensure_debian_tool(binary: str, package: str) -> str:

@@ -1,10 +1,12 @@
 """Settings shared by every service. Each service subclasses `CommonSettings`; `main()` builds
 one instance and passes it down (no module-level singleton)."""
 
+from __future__ import annotations
+
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -33,6 +35,27 @@ class CommonSettings(BaseSettings):
         " and short secrets; anything else refuses them.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    tls_certfile: Path | None = Field(
+        default=None,
+        description="PEM certificate (chain) for serving HTTPS (ingest, notify); with"
+        " CAREALERT_TLS_KEYFILE. Unset: plain HTTP, for use behind a TLS-terminating proxy.",
+    )
+    tls_keyfile: Path | None = Field(default=None, description="PEM private key for HTTPS.")
+
+    @model_validator(mode="after")
+    def tls_pair(self) -> CommonSettings:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("CAREALERT_TLS_CERTFILE and CAREALERT_TLS_KEYFILE go together")
+        for path in (self.tls_certfile, self.tls_keyfile):
+            if path is not None and not path.is_file():
+                raise ValueError("a CAREALERT_TLS_* file does not exist")
+        return self
+
+    def uvicorn_tls(self) -> dict[str, str]:
+        """uvicorn's keyword arguments for HTTPS, or none for plain HTTP."""
+        if self.tls_certfile is None or self.tls_keyfile is None:
+            return {}
+        return {"ssl_certfile": str(self.tls_certfile), "ssl_keyfile": str(self.tls_keyfile)}
     stall_timeout_s: float = Field(
         default=60.0,
         gt=0,

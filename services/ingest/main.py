@@ -39,6 +39,7 @@ def run(settings: IngestSettings) -> None:
             port=settings.ingest_port,
             log_config=None,
             access_log=False,
+            **settings.uvicorn_tls(),  # type: ignore[arg-type]  # str paths
         )
     finally:
         sink.close()

@@ -120,6 +120,7 @@ async def serve(settings: NotifySettings) -> None:
             port=settings.notify_port,
             log_config=None,
             access_log=False,
+            **settings.uvicorn_tls(),  # type: ignore[arg-type]  # str paths
         )
     )
     web = asyncio.create_task(server.serve())

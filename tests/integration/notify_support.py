@@ -107,6 +107,7 @@ def start_stack(
     ack: str = "1h",
     fault_file: Path | None = None,
     templates: dict[str, str] | None = None,
+    tls: tuple[Path, Path] | None = None,
     **extra_env: str,
 ) -> NotifyStack:
     """`templates`: file name → text, replacing shipped templates (to break one on purpose)."""
@@ -128,7 +129,7 @@ def start_stack(
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "CAREALERT_NOTIFY_PORT": str(port),
-        "CAREALERT_NOTIFY_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "CAREALERT_NOTIFY_PUBLIC_URL": f"{'https' if tls else 'http'}://127.0.0.1:{port}",
         "CAREALERT_POLICY_DIR": str(policy),
         "CAREALERT_NOTIFY_GROUP_ID": group,
         "CAREALERT_ACK_SECRET": ACK_SECRET,
@@ -141,8 +142,10 @@ def start_stack(
     }
     if fault_file is not None:
         env["CAREALERT_NOTIFY_FAULT_FILE"] = str(fault_file)
+    if tls is not None:
+        env["CAREALERT_TLS_CERTFILE"], env["CAREALERT_TLS_KEYFILE"] = str(tls[0]), str(tls[1])
     env.update(extra_env)
-    service = Service(["notify"], env, port, log_dir)
+    service = Service(["notify"], env, port, log_dir, tls_ca=tls[0] if tls else None)
     service.start()
     return NotifyStack(service, smtp, http, policy, group)
 

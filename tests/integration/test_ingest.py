@@ -20,8 +20,12 @@ KEYS_FILE = Path(__file__).resolve().parents[2] / "deploy" / "local" / "api-keys
 AUTH = {"Authorization": "Bearer demo-not-a-secret"}
 
 
-def ingest_service(bootstrap: str, log_dir: Path, **env: str) -> Service:
+def ingest_service(
+    bootstrap: str, log_dir: Path, tls: tuple[Path, Path] | None = None, **env: str
+) -> Service:
     port = free_port()
+    if tls is not None:
+        env = {"CAREALERT_TLS_CERTFILE": str(tls[0]), "CAREALERT_TLS_KEYFILE": str(tls[1]), **env}
     return Service(
         ["ingest"],
         {
@@ -33,6 +37,7 @@ def ingest_service(bootstrap: str, log_dir: Path, **env: str) -> Service:
         },
         port,
         log_dir,
+        tls_ca=tls[0] if tls else None,
     )
 
 

@@ -225,6 +225,10 @@ def test_kustomize_renders_the_manifests() -> None:
     assert ("Deployment", "ingest") in kinds and ("Deployment", "notify") in kinds
     assert sum(d["kind"] == "PodDisruptionBudget" for d in docs) == 3
     assert not [d for d in docs if d["kind"] == "Secret"]  # referenced, never embedded
+    [ingress] = [d for d in docs if d["kind"] == "Ingress"]
+    assert ingress["spec"]["tls"][0]["secretName"] == "carealert-tls"
+    routed = {p["backend"]["service"]["name"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
+    assert routed == {"ingest", "notify"}  # never rules
     rules_policy = next(d for d in docs if d["metadata"]["name"] == "rules-metrics-only")
     assert rules_policy["kind"] == "NetworkPolicy"
     assert rules_policy["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "rules"}
