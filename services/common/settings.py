@@ -56,6 +56,7 @@ class CommonSettings(BaseSettings):
         if self.tls_certfile is None or self.tls_keyfile is None:
             return {}
         return {"ssl_certfile": str(self.tls_certfile), "ssl_keyfile": str(self.tls_keyfile)}
+
     stall_timeout_s: float = Field(
         default=60.0,
         gt=0,

@@ -58,6 +58,24 @@ FACT_FIELDS: Mapping[str, type] = {
     "trafficking_type": str,
 }
 
+#: Duties that exist because of a screening or trafficking finding (DOMAIN.md, "Who gets
+#: what"): their existence tells a reader the finding, so they never reach these classes, not
+#: even as action text, whatever the policy says.
+FINDING_EVENTS: frozenset[str] = frozenset(
+    {"screening.completed", "trafficking.identified", "trafficking.law_enforcement_reported"}
+)
+NEVER_TOLD_OF_FINDINGS: frozenset[str] = frozenset(
+    {"court", "guardian_ad_litem", "attorney", "parent", "placement_provider", "shelter_network"}
+)
+
+
+FINDING_DUTY = "a duty about a screening or trafficking finding"
+
+
+def about_a_finding(on: tuple[str, ...] | frozenset[str]) -> bool:
+    return bool(FINDING_EVENTS & set(on))
+
+
 RuleId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)+$")]
 DURATION_RE = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
 
@@ -296,6 +314,14 @@ def _check_rule(spec: RuleSpec, file: str, path: str, problems: list[PolicyProbl
     for i, rc in enumerate(spec.recipients):
         if rc not in RECIPIENT_CLASSES:
             bad(f"recipients.{i}", f"unknown recipient class {rc!r}")
+    if about_a_finding(spec.on):
+        for where, classes in (
+            ("recipients", spec.recipients),
+            ("overdue.recipients", spec.overdue.recipients if spec.overdue else None),
+        ):
+            for i, rc in enumerate(classes or ()):
+                if rc in NEVER_TOLD_OF_FINDINGS:
+                    bad(f"{where}.{i}", f"{FINDING_DUTY} must never reach {rc}")
     if spec.overdue and spec.overdue.recipients:
         for i, rc in enumerate(spec.overdue.recipients):
             if rc not in RECIPIENT_CLASSES:
@@ -318,9 +344,19 @@ def _check_rule(spec: RuleSpec, file: str, path: str, problems: list[PolicyProbl
         bad("id", "ids ending in .overdue are made by the engine")
 
 
+def _minimised(on: tuple[str, ...], classes: tuple[str, ...]) -> tuple[str, ...]:
+    """The recipient classes a rule's escalations may reach, whatever the policy file says."""
+    if not about_a_finding(on):
+        return classes
+    return tuple(c for c in classes if c not in NEVER_TOLD_OF_FINDINGS)
+
+
 def _compile(spec: RuleSpec, override: Override | None = None) -> Rule:
     due = override.due if override and override.due else spec.due
     fire_after = parse_duration(spec.fire_after.duration) if spec.fire_after else None
+    overdue = override.overdue if override and override.overdue else spec.overdue
+    if overdue is not None and overdue.recipients:
+        overdue = overdue.model_copy(update={"recipients": _minimised(spec.on, overdue.recipients)})
     return Rule(
         id=spec.id,
         on=frozenset(spec.on),
@@ -330,14 +366,48 @@ def _compile(spec: RuleSpec, override: Override | None = None) -> Rule:
         severity_when=spec.severity_when,
         action=spec.action,
         basis=spec.basis,
-        recipients=(override.recipients if override and override.recipients else spec.recipients),
+        recipients=_minimised(
+            spec.on, override.recipients if override and override.recipients else spec.recipients
+        ),
         due=parse_duration(due),
         fire_after=fire_after,
         fire_start=spec.fire_after.start if spec.fire_after else "occurred_at",
         cancel_on=frozenset(spec.cancel_on),
         resolved_by=spec.resolved_by,
-        overdue=(override.overdue if override and override.overdue else spec.overdue),
+        overdue=overdue,
     )
+
+
+def federal_floor(file: str, rule_id: str, base: RuleSpec, ov: Override) -> list[PolicyProblem]:
+    """A state may make a federal duty stricter (sooner, more recipients), never weaker."""
+    if not rule_id.startswith("federal."):
+        return []
+    problems: list[PolicyProblem] = []
+    if ov.due:
+        try:
+            federal, state = parse_duration(base.due), parse_duration(ov.due)
+        except ValueError:
+            federal = state = None  # reported by the caller
+        else:
+            if federal is not None and (state is None or state > federal):
+                problems.append(
+                    PolicyProblem(
+                        file,
+                        f"overrides.{rule_id}.due",
+                        f"{ov.due!r} is later than the federal deadline {base.due!r}",
+                    )
+                )
+    if ov.recipients is not None:
+        for rc in base.recipients:
+            if rc not in ov.recipients:
+                problems.append(
+                    PolicyProblem(
+                        file,
+                        f"overrides.{rule_id}.recipients",
+                        f"drops {rc!r}, a recipient of the federal duty",
+                    )
+                )
+    return problems
 
 
 def load_policy(directory: Path) -> Policy:
@@ -387,7 +457,18 @@ def load_policy(directory: Path) -> Policy:
                     parse_duration(ov.due)
                 except ValueError as exc:
                     problems.append(PolicyProblem(name, f"overrides.{rule_id}.due", str(exc)))
+            base = base_specs.get(rule_id)
+            if base is not None:
+                problems += federal_floor(name, rule_id, base, ov)
             for i, rc in enumerate(ov.recipients or ()):
+                if base is not None and about_a_finding(base.on) and rc in NEVER_TOLD_OF_FINDINGS:
+                    problems.append(
+                        PolicyProblem(
+                            name,
+                            f"overrides.{rule_id}.recipients.{i}",
+                            f"{FINDING_DUTY} must never reach {rc}",
+                        )
+                    )
                 if rc not in RECIPIENT_CLASSES:
                     problems.append(
                         PolicyProblem(

@@ -240,3 +240,80 @@ def test_policy_check_reports_routing_problems(
     assert main(["policy", "check", str(policy_dir)]) == 1
     err = capsys.readouterr().err
     assert "routing.yaml: route.routes.2.receiver: unknown receiver 'ncmecc'" in err
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            "  federal.report-ncmec: {due: 48h}\n",
+            "jurisdictions/MO.yaml: overrides.federal.report-ncmec.due: '48h' is later than the federal deadline '24h'",
+        ),
+        (
+            "  federal.report-ncmec: {due: none}\n",
+            "jurisdictions/MO.yaml: overrides.federal.report-ncmec.due: 'none' is later than the federal deadline '24h'",
+        ),
+        (
+            "  federal.report-ncmec: {recipients: [caseworker]}\n",
+            "jurisdictions/MO.yaml: overrides.federal.report-ncmec.recipients: drops 'supervisor', a recipient of the federal duty",
+        ),
+        (
+            "  federal.trafficking-report: {recipients: [caseworker, supervisor, guardian_ad_litem]}\n",
+            "jurisdictions/MO.yaml: overrides.federal.trafficking-report.recipients.2: a duty about a screening or trafficking finding must never reach guardian_ad_litem",
+        ),
+    ],
+)
+def test_a_state_overlay_cannot_weaken_a_federal_duty(
+    policy_dir: Path, overrides: str, expected: str
+) -> None:
+    replace_in(
+        policy_dir / "jurisdictions" / "MO.yaml",
+        "  federal.report-ncmec: {due: 2h}\n",
+        overrides,
+    )
+    assert problems(policy_dir) == [expected]
+
+
+def test_a_state_may_make_a_federal_duty_stricter(policy_dir: Path) -> None:
+    replace_in(
+        policy_dir / "jurisdictions" / "MO.yaml",
+        "  federal.report-ncmec: {due: 2h}\n",
+        "  federal.report-ncmec: {due: 1h, recipients: [caseworker, supervisor, director]}\n",
+    )
+    [ncmec] = [r for r in load_policy(policy_dir).rules_for("MO") if r.id == "federal.report-ncmec"]
+    assert ncmec.recipients == ("caseworker", "supervisor", "director")
+
+
+@pytest.mark.parametrize("who", ["shelter_network", "court", "parent", "placement_provider"])
+def test_a_finding_duty_is_never_routed_to_parties_providers_or_shelters(
+    policy_dir: Path, who: str
+) -> None:
+    replace_in(
+        policy_dir / "escalations.yaml",
+        "    recipients: [caseworker, supervisor]\n    due: 24h\n    resolved_by:\n      - event: trafficking.law_enforcement_reported",
+        f"    recipients: [caseworker, {who}]\n    due: 24h\n    resolved_by:\n      - event: trafficking.law_enforcement_reported",
+    )
+    assert problems(policy_dir) == [
+        f"escalations.yaml: rules.7.recipients.1: a duty about a screening or trafficking finding must never reach {who}"
+    ]
+
+
+def test_minimisation_holds_whatever_the_files_say(policy_dir: Path) -> None:
+    """Even a policy that slipped past `policy check` compiles without the forbidden classes."""
+    from services.rules.policy import RuleSpec, _compile
+
+    spec = RuleSpec.model_validate(
+        {
+            "id": "x.after-screening",
+            "on": ["screening.completed"],
+            "severity": "high",
+            "action": "Act on the screening result",
+            "basis": "test",
+            "recipients": ["caseworker", "shelter_network", "court"],
+            "due": "24h",
+            "overdue": {"recipients": ["director", "parent"]},
+        }
+    )
+    rule = _compile(spec)
+    assert rule.recipients == ("caseworker",)
+    assert rule.overdue is not None and rule.overdue.recipients == ("director",)
