@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.report import report  # noqa: E402
 from services.common import topics  # noqa: E402
-from services.common.kafka import ensure_topics  # noqa: E402
+from services.common.kafka import KafkaClient, ensure_topics  # noqa: E402
 from tests.support import Broker, free_port, temp_dir  # noqa: E402
 
 SETTINGS = ["group_home", "institution", "foster_family_relative", "foster_family_nonrelative"]
@@ -242,7 +242,7 @@ def main() -> int:
     broker.start()
     try:
         with temp_dir() as tmp:
-            ensure_topics([broker.bootstrap], partitions=6, replication=1)
+            ensure_topics(KafkaClient.plaintext([broker.bootstrap]), partitions=6, replication=1)
             t = time.perf_counter()
             produce_all(broker.bootstrap, records)
             produce_s = time.perf_counter() - t

@@ -174,18 +174,13 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _dlq_replay(args: argparse.Namespace) -> int:
-    import os
-
     from services.common.dlq import ReplayRefused, replay
+    from services.common.settings import CommonSettings
 
-    bootstrap = [
-        s.strip()
-        for s in os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092").split(",")
-        if s.strip()
-    ]
+    kafka = CommonSettings().kafka()  # KAFKA_BOOTSTRAP_SERVERS, KAFKA_SECURITY_PROTOCOL, ...
     fixed = args.value_file.read_bytes() if args.value_file else None
     try:
-        where = replay(bootstrap, args.topic, args.partition, args.offset, fixed)
+        where = replay(kafka, args.topic, args.partition, args.offset, fixed)
     except ReplayRefused as exc:
         sys.stderr.write(f"dlq replay: {exc}\n")
         return 1

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from services.common import topics
 from services.common.escalations import Escalation
 from services.common.events import EventInvalid, parse_event
+from services.common.kafka import KafkaClient
 
 DLQ_TOPICS = {topics.EVENTS_DLQ: topics.EVENTS, topics.ESCALATIONS_DLQ: topics.ESCALATIONS}
 
@@ -70,11 +71,11 @@ def checked_replay(dead: DeadLetter, fixed: bytes | None) -> tuple[str, bytes | 
 
 
 def read_dead_letter(
-    bootstrap: list[str], dlq_topic: str, partition: int, offset: int, timeout_s: float = 10.0
+    kafka: KafkaClient, dlq_topic: str, partition: int, offset: int, timeout_s: float = 10.0
 ) -> DeadLetter:
     if dlq_topic not in DLQ_TOPICS:
         raise ReplayRefused(f"{dlq_topic} is not a dead-letter topic ({', '.join(DLQ_TOPICS)})")
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = KafkaConsumer(**kafka.kafka_python(enable_auto_commit=False))
     try:
         tp = TopicPartition(dlq_topic, partition)
         consumer.assign([tp])
@@ -89,13 +90,13 @@ def read_dead_letter(
 
 
 def replay(
-    bootstrap: list[str], dlq_topic: str, partition: int, offset: int, fixed: bytes | None
+    kafka: KafkaClient, dlq_topic: str, partition: int, offset: int, fixed: bytes | None
 ) -> str:
     """Re-publish one dead letter (fixed or as it was); return where it went."""
     source, key, value = checked_replay(
-        read_dead_letter(bootstrap, dlq_topic, partition, offset), fixed
+        read_dead_letter(kafka, dlq_topic, partition, offset), fixed
     )
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = KafkaProducer(**kafka.kafka_python(acks="all", enable_idempotence=True))
     try:
         sent = producer.send(source, key=key, value=value).get(timeout=30)
     finally:

@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common.kafka import KafkaClient, SaslMechanism, SecurityProtocol
 
 
 class CommonSettings(BaseSettings):
@@ -19,6 +21,40 @@ class CommonSettings(BaseSettings):
             "KAFKA_BOOTSTRAP_SERVERS", "CAREALERT_KAFKA_BOOTSTRAP_SERVERS"
         ),
         description="Comma-separated host:port list of the Kafka brokers.",
+    )
+    kafka_security_protocol: SecurityProtocol = Field(
+        default="PLAINTEXT",
+        validation_alias=AliasChoices(
+            "KAFKA_SECURITY_PROTOCOL", "CAREALERT_KAFKA_SECURITY_PROTOCOL"
+        ),
+        description="PLAINTEXT (local default), SSL, SASL_PLAINTEXT or SASL_SSL.",
+    )
+    kafka_sasl_mechanism: SaslMechanism | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_SASL_MECHANISM", "CAREALERT_KAFKA_SASL_MECHANISM"),
+        description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with a SASL_* protocol).",
+    )
+    kafka_sasl_username: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_SASL_USERNAME", "CAREALERT_KAFKA_SASL_USERNAME"),
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_SASL_PASSWORD", "CAREALERT_KAFKA_SASL_PASSWORD"),
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_SSL_CAFILE", "CAREALERT_KAFKA_SSL_CAFILE"),
+        description="CA certificate(s) that sign the brokers' certificates (PEM).",
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_SSL_CERTFILE", "CAREALERT_KAFKA_SSL_CERTFILE"),
+        description="Client certificate for mutual TLS (PEM).",
+    )
+    kafka_ssl_keyfile: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_SSL_KEYFILE", "CAREALERT_KAFKA_SSL_KEYFILE"),
     )
     topic_partitions: int = Field(
         default=6, ge=1, le=1000, description="Partitions for topics created at start-up."
@@ -78,6 +114,30 @@ class CommonSettings(BaseSettings):
         description="Testing only: while this file exists the worker fetches nothing (its"
         " partitions are paused), to prove the stall detector.",
     )
+
+    @model_validator(mode="after")
+    def sasl_needs_credentials(self) -> CommonSettings:
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                "a SASL_* KAFKA_SECURITY_PROTOCOL needs KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME"
+                " and KAFKA_SASL_PASSWORD"
+            )
+        return self
+
+    def kafka(self) -> KafkaClient:
+        """How every client of this service reaches the brokers."""
+        return KafkaClient(
+            bootstrap=tuple(self.bootstrap_list),
+            protocol=self.kafka_security_protocol,
+            mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_sasl_username,
+            password=self.kafka_sasl_password,
+            cafile=self.kafka_ssl_cafile,
+            certfile=self.kafka_ssl_certfile,
+            keyfile=self.kafka_ssl_keyfile,
+        )
 
     @property
     def bootstrap_list(self) -> list[str]:

@@ -21,15 +21,14 @@ log = logging.getLogger(__name__)
 def run(settings: IngestSettings) -> None:
     logs.configure("ingest", settings.log_level)
     keys = ApiKeys.load(settings.api_keys_file, demo=settings.env == "demo")
-    wait_for_kafka(
-        settings.bootstrap_list, client_id="carealert-ingest", timeout_s=settings.kafka_wait_seconds
-    )
+    kafka = settings.kafka()
+    wait_for_kafka(kafka, client_id="carealert-ingest", timeout_s=settings.kafka_wait_seconds)
     ensure_topics(
-        settings.bootstrap_list,
+        kafka,
         partitions=settings.topic_partitions,
         replication=settings.topic_replication,
     )
-    sink = KafkaEventSink(settings.bootstrap_list, timeout_s=settings.publish_timeout_s)
+    sink = KafkaEventSink(kafka, timeout_s=settings.publish_timeout_s)
     app = create_app(settings, keys, sink, IngestMetrics(CollectorRegistry()))
     log.info("ingest listening", extra={"port": settings.ingest_port})
     try:

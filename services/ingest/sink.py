@@ -16,7 +16,7 @@ from kafka.errors import KafkaError
 
 from services.common import topics
 from services.common.events import EventBase, event_bytes
-from services.common.kafka import producer_config
+from services.common.kafka import KafkaClient, producer_config
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +69,8 @@ class KafkaEventSink:
     request waits for its own acks without holding a thread.
     """
 
-    def __init__(self, bootstrap: list[str], *, timeout_s: float, topic: str = topics.EVENTS):
-        self._bootstrap = bootstrap
+    def __init__(self, kafka: KafkaClient, *, timeout_s: float, topic: str = topics.EVENTS):
+        self._kafka = kafka
         self._timeout_s = timeout_s
         self._topic = topic
         self._producer = self._new_producer()
@@ -82,9 +82,7 @@ class KafkaEventSink:
 
     def _new_producer(self) -> KafkaProducer:
         producer = KafkaProducer(
-            **producer_config(
-                self._bootstrap, client_id="carealert-ingest", timeout_s=self._timeout_s
-            )
+            **producer_config(self._kafka, client_id="carealert-ingest", timeout_s=self._timeout_s)
         )
         # Fetch metadata now so that send() does not block a request on the first call.
         producer.partitions_for(self._topic)
@@ -164,7 +162,7 @@ class KafkaEventSink:
             raise SinkUnavailable(type(exc).__name__) from exc
 
     def ready(self) -> bool:
-        for server in self._bootstrap:
+        for server in self._kafka.bootstrap:
             host, _, port = server.rpartition(":")
             try:
                 with socket.create_connection((host.strip("[]"), int(port)), timeout=1.0):

@@ -21,7 +21,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.common import topics
-from services.common.kafka import partition_counts
+from services.common.kafka import KafkaClient, partition_counts
 from services.notify.plan import OpenEntry
 
 log = logging.getLogger(__name__)
@@ -29,9 +29,9 @@ log = logging.getLogger(__name__)
 
 class Ledger:
     def __init__(
-        self, bootstrap: list[str], producer: AIOKafkaProducer, sent_topic: str, open_topic: str
+        self, kafka: KafkaClient, producer: AIOKafkaProducer, sent_topic: str, open_topic: str
     ) -> None:
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.producer = producer
         self.sent_topic = sent_topic
         self.open_topic = open_topic
@@ -66,12 +66,12 @@ class Ledger:
 
     async def load(self) -> None:
         """Read the three topics to their current end."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(**self.kafka.aiokafka(enable_auto_commit=False))
         await consumer.start()
         try:
             names = (topics.ACKS, self.sent_topic, self.open_topic)
             counts = await asyncio.to_thread(
-                partition_counts, self.bootstrap, names, client_id="carealert-notify"
+                partition_counts, self.kafka, names, client_id="carealert-notify"
             )
             # acks first so open entries loaded after them see their ack
             tps = [TopicPartition(t, p) for t in names for p in range(counts[t])]

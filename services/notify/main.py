@@ -75,38 +75,35 @@ async def serve(settings: NotifySettings) -> None:
     secrets = webhook_secrets(routing, settings)
     sent_topic = f"{settings.notify_group_id}-sent"
     open_topic = f"{settings.notify_group_id}-open"
+    kafka = settings.kafka()
     await asyncio.to_thread(
         wait_for_kafka,
-        settings.bootstrap_list,
+        kafka,
         client_id="carealert-notify",
         timeout_s=settings.kafka_wait_seconds,
     )
     await asyncio.to_thread(
         ensure_topics,
-        settings.bootstrap_list,
+        kafka,
         partitions=settings.topic_partitions,
         replication=settings.topic_replication,
     )
     await asyncio.to_thread(
         ensure_topics,
-        settings.bootstrap_list,
+        kafka,
         partitions=settings.topic_partitions,
         replication=settings.topic_replication,
         names=[sent_topic, open_topic],
         compacted=True,
     )
     metrics = NotifyMetrics(CollectorRegistry())
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_list, acks="all", enable_idempotence=True
-    )
+    producer = AIOKafkaProducer(**kafka.aiokafka(acks="all", enable_idempotence=True))
     await producer.start()
-    ledger = Ledger(settings.bootstrap_list, producer, sent_topic, open_topic)
+    ledger = Ledger(kafka, producer, sent_topic, open_topic)
     ready = {"ready": False}
     watch = StallWatch(
         group=settings.notify_group_id,
-        probe=KafkaOffsetsProbe(
-            {"bootstrap_servers": settings.bootstrap_list, "client_id": "carealert-notify-stall"}
-        ),
+        probe=KafkaOffsetsProbe(kafka.kafka_python(client_id="carealert-notify-stall")),
         detector=StallDetector(settings.stall_timeout_s),
         gauge=metrics.stalled,
         interval_s=settings.stall_check_interval_s,
@@ -160,12 +157,13 @@ async def serve(settings: NotifySettings) -> None:
     )
     consumer = AIOKafkaConsumer(
         topics.ESCALATIONS,
-        bootstrap_servers=settings.bootstrap_list,
-        group_id=settings.notify_group_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        session_timeout_ms=10_000,
-        heartbeat_interval_ms=2_000,
+        **kafka.aiokafka(
+            group_id=settings.notify_group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=2_000,
+        ),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -101,7 +101,7 @@ def build_app(
 ) -> faust.App:
     app = faust.App(
         settings.rules_app_id,
-        broker=[f"kafka://{s}" for s in settings.bootstrap_list],
+        **settings.kafka().faust(),
         store=settings.rules_store,
         datadir=str(settings.rules_data_dir),
         topic_partitions=partitions,

@@ -9,7 +9,7 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from services.common import logs, topics
-from services.common.kafka import ensure_topics, partition_counts, wait_for_kafka
+from services.common.kafka import KafkaClient, ensure_topics, partition_counts, wait_for_kafka
 from services.common.stallwatch import KafkaOffsetsProbe
 from services.rules.app import TICKS_SUFFIX, build_app
 from services.rules.core import Engine
@@ -20,9 +20,9 @@ from services.rules.settings import RulesSettings
 log = logging.getLogger(__name__)
 
 
-def events_partitions(bootstrap: list[str]) -> int:
+def events_partitions(kafka: KafkaClient) -> int:
     """The partition count of care.events.v1: the state table and the ticks topic must match it."""
-    return partition_counts(bootstrap, [topics.EVENTS], client_id="carealert-rules")[topics.EVENTS]
+    return partition_counts(kafka, [topics.EVENTS], client_id="carealert-rules")[topics.EVENTS]
 
 
 class _Worker(faust.Worker):
@@ -46,26 +46,23 @@ def store_url(settings: RulesSettings) -> str:
 def run(settings: RulesSettings) -> None:
     logs.configure("rules", settings.log_level)
     policy = load_policy(settings.policy_dir)
-    wait_for_kafka(
-        settings.bootstrap_list, client_id="carealert-rules", timeout_s=settings.kafka_wait_seconds
-    )
+    kafka = settings.kafka()
+    wait_for_kafka(kafka, client_id="carealert-rules", timeout_s=settings.kafka_wait_seconds)
     ensure_topics(
-        settings.bootstrap_list,
+        kafka,
         partitions=settings.topic_partitions,
         replication=settings.topic_replication,
     )
-    partitions = events_partitions(settings.bootstrap_list)
+    partitions = events_partitions(kafka)
     ensure_topics(
-        settings.bootstrap_list,
+        kafka,
         partitions=partitions,
         replication=settings.topic_replication,
         names=[settings.rules_app_id + TICKS_SUFFIX],
     )
     settings = settings.model_copy(update={"rules_store": store_url(settings)})
     settings.rules_data_dir.mkdir(parents=True, exist_ok=True)
-    probe = KafkaOffsetsProbe(
-        {"bootstrap_servers": settings.bootstrap_list, "client_id": "carealert-rules-stallwatch"}
-    )
+    probe = KafkaOffsetsProbe(kafka.kafka_python(client_id="carealert-rules-stallwatch"))
     app = build_app(settings, Engine(policy), RulesMetrics(CollectorRegistry()), partitions, probe)
     log.info(
         "rules worker starting",

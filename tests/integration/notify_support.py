@@ -121,9 +121,9 @@ def start_stack(
         (policy / "templates" / name).write_text(text)
     (policy / "routing.yaml").write_text(ROUTING.format(repeat=repeat, ack=ack, http=http.port))
     group = f"notify-it-{uuid.uuid4().hex[:8]}"
-    from services.common.kafka import ensure_topics
+    from services.common.kafka import KafkaClient, ensure_topics
 
-    ensure_topics([bootstrap], partitions=6, replication=1)
+    ensure_topics(KafkaClient.plaintext([bootstrap]), partitions=6, replication=1)
     skip_existing_escalations(bootstrap, group)
     port = free_port()
     env = {
