@@ -41,7 +41,9 @@ def free_port() -> int:
 class Broker:
     """A real single-node KRaft broker on free loopback ports with its own data dir."""
 
-    def __init__(self, data_dir: Path | None = None) -> None:
+    def __init__(self, data_dir: Path | None = None, env: dict[str, str] | None = None) -> None:
+        """`env`: extra kafka.sh settings (e.g. a SASL_SSL listener)."""
+        self.extra_env = env or {}
         self.port = free_port()
         self.controller_port = free_port()
         self._own_dir = data_dir is None
@@ -55,6 +57,7 @@ class Broker:
             "KAFKA_CONTROLLER_PORT": str(self.controller_port),
             "KAFKA_DATA_DIR": str(self.data_dir),
             "KAFKA_HEAP": "-Xmx512m -Xms128m",
+            **self.extra_env,
         }
 
     def start(self) -> None:
@@ -294,6 +297,55 @@ def temp_dir() -> Iterator[Path]:
         yield d
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def certificate_authority(directory: Path) -> tuple[Path, Path]:
+    """A throw-away CA and a broker certificate it signs for 127.0.0.1, made now with openssl:
+    (the CA certificate, the broker's PEM keystore: PKCS#8 key, certificate, CA)."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    ca_key, ca = directory / "ca.key", directory / "ca.pem"
+    key, csr, cert = directory / "broker.key", directory / "broker.csr", directory / "broker.pem"
+    openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(ca_key))
+    openssl(
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        str(ca_key),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=carealert test CA",
+        "-out",
+        str(ca),
+    )
+    openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(key))
+    openssl("req", "-new", "-key", str(key), "-subj", "/CN=127.0.0.1", "-out", str(csr))
+    ext = directory / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        str(ext),
+        "-out",
+        str(cert),
+    )
+    keystore = directory / "broker-keystore.pem"
+    keystore.write_text(key.read_text() + cert.read_text() + ca.read_text())
+    return ca, keystore
 
 
 def trusting(cert: Path) -> ssl.SSLContext:

@@ -9,6 +9,13 @@
 # Settings (environment): KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093),
 # KAFKA_DATA_DIR (<repo>/.run/kafka), KAFKA_LIBS_DIR (deploy/kafka/.cache/libs),
 # KAFKA_START_TIMEOUT seconds (90), KAFKA_HEAP (-Xmx768m -Xms256m).
+#
+# SASL_SSL instead of PLAINTEXT on KAFKA_PORT: set KAFKA_LISTENER_PROTOCOL=SASL_SSL,
+# KAFKA_SSL_KEYSTORE_PEM (the broker's PKCS#8 private key followed by its certificate chain),
+# KAFKA_SSL_TRUSTSTORE_PEM (the CA that signed it: the broker talks to itself over TLS too),
+# KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD (a SCRAM-SHA-256 and SCRAM-SHA-512 user, added when
+# the storage is first formatted; the broker uses it too). Clients then need TLS that trusts
+# the broker's CA and SCRAM credentials; a client without them is refused.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -63,12 +70,42 @@ configure() {
   mkdir -p "$DATA_DIR"
   sed -e "s|@PORT@|$PORT|g" -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" \
       -e "s|@DATA_DIR@|$DATA_DIR|g" "$HERE/server.properties.in" > "$DATA_DIR/server.properties"
+  local scram=()
+  if [[ "${KAFKA_LISTENER_PROTOCOL:-PLAINTEXT}" == SASL_SSL ]]; then
+    [[ -f "${KAFKA_SSL_KEYSTORE_PEM:-}" ]] \
+      || die "KAFKA_SSL_KEYSTORE_PEM must name the broker's key and certificate (PEM)"
+    [[ -f "${KAFKA_SSL_TRUSTSTORE_PEM:-}" ]] \
+      || die "KAFKA_SSL_TRUSTSTORE_PEM must name the CA certificate that signed the broker's"
+    [[ -n "${KAFKA_SASL_USERNAME:-}" && -n "${KAFKA_SASL_PASSWORD:-}" ]] \
+      || die "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD are required for SASL_SSL"
+    local jaas="org.apache.kafka.common.security.scram.ScramLoginModule required"
+    jaas+=" username=\"$KAFKA_SASL_USERNAME\" password=\"$KAFKA_SASL_PASSWORD\";"
+    # Later keys override the template's (java.util.Properties keeps the last one).
+    {
+      echo "listeners=SASL_SSL://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT"
+      echo "advertised.listeners=SASL_SSL://127.0.0.1:$PORT"
+      echo "inter.broker.listener.name=SASL_SSL"
+      echo "listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL"
+      echo "sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512"
+      echo "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-256"
+      echo "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=$jaas"
+      echo "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=$jaas"
+      echo "ssl.keystore.type=PEM"
+      echo "ssl.keystore.location=$KAFKA_SSL_KEYSTORE_PEM"
+      echo "ssl.truststore.type=PEM"
+      echo "ssl.truststore.location=$KAFKA_SSL_TRUSTSTORE_PEM"
+      echo "ssl.client.auth=none"
+    } >>"$DATA_DIR/server.properties"
+    chmod 600 "$DATA_DIR/server.properties"
+    scram=(--add-scram "SCRAM-SHA-256=[name=$KAFKA_SASL_USERNAME,password=$KAFKA_SASL_PASSWORD]"
+           --add-scram "SCRAM-SHA-512=[name=$KAFKA_SASL_USERNAME,password=$KAFKA_SASL_PASSWORD]")
+  fi
   if [[ ! -f "$DATA_DIR/logs/meta.properties" ]]; then
     local cluster_id
     cluster_id="$(java_run kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)"
     [[ -n "$cluster_id" ]] || die "could not generate a cluster id (see $LOG_FILE)"
     (java_run kafka.tools.StorageTool format --ignore-formatted \
-      -t "$cluster_id" -c "$DATA_DIR/server.properties" >/dev/null) \
+      -t "$cluster_id" -c "$DATA_DIR/server.properties" "${scram[@]}" >/dev/null) \
       || die "formatting the storage in $DATA_DIR/logs failed"
   fi
 }

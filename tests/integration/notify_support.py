@@ -108,6 +108,7 @@ def start_stack(
     fault_file: Path | None = None,
     templates: dict[str, str] | None = None,
     tls: tuple[Path, Path] | None = None,
+    fresh_broker: bool = False,
     **extra_env: str,
 ) -> NotifyStack:
     """`templates`: file name → text, replacing shipped templates (to break one on purpose)."""
@@ -123,8 +124,9 @@ def start_stack(
     group = f"notify-it-{uuid.uuid4().hex[:8]}"
     from services.common.kafka import KafkaClient, ensure_topics
 
-    ensure_topics(KafkaClient.plaintext([bootstrap]), partitions=6, replication=1)
-    skip_existing_escalations(bootstrap, group)
+    if not fresh_broker:  # (a fresh broker has nothing to skip, and may need credentials)
+        ensure_topics(KafkaClient.plaintext([bootstrap]), partitions=6, replication=1)
+        skip_existing_escalations(bootstrap, group)
     port = free_port()
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
