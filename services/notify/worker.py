@@ -169,9 +169,13 @@ class Notifier:
             },
         )
 
-    async def written(self, write: Callable[[], Awaitable[Any]]) -> None:
-        """Await a Kafka write, trying again in place while Kafka refuses it (a broker
-        restarting): a delivery already made is then recorded, never made a second time."""
+    async def written(
+        self, write: Callable[[], Awaitable[Any]], partition: int | None = None
+    ) -> None:
+        """Await something that writes to Kafka, trying it again in place while Kafka refuses
+        (a broker restarting): a delivery already made is then recorded, never made a second
+        time. With `partition`, that partition counts as retrying meanwhile (its commit waits
+        on purpose). Any other error propagates."""
         attempt = 0
         while True:
             try:
@@ -183,7 +187,11 @@ class Notifier:
                     "Kafka refused a write; trying again",
                     extra={"reason": type(exc).__name__, "attempt": attempt},
                 )
-                await self.sleep(retry_delay_s(attempt))
+                self.mark_retrying(partition, +1)
+                try:
+                    await self.sleep(retry_delay_s(attempt))
+                finally:
+                    self.mark_retrying(partition, -1)
 
     # --- one notification ---------------------------------------------------------------------
 
@@ -393,30 +401,6 @@ class OffsetTracker:
         return out
 
 
-async def handle_until_written(
-    notifier: Notifier, esc: Escalation, partition: int, max_backoff_s: float = 30.0
-) -> None:
-    """`notifier.handle`, tried again in place while Kafka refuses a write (a broker restarting):
-    handling is idempotent (sent-log, open registry), and giving up would leave the offset
-    uncommitted until a restart. Any other error propagates."""
-    attempt = 0
-    while True:
-        try:
-            await notifier.handle(esc, partition)
-            return
-        except KafkaError as exc:
-            attempt += 1
-            log.warning(
-                "Kafka refused a write; handling the escalation again",
-                extra={"reason": type(exc).__name__, "attempt": attempt},
-            )
-            notifier.mark_retrying(partition, +1)
-            try:
-                await notifier.sleep(retry_delay_s(attempt, max_backoff_s))
-            finally:
-                notifier.mark_retrying(partition, -1)
-
-
 async def consume(
     notifier: Notifier,
     consumer: AIOKafkaConsumer,
@@ -454,7 +438,8 @@ async def consume(
                     "not JSON" if undecodable else f"{where}: {first['msg']}",
                 )
             else:
-                await handle_until_written(notifier, esc, tp.partition)
+                # Handling is idempotent (sent-log, open registry): safe to run again.
+                await notifier.written(lambda: notifier.handle(esc, tp.partition), tp.partition)
         except Exception as exc:  # keep the offset uncommitted: it is retried after a restart
             log.exception(
                 "escalation handling failed", extra={"reason": type(exc).__name__, "offset": offset}
