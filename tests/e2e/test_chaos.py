@@ -72,6 +72,36 @@ def _feed(url: str, events: list[dict[str, Any]], accepted: list[str], errors: l
             time.sleep(0.02)
 
 
+def diagnose(bootstrap: str, missing: set[str]) -> str:
+    """For each event that produced no duty: its child's records on the events topic (offsets,
+    types), in the DLQ and on the escalations topic, to tell lost from reordered from refused."""
+    events = read_topic(bootstrap, topics.EVENTS)
+    by_id = {r.json().get("event_id"): r for r in events}
+    lines = []
+    for event_id in sorted(missing):
+        record = by_id.get(event_id)
+        if record is None:
+            lines.append(f"{event_id}: not on {topics.EVENTS}")
+            continue
+        key = record.key
+        lines.append(f"{event_id}: {key!r} partition {record.partition}")
+        for r in events:
+            if r.key == key:
+                lines.append(
+                    f"  event {r.offset}: {r.json().get('event_type')} {r.json().get('event_id')}"
+                )
+        for r in read_topic(bootstrap, topics.EVENTS_DLQ):
+            if r.key == key:
+                lines.append(f"  dlq: {r.headers.get('error', b'').decode()}")
+        for r in read_topic(bootstrap, topics.ESCALATIONS):
+            if r.key == key:
+                lines.append(
+                    f"  escalation {r.offset}: {r.json().get('rule_id')} {r.json().get('status')}"
+                    f" by {r.json().get('triggered_by')}"
+                )
+    return "\n".join(lines)
+
+
 def rebalancing(rules: Service) -> bool:
     try:
         r = httpx.get(f"{rules.url}/readyz", timeout=1)
@@ -163,12 +193,20 @@ def test_kills_a_rebalance_and_a_broker_restart_lose_nothing(log_dir: Path, tmp_
                 if r.json().get("rule_id") == rule_id
             }
 
-        wait_until(
-            lambda: opened <= triggers("federal.report-ncmec"), 180, "every opening evaluated"
-        )
-        wait_until(
-            lambda: located <= triggers("federal.return-screening"), 180, "every return evaluated"
-        )
+        for wanted, rule_id in (
+            (opened, "federal.report-ncmec"),
+            (located, "federal.return-screening"),
+        ):
+            try:
+                wait_until(
+                    lambda w=wanted, r=rule_id: w <= triggers(r),  # type: ignore[misc]
+                    180,
+                    f"every {rule_id} trigger",
+                )
+            except TimeoutError:
+                report = diagnose(broker.bootstrap, wanted - triggers(rule_id))
+                (log_dir / "chaos-diagnosis.txt").write_text(report)
+                raise AssertionError(f"events not evaluated:\n{report}") from None
 
         # Every expected first notification reached a sink.
         routing = load_routing(notify.policy_dir / "routing.yaml")
