@@ -23,6 +23,24 @@ from services.common.kafka import KafkaClient
 DLQ_TOPICS = {topics.EVENTS_DLQ: topics.EVENTS, topics.ESCALATIONS_DLQ: topics.ESCALATIONS}
 
 
+def dlq_headers(reason: str, topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
+    """The headers of every dead letter (CONTRACT: `error`, `source-topic`, `source-partition`,
+    `source-offset`); `reason` holds field paths and problems, never values."""
+    return [
+        ("error", reason.encode()),
+        ("source-topic", topic.encode()),
+        ("source-partition", str(partition).encode()),
+        ("source-offset", str(offset).encode()),
+    ]
+
+
+def first_problem(exc: ValidationError) -> str:
+    """`<field path>: <problem>` of a pydantic error's first entry, without the input value."""
+    first = exc.errors(include_input=False)[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(record)"
+    return f"{where}: {first['msg']}"
+
+
 class ReplayRefused(ValueError):
     """The record can not be replayed; the message says why (never the record's content)."""
 
@@ -47,9 +65,7 @@ def _check_escalation(value: bytes, key: bytes | None) -> None:
     try:
         esc = Escalation.model_validate_json(value)
     except ValidationError as exc:
-        first = exc.errors(include_input=False)[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(record)"
-        raise ReplayRefused(f"still not a valid escalation: {where}: {first['msg']}") from None
+        raise ReplayRefused(f"still not a valid escalation: {first_problem(exc)}") from None
     if key != esc.key.encode():
         raise ReplayRefused("the record key is not '{agency_id}:{child_id}' of the escalation")
 

@@ -37,7 +37,7 @@ USPS_STATES = frozenset(
 PRINTABLE_PROBLEM = "must contain only printable characters (no control, bidi or zero-width)"
 
 
-def _printable(value: str) -> str:
+def require_printable(value: str) -> str:
     if not value.isprintable():
         raise ValueError(PRINTABLE_PROBLEM)
     return value
@@ -51,20 +51,24 @@ def _printable_lines(value: str) -> str:
     return value
 
 
-Text = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_printable)]
+Text = Annotated[
+    str, StringConstraints(min_length=1, max_length=256), AfterValidator(require_printable)
+]
 """Single-line free text (names, aliases, places): no control character at all."""
 LongText = Annotated[
-    str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_printable)
+    str, StringConstraints(min_length=1, max_length=4096), AfterValidator(require_printable)
 ]
 """Longer single-line free text (clothing, locations)."""
 MultiLineText = Annotated[
     str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_printable_lines)
 ]
 """Free text that may span lines: line feeds only."""
-Id = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(_printable)]
+Id = Annotated[
+    str, StringConstraints(min_length=1, max_length=128), AfterValidator(require_printable)
+]
 """An identifier: printable characters only."""
 Reference = Annotated[
-    str, StringConstraints(min_length=1, max_length=256), AfterValidator(_printable)
+    str, StringConstraints(min_length=1, max_length=256), AfterValidator(require_printable)
 ]
 """An identifier issued by someone else (report and case numbers, agency names)."""
 AgencyId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{2,64}$")]
@@ -224,7 +228,12 @@ class MissingDescription(Strict):
     physical_description: MultiLineText | None = None
     clothing: LongText | None = None
     photo_url: (
-        Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2048)] | None
+        Annotated[
+            str,
+            StringConstraints(pattern=r"^https?://\S+$", max_length=2048),
+            AfterValidator(require_printable),
+        ]
+        | None
     ) = None
     last_seen_location: LongText | None = None
     places_frequented: tuple[Text, ...] = ()
@@ -496,6 +505,8 @@ def decode_json(raw: bytes) -> Any:
     except json.JSONDecodeError as exc:
         problem = f"not valid JSON (line {exc.lineno}, column {exc.colno})"
         raise EventInvalid([FieldError("(root)", problem, "json_invalid")]) from None
+    except (ValueError, RecursionError):  # e.g. an integer of more than 4,300 digits
+        raise EventInvalid([FieldError("(root)", "not valid JSON", "json_invalid")]) from None
 
 
 def parse_event(raw: bytes, now: datetime | None = None) -> Event:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import time
@@ -10,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.errors import KafkaTimeoutError as AIOKafkaTimeoutError
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -96,6 +99,15 @@ class KafkaClient:
         elif self.tls:
             config["broker_credentials"] = faust_auth.SSLCredentials(self.ssl_context())
         return config
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether trying again can help: a connection or timeout while a broker restarts, or an
+    error the Kafka client marks retriable. A record too large or a refused authorization is
+    not."""
+    if isinstance(exc, asyncio.TimeoutError | ConnectionError | AIOKafkaTimeoutError):
+        return True
+    return isinstance(exc, AIOKafkaError | KafkaError) and bool(getattr(exc, "retriable", False))
 
 
 def retry_delay_s(attempt: int, cap_s: float = 30.0) -> float:

@@ -28,6 +28,9 @@ DEMO_SECRETS: Final = frozenset(
 # The SHA-256 of the demo API keys: a keys file holding one is a demo keys file.
 DEMO_KEY_HASHES: Final = frozenset(hashlib.sha256(s.encode()).hexdigest() for s in DEMO_SECRETS)
 
+# Parts of the placeholders in .env.example and the like.
+PLACEHOLDER_PARTS: Final = ("replace-me", "changeme", "change-me", "placeholder")
+
 GENERATE_HINT: Final = (
     "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 )
@@ -35,8 +38,8 @@ GENERATE_HINT: Final = (
 
 def weakness(value: str) -> str | None:
     """Why `value` is not acceptable as one of our secrets, or None."""
-    if value in DEMO_SECRETS:
-        return f"is a public demo value; {GENERATE_HINT}"
+    if value in DEMO_SECRETS or any(p in value.lower() for p in PLACEHOLDER_PARTS):
+        return f"is a public demo value or a placeholder; {GENERATE_HINT}"
     if len(value) < MIN_LENGTH:
         return f"must be at least {MIN_LENGTH} characters; {GENERATE_HINT}"
     if len(set(value)) < MIN_DISTINCT:

@@ -104,7 +104,7 @@ class CommonSettings(BaseSettings):
         default=5.0, gt=0, description="How often a worker compares its position with the end."
     )
     stall_exit_grace_s: float = Field(
-        default=10.0,
+        default=30.0,
         ge=0,
         description="How long a stalled worker stays up, unhealthy, before it exits (so probes"
         " and scrapes see why).",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -36,9 +35,9 @@ async def send_canaries(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> None:
     """Post one canary event to ingest every `interval_s` seconds, until cancelled."""
+    # canary_last is not reset here: a notify that keeps restarting must not look alive.
     metrics.canary_interval.set(interval_s)
-    metrics.canary_last.set(time.time())
-    seq = int(time.time())
+    seq = int(clock().timestamp())
     url = ingest_url.rstrip("/") + "/v1/events"
     headers = {"Authorization": f"Bearer {api_key.get_secret_value()}"}
     while True:

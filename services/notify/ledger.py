@@ -42,6 +42,15 @@ class Ledger:
         self.on_ack: Callable[[str], None] | None = None
 
     def _apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        try:
+            self._apply_record(topic, key, value)
+        except ValueError as exc:  # one unreadable record must not keep notify from starting
+            log.error(
+                "unreadable ledger record skipped",
+                extra={"topic": topic, "reason": type(exc).__name__},
+            )
+
+    def _apply_record(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         if key is None:
             return
         k = key.decode()

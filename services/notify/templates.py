@@ -41,8 +41,8 @@ class Message:
     data: dict[str, Any]  # the minimised context: the JSON body of webhooks
 
 
-def age_band(age: int | None) -> str:
-    if age is None:
+def age_band(age: object) -> str:
+    if not isinstance(age, int) or isinstance(age, bool):
         return "unknown age"
     if age < 12:
         return "under 12"
@@ -75,7 +75,7 @@ def context_for(
     if audience == "shelter":
         # "A youth is missing; if they present, call this number." No foster-care or
         # trafficking status, nothing medical, no rule text or legal basis.
-        first = (s.name.split()[0] if s and s.name else None) or (
+        first = (s.name.split()[0] if s and s.name and s.name.split() else None) or (
             s.aliases[0] if s and s.aliases else None
         )
         ctx = {

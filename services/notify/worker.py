@@ -29,8 +29,9 @@ from pydantic import ValidationError
 
 from services.common import topics
 from services.common.canary import is_canary
+from services.common.dlq import dlq_headers, first_problem
 from services.common.escalations import Escalation
-from services.common.kafka import retry_delay_s
+from services.common.kafka import retry_delay_s, transient
 from services.notify.canary import canary_returned
 from services.notify.channels.base import Channel, Delivery, DeliveryError
 from services.notify.ledger import Ledger
@@ -147,12 +148,7 @@ class Notifier:
     ) -> None:
         """An escalation record notify can never handle: to care.escalations.dlq with its
         original bytes and where it came from; the partition moves on."""
-        headers = [
-            ("error", detail.encode()),
-            ("source-topic", tp.topic.encode()),
-            ("source-partition", str(tp.partition).encode()),
-            ("source-offset", str(offset).encode()),
-        ]
+        headers = dlq_headers(detail, tp.topic, tp.partition, offset)
         await self.written(
             lambda: self.producer.send_and_wait(
                 topics.ESCALATIONS_DLQ, key=key, value=value or b"", headers=headers
@@ -181,7 +177,9 @@ class Notifier:
             try:
                 await write()
                 return
-            except KafkaError as exc:
+            except Exception as exc:
+                if not transient(exc):
+                    raise
                 attempt += 1
                 log.warning(
                     "Kafka refused a write; trying again",
@@ -231,14 +229,16 @@ class Notifier:
         link = ack_url(
             self.public_url, self.ack_secret, esc.escalation_id, target.receiver, expires
         )
-        context = context_for(
-            target.recipient_class,
-            esc,
-            agency_contact=self.routing.agency_contact.get(esc.agency_id, "your agency contact"),
-            ack_url=link if esc.status == "firing" else None,
-            shelter_photo=self.routing.shelter_photo,
-        )
         try:
+            context = context_for(
+                target.recipient_class,
+                esc,
+                agency_contact=self.routing.agency_contact.get(
+                    esc.agency_id, "your agency contact"
+                ),
+                ack_url=link if esc.status == "firing" else None,
+                shelter_photo=self.routing.shelter_photo,
+            )
             message = self.templates.render(target.recipient_class, context)
         except Exception as exc:  # a broken template must not silence the other receivers
             log.error(
@@ -426,21 +426,33 @@ async def consume(
             try:
                 esc = Escalation.model_validate_json(value or b"")
             except ValidationError as exc:
-                first = exc.errors(include_input=False)[0]
-                undecodable = first["type"] == "json_invalid"
-                where = ".".join(str(p) for p in first["loc"]) or "(record)"
+                undecodable = exc.errors(include_input=False)[0]["type"] == "json_invalid"
                 await notifier.dead_letter(
                     tp,
                     offset,
                     key,
                     value,
                     "undecodable" if undecodable else "invalid_escalation",
-                    "not JSON" if undecodable else f"{where}: {first['msg']}",
+                    "not JSON" if undecodable else first_problem(exc),
                 )
             else:
                 # Handling is idempotent (sent-log, open registry): safe to run again.
-                await notifier.written(lambda: notifier.handle(esc, tp.partition), tp.partition)
-        except Exception as exc:  # keep the offset uncommitted: it is retried after a restart
+                try:
+                    await notifier.written(lambda: notifier.handle(esc, tp.partition), tp.partition)
+                except Exception as exc:  # a bug must not stop the partition: DLQ, and page
+                    log.exception(
+                        "escalation handling failed",
+                        extra={"reason": type(exc).__name__, "offset": offset},
+                    )
+                    await notifier.dead_letter(
+                        tp,
+                        offset,
+                        key,
+                        value,
+                        "internal_error",
+                        f"internal error: {type(exc).__name__}",
+                    )
+        except Exception as exc:  # even the DLQ write failed: the offset stays uncommitted
             log.exception(
                 "escalation handling failed", extra={"reason": type(exc).__name__, "offset": offset}
             )
@@ -468,6 +480,9 @@ async def consume(
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
         to_commit.update(tracker.committable())
+        owned_now = consumer.assignment()
+        for tp in [tp for tp in to_commit if tp not in owned_now]:
+            del to_commit[tp]  # revoked: its new owner commits it
         if to_commit:
             if fault_file is not None and fault_file.exists():
                 fault_file.unlink()

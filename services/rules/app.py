@@ -33,14 +33,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
-from aiokafka.errors import KafkaError
 from faust.streams import _current_event  # the context faust tables read the partition from
 
 from services.common import topics
 from services.common.canary import is_canary
+from services.common.dlq import dlq_headers
 from services.common.escalations import Escalation
 from services.common.events import EventInvalid, parse_event
-from services.common.kafka import retry_delay_s
+from services.common.kafka import retry_delay_s, transient
 from services.common.progress import Offsets, PartitionKey, StallDetector
 from services.common.stallwatch import OffsetsProbe, StallWatch, exit_now
 from services.rules import web
@@ -52,13 +52,6 @@ from services.rules.state import ChildState
 log = logging.getLogger(__name__)
 
 TICKS_SUFFIX = "-ticks"
-
-# What a retry can fix: Kafka refusing or timing out a write while a broker restarts.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    KafkaError,
-    asyncio.TimeoutError,
-    ConnectionError,
-)
 
 
 def utc_now() -> datetime:
@@ -148,12 +141,7 @@ def build_app(
     def dlq_record(
         message: Any, reason: str
     ) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
-        headers = [
-            ("error", reason.encode()),
-            ("source-topic", message.topic.encode()),
-            ("source-partition", str(message.partition).encode()),
-            ("source-offset", str(message.offset).encode()),
-        ]
+        headers = dlq_headers(reason, message.topic, message.partition, message.offset)
         return message.key, message.value or b"", headers
 
     def stamp_accepted(out: list[Escalation], message: Any) -> list[Escalation]:
@@ -194,7 +182,11 @@ def build_app(
             message = ev.message
             last_offset[message.tp] = message.offset
             key: bytes | None = message.key
-            item, code, reason = decode(message)
+            try:
+                item, code, reason = decode(message)
+            except Exception as exc:  # a decoder bug must not block the partition either
+                log.exception("decoding failed", extra={"reason": type(exc).__name__})
+                item, code, reason = None, "internal_error", f"internal error: {type(exc).__name__}"
             if item is None:
                 dead.append((message, code or "invalid_event", reason or ""))
                 continue
@@ -302,7 +294,9 @@ def build_app(
                 try:
                     await process(batch)
                     return
-                except TRANSIENT_ERRORS as exc:
+                except Exception as exc:
+                    if not transient(exc):
+                        raise
                     attempt += 1
                     retrying["now"] = True
                     metrics.batch_retries.inc()
@@ -345,8 +339,12 @@ def build_app(
         }
 
     def counting() -> bool:
-        """Stall time counts only while the worker could be making progress."""
-        return not (app.rebalancing or retrying["now"])
+        """Stall time counts only while the worker could be making progress. faust stays
+        `rebalancing` until table recovery ends, so a recovery counts (by its own progress)."""
+        if retrying["now"]:
+            return False
+        recovery: Any = getattr(app.tables, "recovery", None)
+        return bool(recovery is not None and recovery.in_recovery) or not app.rebalancing
 
     def recovering() -> dict[PartitionKey, Offsets] | None:
         """While faust recovers the table (every stream partition is paused meanwhile): how
@@ -382,7 +380,11 @@ def build_app(
         for key, raw in table.items():
             if raw is None:
                 continue
-            state = ChildState.from_bytes(raw)
+            try:
+                state = ChildState.from_bytes(raw)
+            except ValueError as exc:  # unreadable state: its next event goes to the DLQ
+                log.error("stored state unreadable", extra={"reason": type(exc).__name__})
+                continue
             if state.partition in actives:
                 index.update(key, state)
 

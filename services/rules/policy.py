@@ -17,12 +17,19 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 
 from services.common import yamlio
 from services.common.config import ConfigInvalid, ConfigProblem
 from services.common.escalations import RECIPIENT_CLASSES, SEVERITIES, Severity
-from services.common.events import EVENT_TYPES, USPS_STATES, RiskIndicator
+from services.common.events import EVENT_TYPES, USPS_STATES, RiskIndicator, require_printable
 
 # --- facts: what a condition may test ------------------------------------------------------
 
@@ -76,6 +83,12 @@ def about_a_finding(on: tuple[str, ...] | frozenset[str]) -> bool:
     return bool(FINDING_EVENTS & set(on))
 
 
+# Action and basis text reaches messages as a single line (escalations carry it): printable,
+# and short enough that "OVERDUE: " can be put in front of it.
+PolicyText = Annotated[
+    str, StringConstraints(min_length=1, max_length=4000), AfterValidator(require_printable)
+]
+
 RuleId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)+$")]
 DURATION_RE = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
 
@@ -120,7 +133,7 @@ class Resolution(Strict):
 class Overdue(Strict):
     severity: Severity | None = None
     recipients: tuple[str, ...] | None = None
-    action: str | None = None
+    action: PolicyText | None = None
 
 
 class FireAfter(Strict):
@@ -135,8 +148,8 @@ class RuleSpec(Strict):
     scope: Literal["episode", "child"] = "episode"
     severity: Severity
     severity_when: tuple[SeverityWhen, ...] = ()
-    action: str = Field(min_length=1)
-    basis: str = Field(min_length=1)
+    action: PolicyText
+    basis: PolicyText
     recipients: tuple[str, ...] = Field(min_length=1)
     due: str
     fire_after: FireAfter | None = None
@@ -397,6 +410,24 @@ def federal_floor(file: str, rule_id: str, base: RuleSpec, ov: Override) -> list
                         f"{ov.due!r} is later than the federal deadline {base.due!r}",
                     )
                 )
+    if ov.severity is not None and SEVERITIES.index(ov.severity) < SEVERITIES.index(base.severity):
+        problems.append(
+            PolicyProblem(
+                file,
+                f"overrides.{rule_id}.severity",
+                f"{ov.severity!r} is lower than the federal duty's {base.severity!r}",
+            )
+        )
+    if ov.overdue is not None and ov.overdue.recipients is not None and base.overdue is not None:
+        for rc in base.overdue.recipients or ():
+            if rc not in ov.overdue.recipients:
+                problems.append(
+                    PolicyProblem(
+                        file,
+                        f"overrides.{rule_id}.overdue.recipients",
+                        f"drops {rc!r}, a recipient of the federal duty when overdue",
+                    )
+                )
     if ov.recipients is not None:
         for rc in base.recipients:
             if rc not in ov.recipients:
@@ -460,6 +491,19 @@ def load_policy(directory: Path) -> Policy:
             base = base_specs.get(rule_id)
             if base is not None:
                 problems += federal_floor(name, rule_id, base, ov)
+            overdue_classes = (ov.overdue.recipients or ()) if ov.overdue else ()
+            for i, rc in enumerate(overdue_classes):
+                if rc not in RECIPIENT_CLASSES or (
+                    base is not None and about_a_finding(base.on) and rc in NEVER_TOLD_OF_FINDINGS
+                ):
+                    reason = (
+                        f"unknown recipient class {rc!r}"
+                        if rc not in RECIPIENT_CLASSES
+                        else f"{FINDING_DUTY} must never reach {rc}"
+                    )
+                    problems.append(
+                        PolicyProblem(name, f"overrides.{rule_id}.overdue.recipients.{i}", reason)
+                    )
             for i, rc in enumerate(ov.recipients or ()):
                 if base is not None and about_a_finding(base.on) and rc in NEVER_TOLD_OF_FINDINGS:
                     problems.append(

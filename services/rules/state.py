@@ -4,10 +4,11 @@ the decisions are made in core.evaluate."""
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from services.common.escalations import Severity, Subject
 from services.common.events import (
@@ -31,6 +32,18 @@ DIGEST_CHARS = 16
 MAX_OPEN = 100
 MAX_HISTORY = 100
 MAX_CLOSED_EPISODES = 20
+
+
+def _printable_only(value: Any, keep_lines: bool = False) -> Any:
+    """Control and format characters replaced by spaces, recursively (line feeds kept only in
+    the one multi-line field, physical_description)."""
+    if isinstance(value, str):
+        return "".join(c if c.isprintable() or (keep_lines and c == "\n") else " " for c in value)
+    if isinstance(value, list):
+        return [_printable_only(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _printable_only(v, k == "physical_description") for k, v in value.items()}
+    return value
 
 
 class Model(BaseModel):
@@ -141,7 +154,16 @@ class ChildState(Model):
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> ChildState:
-        return cls.model_validate_json(raw)
+        """Load stored state. State written before the text rules were tightened (a line feed
+        or tab in a description) is cleaned on the way in rather than refused."""
+        try:
+            return cls.model_validate_json(raw)
+        except ValidationError:
+            data = json.loads(raw)
+            for episode in (data.get("episodes") or {}).values():
+                if isinstance(episode.get("subject"), dict):
+                    episode["subject"] = _printable_only(episode["subject"])
+            return cls.model_validate(data)
 
     def age_at(self, when: datetime) -> int | None:
         if self.date_of_birth is None:

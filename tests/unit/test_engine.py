@@ -269,3 +269,22 @@ def test_a_resend_has_no_effect_and_a_changed_event_with_the_same_id_is_refused(
     )
     with pytest.raises(ConflictingDuplicate):
         engine.evaluate(state, changed, T0)
+
+
+def test_state_stored_before_the_text_rules_still_loads() -> None:
+    import json
+
+    state = ChildState(agency_id="demo-agency", child_id="C-1", state="MO")
+    data = json.loads(state.to_bytes())
+    data["episodes"] = {
+        "E-1": {
+            "episode_id": "E-1",
+            "opened_at": T0.isoformat(),
+            "last_seen_at": T0.isoformat(),
+            "circumstances": "runaway",
+            "subject": {"name": "Ann\tLee", "clothing": "red coat\nblue jeans"},
+        }
+    }
+    loaded = ChildState.from_bytes(json.dumps(data).encode())
+    subject = loaded.episodes["E-1"].subject
+    assert subject is not None and subject.clothing == "red coat blue jeans"

@@ -379,3 +379,17 @@ def test_json_nested_deeper_than_the_limit_is_refused_before_parsing() -> None:
     with pytest.raises(EventInvalid) as info:
         parse_event(b'{"payload": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
     assert [(e.field, e.type) for e in info.value.errors] == [("(root)", "json_too_deep")]
+
+
+def test_a_number_json_refuses_to_read_is_an_invalid_event_not_a_crash() -> None:
+    huge = b'{"event_id": ' + b"1" * 5000 + b"}"
+    with pytest.raises(EventInvalid) as info:
+        parse_event(huge)
+    assert [(e.field, e.type) for e in info.value.errors] == [("(root)", "json_invalid")]
+
+
+def test_photo_url_refuses_control_bidi_and_zero_width_characters() -> None:
+    path = ("payload", "description", "photo_url")
+    for char in ("\x00", "\u202e", "\u200b"):
+        obj = with_value("missing.opened", path, f"https://example.org/ZZsecret{char}.jpg")
+        assert rejected(obj) == [(".".join(path), PRINTABLE_PROBLEM)]

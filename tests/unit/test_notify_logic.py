@@ -23,7 +23,7 @@ from services.notify.plan import (
     widen_classes,
 )
 from services.notify.routing import RoutingInvalid, load_routing
-from services.notify.templates import Templates, age_band, context_for
+from services.notify.templates import Templates, age_band, context_for, sample_escalation
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
@@ -428,3 +428,15 @@ def test_policy_check_renders_every_template_and_names_the_undefined_variable(
         "templates/shelter.txt.j2: firing for shelter_network: 'foster_status' is undefined",
         "templates/shelter.txt.j2: resolved for shelter_network: 'foster_status' is undefined",
     ]
+
+
+def test_the_shelter_context_survives_a_blank_name_and_a_strange_age() -> None:
+    esc = Escalation.model_validate(
+        {
+            **sample_escalation("firing").model_dump(mode="json"),
+            "subject": {"name": "   "},
+            "evidence": {"age": "fifteen"},
+        }
+    )
+    ctx = context_for("shelter_network", esc, agency_contact="+1-555-0100", ack_url=None)
+    assert ctx["first_name_or_alias"] == "unknown" and ctx["age_band"] == "unknown age"

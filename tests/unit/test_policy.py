@@ -317,3 +317,14 @@ def test_minimisation_holds_whatever_the_files_say(policy_dir: Path) -> None:
     rule = _compile(spec)
     assert rule.recipients == ("caseworker",)
     assert rule.overdue is not None and rule.overdue.recipients == ("director",)
+
+
+def test_a_state_overlay_cannot_lower_a_federal_severity(policy_dir: Path) -> None:
+    replace_in(
+        policy_dir / "jurisdictions" / "MO.yaml",
+        "  federal.report-ncmec: {due: 2h}\n",
+        "  federal.report-ncmec: {due: 2h, severity: low}\n",
+    )
+    assert problems(policy_dir) == [
+        "jurisdictions/MO.yaml: overrides.federal.report-ncmec.severity: 'low' is lower than the federal duty's 'high'"
+    ]
