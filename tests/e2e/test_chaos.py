@@ -102,7 +102,12 @@ def diagnose(bootstrap: str, missing: set[str]) -> str:
     return "\n".join(lines)
 
 
-def rebalancing(rules: Service) -> bool:
+def rebalancing(rules: Service, log_from: int) -> bool:
+    """The worker is in a rebalance: its readiness says so, or its log since `log_from` shows
+    the group rebalancing (a short rebalance can fall between two readiness polls)."""
+    since = rules.log_text()[log_from:]
+    if "because it is rebalancing" in since or "Executing _on_partitions_assigned" in since:
+        return True
     try:
         r = httpx.get(f"{rules.url}/readyz", timeout=1)
     except httpx.HTTPError:
@@ -163,8 +168,11 @@ def test_kills_a_rebalance_and_a_broker_restart_lose_nothing(log_dir: Path, tmp_
         notify.service.start()
 
         reached(3)
+        log_from = len(rules.log_text())
         second.start()  # joins the group: a rebalance; the first worker dies in the middle of it
-        wait_until(lambda: rebalancing(rules), 60, "the first worker to see the rebalance")
+        wait_until(
+            lambda: rebalancing(rules, log_from), 60, "the first worker to see the rebalance"
+        )
         rules.stop(kill=True)
 
         reached(4)
