@@ -37,7 +37,10 @@ need() {
 
 fetch() {
   need java "install a Java 17+ runtime, e.g. apt-get install -y openjdk-17-jre-headless"
-  if [[ -f "$LIBS_DIR/.complete" ]]; then
+  # The marker names the pom's checksum: a changed pom resolves the jars again.
+  local marker
+  marker="$LIBS_DIR/.complete-$(sha256sum "$HERE/pom.xml" | cut -c1-16)"
+  if [[ -f "$marker" ]]; then
     return 0
   fi
   need mvn "install Apache Maven, e.g. apt-get install -y maven"
@@ -47,7 +50,7 @@ fetch() {
   mvn -q -B -f "$HERE/pom.xml" dependency:copy-dependencies \
       -DincludeScope=runtime -DoutputDirectory="$LIBS_DIR" >&2 \
     || die "mvn could not resolve the broker jars (see the output above)"
-  touch "$LIBS_DIR/.complete"
+  touch "$marker"
 }
 
 running() {
