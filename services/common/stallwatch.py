@@ -75,6 +75,8 @@ class KafkaOffsetsProbe:
                 **self.client_config,
                 group_id=group,
                 enable_auto_commit=False,
+                # end offsets up to the last stable offset: an open transaction is not a stall
+                isolation_level="read_committed",
             )
             self._consumers[group] = consumer
         return consumer

@@ -75,7 +75,9 @@ class Ledger:
 
     async def load(self) -> None:
         """Read the three topics to their current end."""
-        consumer = AIOKafkaConsumer(**self.kafka.aiokafka(enable_auto_commit=False))
+        consumer = AIOKafkaConsumer(
+            **self.kafka.aiokafka(enable_auto_commit=False, isolation_level="read_committed")
+        )
         await consumer.start()
         try:
             names = (topics.ACKS, self.sent_topic, self.open_topic)

@@ -161,6 +161,8 @@ async def serve(settings: NotifySettings) -> None:
             group_id=settings.notify_group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # A transactional producer's aborted records are never escalations.
+            isolation_level="read_committed",
             session_timeout_ms=10_000,
             heartbeat_interval_ms=2_000,
         ),

@@ -117,3 +117,27 @@ def test_notify_delivers_escalations_compressed_by_a_foreign_producer(
     esc = make_escalation()
     console_produce(bootstrap, topics.ESCALATIONS, [(esc.key, esc.to_bytes().decode())], codec)
     wait_until(lambda: bool(notify.mails_to("alex@agency.example", esc.escalation_id)), 30, "mail")
+
+
+def test_notify_ignores_what_a_transactional_producer_aborted(
+    notify: NotifyStack, bootstrap: str
+) -> None:
+    producer = KafkaProducer(
+        bootstrap_servers=[bootstrap], transactional_id=f"agency-tx-{uuid.uuid4().hex[:6]}"
+    )
+    try:
+        producer.init_transactions()
+        aborted, committed = make_escalation(), make_escalation()
+        producer.begin_transaction()
+        producer.send(topics.ESCALATIONS, key=aborted.key.encode(), value=aborted.to_bytes())
+        producer.flush()
+        producer.abort_transaction()
+        producer.begin_transaction()
+        producer.send(topics.ESCALATIONS, key=committed.key.encode(), value=committed.to_bytes())
+        producer.commit_transaction()
+    finally:
+        producer.close()
+    wait_until(
+        lambda: bool(notify.mails_to("alex@agency.example", committed.escalation_id)), 30, "mail"
+    )
+    assert notify.mails_to("alex@agency.example", aborted.escalation_id) == []
