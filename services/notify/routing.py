@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.common import yamlio
 from services.common.config import ConfigInvalid, ConfigProblem
+from services.common.durations import parse_duration
 from services.common.escalations import RECIPIENT_CLASSES, SEVERITIES, Escalation
-from services.rules.policy import parse_duration
 
 LABELS = ("severity", "rule_id", "recipient_class", "agency", "state", "county", "status")
 KNOWN_VALUES: Mapping[str, frozenset[str]] = {

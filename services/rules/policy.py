@@ -9,7 +9,6 @@ collects them all and raises `PolicyInvalid` with the list.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -28,6 +27,7 @@ from pydantic import (
 
 from services.common import yamlio
 from services.common.config import ConfigInvalid, ConfigProblem
+from services.common.durations import parse_duration
 from services.common.escalations import RECIPIENT_CLASSES, SEVERITIES, Severity
 from services.common.events import EVENT_TYPES, USPS_STATES, RiskIndicator, require_printable
 
@@ -90,26 +90,6 @@ PolicyText = Annotated[
 ]
 
 RuleId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)+$")]
-DURATION_RE = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
-
-
-def parse_duration(text: str) -> timedelta | None:
-    """'2h', '1d12h', '30m', '45s', 'now' (zero) or 'none' (no deadline, returns None)."""
-    if text == "none":
-        return None
-    if text == "now":
-        return timedelta(0)
-    m = DURATION_RE.match(text)
-    if not text or m is None:
-        raise ValueError(f"{text!r} is not a duration like 2h, 1d12h, 30m, now or none")  # noqa: E501
-    return timedelta(
-        days=int(m["d"] or 0),
-        hours=int(m["h"] or 0),
-        minutes=int(m["m"] or 0),
-        seconds=int(m["s"] or 0),
-    )
-
-
 # --- file models (strict) --------------------------------------------------------------------
 
 

@@ -35,11 +35,11 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 
 from services.common import yamlio
+from services.common.durations import parse_duration
 from services.common.escalations import Escalation
 from services.common.events import EventInvalid, parse_event_obj
 from services.rules.core import ConflictingDuplicate, Engine
 from services.rules.offline import VirtualRun
-from services.rules.policy import parse_duration
 
 OFFSET_RE = re.compile(r"^[+-]?(\d+d)?(\d+h)?(\d+m)?$")
 

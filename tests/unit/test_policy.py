@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from services.common.durations import parse_duration
 from services.rules.core import Engine
 from services.rules.matcher import compile_condition
-from services.rules.policy import PolicyInvalid, load_policy, parse_duration
+from services.rules.policy import PolicyInvalid, load_policy
 from services.rules.scenarios import run_directory
 
 ROOT = Path(__file__).resolve().parents[2]
