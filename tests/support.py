@@ -264,7 +264,7 @@ def make_event(
     state: str = "MO",
     event_id: str | None = None,
 ) -> dict[str, Any]:
-    """A valid event dict (CONTRACT.md shape)."""
+    """A valid event dict (docs/contract.md shape)."""
     return {
         "event_id": event_id or str(uuid.uuid4()),
         "event_type": event_type,

@@ -25,7 +25,7 @@ def is_canary(agency_id: str) -> bool:
 
 
 def canary_event(seq: int, now: datetime) -> dict[str, Any]:
-    """A valid event (CONTRACT.md shape) of the canary agency."""
+    """A valid event (docs/contract.md shape) of the canary agency."""
     stamp = now.isoformat()
     return {
         "event_id": f"canary-{uuid.uuid4()}",

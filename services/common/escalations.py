@@ -1,4 +1,4 @@
-"""The Escalation contract (CONTRACT.md, "Escalation"), shared by rules (writer) and notify
+"""The Escalation contract (docs/contract.md, "Escalation"), shared by rules (writer) and notify
 (reader)."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ RECIPIENT_CLASSES: frozenset[str] = frozenset(RecipientClass.__args__)  # type: 
 
 
 class Subject(BaseModel):
-    """What law enforcement and NCMEC need to look for the child (DOMAIN.md, "Who gets what").
+    """What law enforcement and NCMEC need to look for the child (docs/domain.md, "Who gets what").
     Only present on escalations about a missing episode; templates choose what each recipient
     class may see."""
 

@@ -1,4 +1,4 @@
-"""The Event contract (CONTRACT.md, "Event"): one pydantic model per event_type.
+"""The Event contract (docs/contract.md, "Event"): one pydantic model per event_type.
 
 `parse_event(raw_bytes)` and `parse_event_obj(obj)` are the only ways events enter the system;
 both raise `EventInvalid` whose `errors` name each field path and problem and never carry the

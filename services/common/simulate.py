@@ -1,6 +1,6 @@
 """A synthetic but realistic caseload (`carealert simulate`).
 
-Shaped by DOMAIN.md: runs are more likely from congregate care than from family homes and
+Shaped by docs/domain.md: runs are more likely from congregate care than from family homes and
 from kin the least, for ages 12 to 17, and above all soon after a previous run (repeat runs
 cluster); reports are mostly filed on time, some late, some never; most returned children are
 screened, a few with a clear concern that leads to a trafficking report. Nothing here is real

@@ -1,4 +1,4 @@
-"""Topic names (CONTRACT.md, "Topics")."""
+"""Topic names (docs/contract.md, "Topics")."""
 
 from typing import Final
 

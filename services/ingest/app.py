@@ -1,4 +1,4 @@
-"""The ingest HTTP API (CONTRACT.md, "HTTP"): wiring only; validation lives in
+"""The ingest HTTP API (docs/contract.md, "HTTP"): wiring only; validation lives in
 services.common.events, durability in the EventSink."""
 
 import hmac

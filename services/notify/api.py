@@ -1,4 +1,4 @@
-"""The notify HTTP API (CONTRACT.md): acknowledgements, the open list, health and metrics."""
+"""The notify HTTP API (docs/contract.md): acknowledgements, the open list, health and metrics."""
 
 import hmac
 from collections.abc import Callable

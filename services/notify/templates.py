@@ -1,4 +1,4 @@
-"""What each recipient class may see (DOMAIN.md, "Who gets what"), and the messages built from it.
+"""What each recipient class may see (docs/domain.md, "Who gets what"); the messages built from it.
 
 Minimisation is enforced here, in Python, before any template runs: `context_for` hands a
 template only the fields its audience may receive, so no template edit can leak a field the

@@ -65,7 +65,7 @@ FACT_FIELDS: Mapping[str, type] = {
     "trafficking_type": str,
 }
 
-#: Duties that exist because of a screening or trafficking finding (DOMAIN.md, "Who gets
+#: Duties that exist because of a screening or trafficking finding (docs/domain.md, "Who gets
 #: what"): their existence tells a reader the finding, so they never reach these classes, not
 #: even as action text, whatever the policy says.
 FINDING_EVENTS: frozenset[str] = frozenset(

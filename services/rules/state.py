@@ -272,7 +272,7 @@ def fold(state: ChildState, event: EventBase) -> None:
 
 
 def risk_tier(state: ChildState, now: datetime, risk: RiskFile) -> Tier:
-    """The child's risk tier from DOMAIN.md's factors (never race: it is not in the state)."""
+    """The child's risk tier from docs/domain.md's factors (never race: it is not in the state)."""
     points = 0
     runs = state.count_since(state.runs, now)
     for threshold, pts in sorted(risk.runs_last_12_months.items(), reverse=True):

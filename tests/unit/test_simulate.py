@@ -1,4 +1,4 @@
-"""The synthetic caseload is valid, deterministic and shaped like DOMAIN.md says."""
+"""The synthetic caseload is valid, deterministic and shaped like docs/domain.md says."""
 
 from __future__ import annotations
 
