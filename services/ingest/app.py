@@ -96,13 +96,17 @@ def _decode(raw: bytes) -> Any:
         raise _invalid(exc.errors) from None
 
 
+def _too_deep(exc: EventInvalid) -> ApiError:
+    return ApiError(
+        422, "too_deep", "the body is nested too deeply", [e.as_dict() for e in exc.errors]
+    )
+
+
 def _check_depth(raw: bytes) -> None:
     try:
         check_depth(raw)
     except EventInvalid as exc:
-        raise ApiError(
-            422, "too_deep", "the body is nested too deeply", [e.as_dict() for e in exc.errors]
-        ) from None
+        raise _too_deep(exc) from None
 
 
 def _invalid(errors: Sequence[FieldError], index: int | None = None) -> ApiError:
@@ -201,10 +205,11 @@ def create_app(
     ) -> dict[str, str]:
         """Accept one event. 202 means Kafka acknowledged it (acks=all)."""
         raw = await _read_body(request, limit)
-        _check_depth(raw)
         try:
-            event = parse_event(raw, now=datetime.now(UTC))
+            event = parse_event(raw, now=datetime.now(UTC))  # checks the depth first
         except EventInvalid as exc:
+            if exc.errors[0].type == "json_too_deep":
+                raise _too_deep(exc) from None
             raise _invalid(exc.errors) from None
         _check_agency([event], agency_id)
         await publish([event])
