@@ -304,7 +304,8 @@ def certificate_authority(directory: Path) -> tuple[Path, Path]:
     (the CA certificate, the broker's PEM keystore: PKCS#8 key, certificate, CA)."""
 
     def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+        tool = ensure_debian_tool("openssl", "openssl")
+        subprocess.run([tool, *args], check=True, capture_output=True, timeout=60)
 
     ca_key, ca = directory / "ca.key", directory / "ca.pem"
     key, csr, cert = directory / "broker.key", directory / "broker.csr", directory / "broker.pem"
@@ -358,7 +359,7 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(
         [
-            "openssl",
+            ensure_debian_tool("openssl", "openssl"),
             "req",
             "-x509",
             "-newkey",

@@ -16,7 +16,7 @@ from kafka import KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
 from services.common import topics
-from tests.integration.notify_support import NotifyStack, make_escalation, start_stack
+from tests.integration.notify_support import NotifyStack, make_escalation
 from tests.integration.test_rules_worker import escalations_for, produce, rules_service
 from tests.support import ROOT, Service, missing_opened, wait_until
 
@@ -101,26 +101,17 @@ def test_rules_reads_a_topic_the_broker_compresses(
         admin.close()
 
 
-@pytest.fixture(scope="module")
-def notify(
-    bootstrap: str, log_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[NotifyStack]:
-    stack = start_stack(bootstrap, log_dir, tmp_path_factory.mktemp("n"))
-    yield stack
-    stack.stop()
-
-
 @pytest.mark.parametrize("codec", CODECS)
 def test_notify_delivers_escalations_compressed_by_a_foreign_producer(
-    notify: NotifyStack, bootstrap: str, codec: str
+    stack: NotifyStack, bootstrap: str, codec: str
 ) -> None:
     esc = make_escalation()
     console_produce(bootstrap, topics.ESCALATIONS, [(esc.key, esc.to_bytes().decode())], codec)
-    wait_until(lambda: bool(notify.mails_to("alex@agency.example", esc.escalation_id)), 30, "mail")
+    wait_until(lambda: bool(stack.mails_to("alex@agency.example", esc.escalation_id)), 30, "mail")
 
 
 def test_notify_ignores_what_a_transactional_producer_aborted(
-    notify: NotifyStack, bootstrap: str
+    stack: NotifyStack, bootstrap: str
 ) -> None:
     producer = KafkaProducer(
         bootstrap_servers=[bootstrap], transactional_id=f"agency-tx-{uuid.uuid4().hex[:6]}"
@@ -138,6 +129,6 @@ def test_notify_ignores_what_a_transactional_producer_aborted(
     finally:
         producer.close()
     wait_until(
-        lambda: bool(notify.mails_to("alex@agency.example", committed.escalation_id)), 30, "mail"
+        lambda: bool(stack.mails_to("alex@agency.example", committed.escalation_id)), 30, "mail"
     )
-    assert notify.mails_to("alex@agency.example", aborted.escalation_id) == []
+    assert stack.mails_to("alex@agency.example", aborted.escalation_id) == []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -25,15 +24,6 @@ from tests.integration.notify_support import (
     start_stack,
 )
 from tests.support import CAREALERT, Record, read_topic, wait_until
-
-
-@pytest.fixture(scope="module")
-def stack(
-    bootstrap: str, log_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[NotifyStack]:
-    s = start_stack(bootstrap, log_dir, tmp_path_factory.mktemp("notify"))
-    yield s
-    s.stop()
 
 
 def records_for(bootstrap: str, escalation_id: str) -> list[dict[str, object]]:
