@@ -88,7 +88,8 @@ class KafkaClient:
         """faust.App keyword arguments: broker URLs and credentials."""
         import faust.auth as faust_auth  # only the rules worker runs faust
 
-        config: dict[str, Any] = {"broker": [f"kafka://{s}" for s in self.bootstrap]}
+        # services.rules.transport: faust's aiokafka transport, reading committed records only
+        config: dict[str, Any] = {"broker": [f"carealert://{s}" for s in self.bootstrap]}
         if self.sasl:
             config["broker_credentials"] = faust_auth.SASLCredentials(
                 username=self.username,

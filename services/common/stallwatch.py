@@ -67,6 +67,7 @@ class KafkaOffsetsProbe:
         self.client_config = dict(client_config)
         self.timeout_ms = int(timeout_s * 1000)
         self._consumers: dict[str, KafkaConsumer] = {}
+        self._reader: KafkaConsumer | None = None
 
     def _consumer(self, group: str) -> KafkaConsumer:
         consumer = self._consumers.get(group)
@@ -99,10 +100,41 @@ class KafkaOffsetsProbe:
                         begins = consumer.beginning_offsets(tps, timeout_ms=self.timeout_ms)
                     committed = begins[tp]
                 out[(tp.topic, tp.partition)] = Offsets(int(committed), int(ends[tp]))
+            behind = {tp: out[(tp.topic, tp.partition)] for tp in tps}
+            for tp in self._nothing_to_read({t: o for t, o in behind.items() if o.behind}):
+                where = out[(tp.topic, tp.partition)]
+                out[(tp.topic, tp.partition)] = Offsets(where.position, where.position)
             return out
         except (KafkaError, OSError, KeyError, ValueError) as exc:
             self.close()
             raise ProbeFailed(type(exc).__name__) from exc
+
+    def _nothing_to_read(self, behind: Mapping[TopicPartition, Offsets]) -> set[TopicPartition]:
+        """Partitions whose offsets past the committed one hold no record a consumer reads:
+        a transaction's commit or abort marker, an aborted transaction's records. A worker
+        commits one past the last record it processed, never past a trailing marker, so such
+        a partition looks behind forever. Found by reading from the committed offset: nothing
+        comes back and the position reaches the end."""
+        if not behind:
+            return set()
+        if self._reader is None:
+            self._reader = KafkaConsumer(
+                **self.client_config,
+                group_id=None,
+                enable_auto_commit=False,
+                isolation_level="read_committed",
+                max_partition_fetch_bytes=64 * 1024,
+            )
+        reader = self._reader
+        reader.assign(list(behind))
+        for tp, where in behind.items():
+            reader.seek(tp, where.position)
+        found = reader.poll(timeout_ms=min(self.timeout_ms, 1000), max_records=1)
+        return {
+            tp
+            for tp, where in behind.items()
+            if tp not in found and reader.position(tp, timeout_ms=self.timeout_ms) >= where.end
+        }
 
     def close(self) -> None:
         for consumer in self._consumers.values():
@@ -111,6 +143,12 @@ class KafkaOffsetsProbe:
             except Exception:  # closing a broken client must not fail the check
                 log.debug("closing the offsets probe failed")
         self._consumers.clear()
+        if self._reader is not None:
+            try:
+                self._reader.close(autocommit=False)
+            except Exception:  # closing a broken client must not fail the check
+                log.debug("closing the offsets probe failed")
+            self._reader = None
 
 
 def exit_now(code: int) -> None:

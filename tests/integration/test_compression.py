@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,13 +19,16 @@ from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 from services.common import topics
 from tests.integration.notify_support import NotifyStack, make_escalation
 from tests.integration.test_rules_worker import escalations_for, produce, rules_service
-from tests.support import ROOT, Service, missing_opened, wait_until
+from tests.integration.test_stall import STALL_ENV, stalled_gauge
+from tests.support import ROOT, Service, missing_opened, read_topic, wait_until
 
 CODECS = ("gzip", "lz4", "snappy", "zstd")
 LIBS = ROOT / "deploy" / "kafka" / ".cache" / "libs"
 
 
-def console_produce(bootstrap: str, topic: str, records: list[tuple[str, str]], codec: str) -> None:
+def console_produce(
+    bootstrap: str, topic: str, records: list[tuple[str, str]], codec: str, log_dir: Path
+) -> None:
     """Kafka's ConsoleProducer (Java), `key|value` lines on standard input."""
     lines = "".join(f"{k}|{v}\n" for k, v in records)
     subprocess.run(
@@ -33,6 +37,7 @@ def console_produce(bootstrap: str, topic: str, records: list[tuple[str, str]], 
             "-cp",
             f"{LIBS}/*",
             f"-Dlog4j2.configurationFile={ROOT / 'deploy' / 'kafka' / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={log_dir}",
             "org.apache.kafka.tools.ConsoleProducer",
             "--bootstrap-server",
             bootstrap,
@@ -57,8 +62,13 @@ def console_produce(bootstrap: str, topic: str, records: list[tuple[str, str]], 
 def rules(
     bootstrap: str, log_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
+    # A short stall timeout: a transaction's trailing marker must never look like a stall.
     svc = rules_service(
-        bootstrap, log_dir, f"rules-codec-{uuid.uuid4().hex[:6]}", tmp_path_factory.mktemp("r")
+        bootstrap,
+        log_dir,
+        f"rules-codec-{uuid.uuid4().hex[:6]}",
+        tmp_path_factory.mktemp("r"),
+        **STALL_ENV,
     )
     svc.start()
     yield svc
@@ -71,10 +81,10 @@ def event_record(event: dict[str, Any]) -> tuple[str, str]:
 
 @pytest.mark.parametrize("codec", CODECS)
 def test_rules_evaluates_records_compressed_by_a_foreign_producer(
-    rules: Service, bootstrap: str, codec: str
+    rules: Service, bootstrap: str, log_dir: Path, codec: str
 ) -> None:
     events = [missing_opened() for _ in range(3)]
-    console_produce(bootstrap, topics.EVENTS, [event_record(e) for e in events], codec)
+    console_produce(bootstrap, topics.EVENTS, [event_record(e) for e in events], codec, log_dir)
     for event in events:
         escalations_for(bootstrap, event["child_id"], 3)
     assert rules.proc is not None and rules.proc.poll() is None
@@ -103,10 +113,11 @@ def test_rules_reads_a_topic_the_broker_compresses(
 
 @pytest.mark.parametrize("codec", CODECS)
 def test_notify_delivers_escalations_compressed_by_a_foreign_producer(
-    stack: NotifyStack, bootstrap: str, codec: str
+    stack: NotifyStack, bootstrap: str, log_dir: Path, codec: str
 ) -> None:
     esc = make_escalation()
-    console_produce(bootstrap, topics.ESCALATIONS, [(esc.key, esc.to_bytes().decode())], codec)
+    record = (esc.key, esc.to_bytes().decode())
+    console_produce(bootstrap, topics.ESCALATIONS, [record], codec, log_dir)
     wait_until(lambda: bool(stack.mails_to("alex@agency.example", esc.escalation_id)), 30, "mail")
 
 
@@ -132,3 +143,38 @@ def test_notify_ignores_what_a_transactional_producer_aborted(
         lambda: bool(stack.mails_to("alex@agency.example", committed.escalation_id)), 30, "mail"
     )
     assert stack.mails_to("alex@agency.example", aborted.escalation_id) == []
+
+
+def transactional_producer(bootstrap: str) -> KafkaProducer:
+    producer = KafkaProducer(
+        bootstrap_servers=[bootstrap], transactional_id=f"agency-tx-{uuid.uuid4().hex[:6]}"
+    )
+    producer.init_transactions()
+    return producer
+
+
+def test_rules_ignores_what_a_transactional_producer_aborted(
+    rules: Service, bootstrap: str
+) -> None:
+    aborted, committed = missing_opened(), missing_opened()
+    producer = transactional_producer(bootstrap)
+    try:
+        for event, commit in ((aborted, False), (committed, True)):
+            key, value = event_record(event)
+            producer.begin_transaction()
+            producer.send(topics.EVENTS, key=key.encode(), value=value.encode())
+            producer.flush()
+            if commit:
+                producer.commit_transaction()
+            else:
+                producer.abort_transaction()
+    finally:
+        producer.close()
+    escalations_for(bootstrap, committed["child_id"], 3)
+    # The committed transaction left its marker after the last record the worker commits
+    # past: with a 4 s stall timeout, a probe that counted it would restart the worker.
+    time.sleep(8)
+    assert rules.proc is not None and rules.proc.poll() is None
+    assert stalled_gauge(rules, "carealert_rules_stalled_partitions") == 0
+    mine = [r for r in read_topic(bootstrap, topics.ESCALATIONS) if r.json().get("child_id")]
+    assert [r for r in mine if r.json()["child_id"] == aborted["child_id"]] == []

@@ -1,0 +1,41 @@
+"""faust's aiokafka transport, reading committed records only.
+
+faust asks Kafka for `isolation_level=read_committed` only when the app itself runs exactly-once
+transactions. The rules worker does not (its escalations are idempotent by id, and transactions
+would put a commit round trip on every batch), but an agency's transactional producer must not
+page anyone with a record it aborted. This transport is faust's own, with the worker consumer
+created as faust would create it for a transactional app; nothing else changes.
+
+faust finds it through the `faust.transports` entry point `carealert` (pyproject.toml), so the
+broker URL scheme is `carealert://host:port`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import aiokafka
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+
+class CommittedOnlyConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+        # faust reads `in_transaction` here only to choose the isolation level; elsewhere it
+        # means "commit through the producer's transaction", which stays off.
+        consumer: Any = self.consumer
+        was = consumer.in_transaction
+        consumer.in_transaction = True
+        try:
+            created: aiokafka.AIOKafkaConsumer = super()._create_worker_consumer(transport)
+        finally:
+            consumer.in_transaction = was
+        return created
+
+
+class CommittedOnlyConsumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return CommittedOnlyConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class Transport(faust_aiokafka.Transport):
+    Consumer: ClassVar[Any] = CommittedOnlyConsumer
