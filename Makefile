@@ -20,7 +20,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,rocksdb]'
 	touch $@
 
-setup: $(STAMP)
+# ajv and ajv-formats for the schema test (tests/integration/test_schema_validators.py).
+JS_STAMP := tests/js/node_modules/.installed
+$(JS_STAMP): tests/js/package.json tests/js/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "make: npm (Node 20) is required for the schema test" >&2; exit 1; }
+	npm ci --prefix tests/js --no-audit --no-fund
+	touch $@
+
+setup: $(STAMP) $(JS_STAMP)
 	@$(KAFKA) fetch
 
 run: setup

@@ -15,15 +15,11 @@ from services.ingest.keys import ApiKeysInvalid
 
 
 def _schemas(out_dir: Path) -> int:
-    from services.common.events import EVENT_ADAPTER
+    from services.common.events import event_json_schema
 
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / "event.schema.json"
-    schema = {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        **EVENT_ADAPTER.json_schema(),
-    }
-    target.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+    target.write_text(json.dumps(event_json_schema(), indent=2, sort_keys=True) + "\n")
     sys.stdout.write(f"wrote {target}\n")
     return 0
 

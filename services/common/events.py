@@ -8,7 +8,8 @@ submitted values (they may be PII).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -17,6 +18,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -24,6 +26,8 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
 )
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import PydanticCustomError
 
 USPS_STATES = frozenset(
     "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH "
@@ -35,6 +39,10 @@ USPS_STATES = frozenset(
 # zero-width U+200B-U+200F, U+2060, U+FEFF) and every separator but the plain space, so nothing
 # that passes can add a header line to a mail, reorder text on a screen or hide in a log.
 PRINTABLE_PROBLEM = "must contain only printable characters (no control, bidi or zero-width)"
+# The same rules as ECMAScript regular expressions (unicode mode) for the published JSON Schema:
+# isprintable() refuses exactly the categories Other (C*) and Separator (Z*), space excepted.
+PRINTABLE_PATTERN = r"^(?:[^\p{C}\p{Z}]| )*$"
+PRINTABLE_LINES_PATTERN = r"^(?:[^\p{C}\p{Z}]| |\n)*$"
 
 
 def require_printable(value: str) -> str:
@@ -101,8 +109,48 @@ def _plausible_birth(value: date, info: ValidationInfo) -> date:
     return value
 
 
-Timestamp = Annotated[AwareDatetime, AfterValidator(_plausible_time)]
-BirthDate = Annotated[date, AfterValidator(_plausible_birth)]
+# The only spellings accepted: pydantic alone would also take a missing seconds field, a space
+# for the T, a comma before the fraction, +0545 and Unix seconds in a string. RFC 3339 lets "T"
+# and "Z" be lower case. Leap seconds (23:59:60) are refused: a Python datetime cannot hold one.
+# Checked with fullmatch: Python's `$` would also match before a final line feed.
+DATE_PATTERN = r"^[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])$"
+TIMESTAMP_PATTERN = (
+    r"^[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[Tt]"
+    r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?"
+    r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+TIMESTAMP_PROBLEM = (
+    "must be an RFC 3339 timestamp with seconds and an offset (2026-11-24T02:10:00Z)"
+)
+DATE_PROBLEM = "must be a date written YYYY-MM-DD"
+_TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
+_DATE = re.compile(DATE_PATTERN)
+
+
+def _rfc3339(value: Any) -> Any:
+    if isinstance(value, datetime):  # built in Python, not decoded from JSON
+        return value
+    if not isinstance(value, str) or not _TIMESTAMP.fullmatch(value):
+        raise PydanticCustomError("datetime_parsing", TIMESTAMP_PROBLEM)
+    return value
+
+
+def _iso_date(value: Any) -> Any:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
+        raise PydanticCustomError("date_parsing", DATE_PROBLEM)
+    return value
+
+
+# strict=False: a before-validator hands pydantic a Python str (vetted by the pattern), which a
+# strict datetime would refuse.
+Timestamp = Annotated[
+    AwareDatetime, Field(strict=False), BeforeValidator(_rfc3339), AfterValidator(_plausible_time)
+]
+BirthDate = Annotated[
+    date, Field(strict=False), BeforeValidator(_iso_date), AfterValidator(_plausible_birth)
+]
 
 MAX_JSON_DEPTH = 32
 """Deepest nesting of JSON arrays and objects accepted (an Event needs 4)."""
@@ -528,3 +576,64 @@ def parse_event(raw: bytes, now: datetime | None = None) -> Event:
 def event_bytes(event: EventBase) -> bytes:
     """The canonical JSON encoding of an event, as written to care.events.v1."""
     return event.model_dump_json(exclude_none=True).encode()
+
+
+# --- the published JSON Schema (docs/schemas/event.schema.json) ----------------------------
+
+EVENT_SCHEMA_ID = "https://carealert.example/schemas/event.schema.json"
+EVENT_SCHEMA_DESCRIPTION = (
+    "One event an agency publishes (docs/contract.md, Event). Standard JSON Schema 2020-12; "
+    "formats date and date-time are meant to be asserted. Rules the server checks that this "
+    "schema cannot: occurred_at, last_seen_at and located_at not before 1900-01-01T00:00:00Z "
+    "nor more than 1 hour after receipt; date_of_birth not before 1900-01-01 nor after the UTC "
+    "date 1 hour after receipt; JSON nested at most 32 levels; the same event_id with other "
+    "content for the same child is dead-lettered. Printable means Python's str.isprintable() "
+    "with Unicode 14.0: the server refuses a character assigned only in a later Unicode version."
+)
+
+# Keywords for rules that pydantic enforces with a Python function, keyed by that function.
+_PUBLISHED_PATTERNS: dict[Callable[..., Any], str] = {
+    require_printable: PRINTABLE_PATTERN,
+    _printable_lines: PRINTABLE_LINES_PATTERN,
+    _rfc3339: TIMESTAMP_PATTERN,
+    _iso_date: DATE_PATTERN,
+}
+
+
+class _PublishedJsonSchema(GenerateJsonSchema):
+    """pydantic's schema, plus our validator functions as patterns and enums, and without
+    OpenAPI's `discriminator` (the `oneOf` over `event_type` consts already decides)."""
+
+    def function_after_schema(self, schema: Any) -> JsonSchemaValue:
+        return _publish(schema["function"]["function"], super().function_after_schema(schema))
+
+    def function_before_schema(self, schema: Any) -> JsonSchemaValue:
+        return _publish(schema["function"]["function"], super().function_before_schema(schema))
+
+    def tagged_union_schema(self, schema: Any) -> JsonSchemaValue:
+        out = super().tagged_union_schema(schema)
+        out.pop("discriminator", None)
+        return out
+
+
+def _publish(function: Callable[..., Any], schema: JsonSchemaValue) -> JsonSchemaValue:
+    if function is _usps:
+        return {"type": "string", "enum": sorted(USPS_STATES)}
+    pattern = _PUBLISHED_PATTERNS.get(function)
+    if pattern is None:
+        return schema
+    if "pattern" in schema:  # photo_url: both its own pattern and the printable one
+        return {**schema, "allOf": [{"type": "string", "pattern": pattern}]}
+    return {**schema, "pattern": pattern}
+
+
+def event_json_schema() -> dict[str, Any]:
+    """The Event contract as standard JSON Schema draft 2020-12, for agencies' validators."""
+    schema = EVENT_ADAPTER.json_schema(schema_generator=_PublishedJsonSchema)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": EVENT_SCHEMA_ID,
+        "title": "Event",
+        "description": EVENT_SCHEMA_DESCRIPTION,
+        **schema,
+    }

@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 
 from services.common.events import (
+    DATE_PROBLEM,
     EVENT_TYPES,
     MAX_JSON_DEPTH,
     PRINTABLE_PROBLEM,
+    TIMESTAMP_PROBLEM,
     EventInvalid,
     decode_json,
     event_bytes,
@@ -151,7 +153,7 @@ def test_missing_required_payload_field_is_named(event_type: str, field: str) ->
         (lambda o: o.update(event_id="x" * 129), [("event_id", "string_too_long")]),
         (
             lambda o: o.update(occurred_at="2026-11-24T02:10:00"),
-            [("occurred_at", "timezone_aware")],
+            [("occurred_at", "datetime_parsing")],
         ),
         (lambda o: o.update(occurred_at="yesterday"), [("occurred_at", "datetime_parsing")]),
         (lambda o: o["jurisdiction"].update(state="ZZ"), [("jurisdiction.state", "value_error")]),
@@ -393,3 +395,52 @@ def test_photo_url_refuses_control_bidi_and_zero_width_characters() -> None:
     for char in ("\x00", "\u202e", "\u200b"):
         obj = with_value("missing.opened", path, f"https://example.org/ZZsecret{char}.jpg")
         assert rejected(obj) == [(".".join(path), PRINTABLE_PROBLEM)]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-11-24T02:10Z",  # no seconds
+        "2026-11-24T02:10:00",  # no offset
+        "2026-11-24 02:10:00Z",
+        "2026-11-24T02:10:00,5Z",
+        "2026-11-24T07:55:00+0545",
+        "2026-12-31T23:59:60Z",  # leap second: refused, a datetime cannot hold one
+        "1785000000",
+        "2026-11-24T02:10:00Z\n",
+        1785000000,
+    ],
+)
+def test_timestamps_are_rfc3339_with_seconds_and_an_offset(value: Any) -> None:
+    obj = envelope("missing.opened")
+    obj["payload"]["last_seen_at"] = value
+    problems = [(e.field, e.problem, e.type) for e in errors_raised(obj)]
+    assert problems == [("payload.last_seen_at", TIMESTAMP_PROBLEM, "datetime_parsing")]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-11-24T07:55:00+05:45",
+        "2026-11-24T02:10:00-00:00",
+        "2026-11-24t02:10:00z",
+        "2026-11-24T02:10:00.123456789Z",
+    ],
+)
+def test_timestamps_in_every_rfc3339_spelling_are_accepted(value: str) -> None:
+    obj = with_value("missing.opened", ("occurred_at",), value)
+    parse_event(json.dumps(obj).encode(), now=datetime(2026, 11, 25, tzinfo=UTC))
+
+
+@pytest.mark.parametrize("value", ["1296000000", "2011-3-4", "2011-03-04T00:00:00Z", 20110304])
+def test_date_of_birth_is_written_yyyy_mm_dd(value: Any) -> None:
+    obj = envelope("child.registered")
+    obj["payload"]["date_of_birth"] = value
+    problems = [(e.field, e.problem, e.type) for e in errors_raised(obj)]
+    assert problems == [("payload.date_of_birth", DATE_PROBLEM, "date_parsing")]
+
+
+def errors_raised(obj: dict[str, Any]) -> tuple[Any, ...]:
+    with pytest.raises(EventInvalid) as info:
+        parse_event(json.dumps(obj).encode(), now=datetime(2026, 11, 25, tzinfo=UTC))
+    return info.value.errors
