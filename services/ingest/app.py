@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -26,8 +27,10 @@ from services.common.events import (
     parse_event_obj,
     received,
 )
+from services.ingest.body import BodyReader, BodyRejected, parse_content_encoding
 from services.ingest.keys import ApiKeys
 from services.ingest.metrics import IngestMetrics
+from services.ingest.models import BatchAccepted, EventAccepted, Problem
 from services.ingest.settings import IngestSettings
 from services.ingest.sink import EventSink, SinkUnavailable
 
@@ -73,20 +76,22 @@ def _bearer(request: Request) -> str:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, decoded from its Content-Encoding and without a UTF-8 BOM (services.ingest.body
+    states what is accepted). `limit` holds for the bytes received and for the decoded bytes."""
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "too_large", f"body is larger than {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
+    codings = request.headers.getlist("content-encoding")
+    try:
+        reader = BodyReader(parse_content_encoding(", ".join(codings) if codings else None), limit)
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
             raise ApiError(413, "too_large", f"body is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        async for chunk in request.stream():
+            reader.feed(chunk)
+        return reader.finish()
+    except BodyRejected as exc:
+        raise ApiError(exc.status, exc.reason, exc.detail) from None
 
 
 def _decode(raw: bytes) -> Any:
@@ -131,13 +136,68 @@ def _event_schema_components() -> tuple[dict[str, Any], dict[str, Any]]:
     return schema, defs
 
 
+def _field_path(loc: Sequence[int | str]) -> str:
+    # FastAPI prefixes where the value came from ("body", "query", "header", "path").
+    parts = [str(p) for p in loc]
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    return ".".join(parts) or "(root)"
+
+
+SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before sending the same request again.",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+_WWW_AUTHENTICATE = {
+    "WWW-Authenticate": {
+        "description": "The scheme to authenticate with: `Bearer`.",
+        "schema": {"type": "string"},
+    }
+}
+
+
+def _problem(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An error response in the OpenAPI document: its body is a Problem."""
+    response: dict[str, Any] = {"model": Problem, "description": description}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+POST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _problem("The body's Content-Encoding does not decode (corrupt or truncated)"),
+    401: _problem("Missing or unknown API key", _WWW_AUTHENTICATE),
+    403: _problem("agency_id is not the API key's agency; `errors` names each index"),
+    413: _problem("Body over the size limit (as received or once decoded)"),
+    415: _problem(
+        "Content-Type is not application/json, or Content-Encoding is not gzip, deflate or identity"
+    ),
+    422: _problem("Invalid event(s): each error names the field path (and batch index)"),
+    503: _problem("Kafka unavailable; nothing was accepted, retry after Retry-After", _RETRY_AFTER),
+}
+
+
+def _batch_accepted(events: Sequence[EventBase]) -> BatchAccepted:
+    return BatchAccepted(
+        accepted=len(events), results=[EventAccepted(event_id=e.event_id) for e in events]
+    )
+
+
 def create_app(
     settings: IngestSettings, keys: ApiKeys, sink: EventSink, metrics: IngestMetrics
 ) -> FastAPI:
     app = FastAPI(
         title="carealert ingest",
         version="1",
-        description="Accepts child-welfare events and writes them durably to Kafka.",
+        description=(
+            "Accepts child-welfare events and writes them durably to Kafka. Bodies are JSON"
+            " (`Content-Type: application/json`), sent as is or with `Content-Encoding: gzip` or"
+            " `deflate`; the size limit holds as received and once decoded. A UTF-8 byte order"
+            " mark before the JSON is ignored. Every error body is a `Problem`."
+        ),
     )
     router = APIRouter()
     limit = settings.max_body_bytes
@@ -149,6 +209,16 @@ def create_app(
         if exc.errors:
             body["errors"] = exc.errors
         return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's own parameter validation answers in the same shape as every other 422
+        (a Problem), without the submitted values FastAPI's default puts in its body."""
+        rows = [
+            {"field": _field_path(e.get("loc", ())), "problem": e["msg"], "type": e["type"]}
+            for e in exc.errors()
+        ]
+        return await api_error(request, ApiError(422, "invalid", "the request is not valid", rows))
 
     def agency(token: Annotated[str, Depends(_bearer)]) -> str:
         found = keys.agency_for(token)
@@ -179,31 +249,29 @@ def create_app(
             if not is_canary(e.agency_id):
                 metrics.events_accepted.labels(e.event_type).inc()
 
-    event_body = {"$ref": "#/components/schemas/Event"}
-    responses: dict[int | str, dict[str, Any]] = {
-        401: {"description": "Missing or unknown API key"},
-        403: {"description": "agency_id is not the API key's agency"},
-        413: {"description": "Body over the size limit"},
-        415: {"description": "Content-Type is not application/json"},
-        422: {"description": "Invalid event: each error names the field path and problem"},
-        503: {"description": "Kafka unavailable; retry after Retry-After seconds"},
-    }
-
     @router.post(
         "/v1/events",
         status_code=202,
-        responses=responses,
+        operation_id="postEvent",
+        summary="Submit one event",
+        response_model=EventAccepted,
+        responses=POST_RESPONSES,
         openapi_extra={
+            "security": SECURITY,
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": event_body}},
-            }
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Event"}}},
+            },
         },
     )
     async def post_event(
         request: Request, agency_id: Annotated[str, Depends(agency)]
-    ) -> dict[str, str]:
-        """Accept one event. 202 means Kafka acknowledged it (acks=all)."""
+    ) -> EventAccepted:
+        """Accept one event. 202 means Kafka acknowledged it (acks=all).
+
+        The body may be sent with `Content-Encoding: gzip` or `deflate`; the size limit holds
+        for it as received and once decoded. A UTF-8 byte order mark before the JSON is
+        ignored."""
         raw = await _read_body(request, limit)
         try:
             event = parse_event(raw, now=datetime.now(UTC))  # checks the depth first
@@ -213,40 +281,30 @@ def create_app(
             raise _invalid(exc.errors) from None
         _check_agency([event], agency_id)
         await publish([event])
-        return {"event_id": event.event_id, "status": "accepted"}
+        return EventAccepted(event_id=event.event_id)
 
     @router.post(
         "/v1/events:batch",
         status_code=202,
-        responses=responses,
+        operation_id="postEventBatch",
+        summary="Submit events, all or none",
+        response_model=BatchAccepted,
+        responses=POST_RESPONSES,
         openapi_extra={
+            "security": SECURITY,
             "requestBody": {
                 "required": True,
                 "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["events"],
-                            "additionalProperties": False,
-                            "properties": {
-                                "events": {
-                                    "type": "array",
-                                    "minItems": 1,
-                                    "maxItems": settings.max_batch_events,
-                                    "items": event_body,
-                                }
-                            },
-                        }
-                    }
+                    "application/json": {"schema": {"$ref": "#/components/schemas/EventBatch"}}
                 },
-            }
+            },
         },
     )
     async def post_batch(
         request: Request, agency_id: Annotated[str, Depends(agency)]
-    ) -> dict[str, Any]:
+    ) -> BatchAccepted:
         """Accept up to max_batch_events events, all or none: if any is invalid, nothing is
-        published and the 422 lists every bad index and field."""
+        published and the 422 lists every bad index and field. Bodies as for postEvent."""
         raw = await _read_body(request, limit)
         _check_depth(raw)
         now = datetime.now(UTC)
@@ -258,10 +316,7 @@ def create_app(
         if fast is not None and 1 <= len(fast.events) <= settings.max_batch_events:
             _check_agency(fast.events, agency_id)
             await publish(fast.events)
-            return {
-                "accepted": len(fast.events),
-                "results": [{"event_id": e.event_id, "status": "accepted"} for e in fast.events],
-            }
+            return _batch_accepted(fast.events)
         obj = _decode(raw)
         raw_events = obj.get("events") if isinstance(obj, dict) else None
         if not isinstance(obj, dict) or set(obj) != {"events"} or not isinstance(raw_events, list):
@@ -280,25 +335,49 @@ def create_app(
             raise ApiError(422, "invalid", "invalid events; nothing was published", errors)
         _check_agency(events, agency_id)
         await publish(events)
-        return {
-            "accepted": len(events),
-            "results": [{"event_id": e.event_id, "status": "accepted"} for e in events],
-        }
+        return _batch_accepted(events)
 
-    @router.get("/healthz", response_class=PlainTextResponse)
+    text_only: dict[int | str, dict[str, Any]] = {
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}}
+    }
+
+    # No API key on these: load balancers, supervisors and Prometheus call them.
+    @router.get(
+        "/healthz",
+        operation_id="getHealthz",
+        response_class=PlainTextResponse,
+        responses=text_only,
+    )
     async def healthz() -> str:
-        """The process is up."""
+        """The process is up (`ok`). No API key."""
         return "ok"
 
-    @router.get("/readyz", responses={503: {"description": "Kafka is not reachable"}})
+    @router.get(
+        "/readyz",
+        operation_id="getReadyz",
+        response_class=PlainTextResponse,
+        responses={
+            **text_only,
+            503: {
+                "description": "Kafka is not reachable",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+        },
+    )
     async def readyz() -> Response:
-        """Ready to accept events: Kafka is reachable."""
+        """Ready to accept events (`ready`): Kafka is reachable. No API key."""
         if sink.ready():
             return PlainTextResponse("ready")
         return PlainTextResponse("kafka unreachable", status_code=503)
 
-    @router.get("/metrics", response_class=PlainTextResponse)
+    @router.get(
+        "/metrics",
+        operation_id="getMetrics",
+        response_class=PlainTextResponse,
+        responses=text_only,
+    )
     async def metrics_endpoint() -> Response:
+        """Prometheus metrics (text exposition format). No API key."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(router)
@@ -306,14 +385,40 @@ def create_app(
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             spec = get_openapi(
-                title=app.title, version=app.version, description=app.description, routes=app.routes
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+                servers=[{"url": settings.ingest_public_url}],
             )
             event_schema, defs = _event_schema_components()
             components = spec.setdefault("components", {}).setdefault("schemas", {})
             components.update(defs)
             components["Event"] = event_schema
-            spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-            spec["security"] = [{"bearer": []}]
+            components["EventBatch"] = {
+                "title": "EventBatch",
+                "type": "object",
+                "required": ["events"],
+                "additionalProperties": False,
+                "properties": {
+                    "events": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": settings.max_batch_events,
+                        "items": {"$ref": "#/components/schemas/Event"},
+                    }
+                },
+            }
+            # FastAPI's own 422 body never reaches a client (request_invalid answers a Problem).
+            if components.pop("HTTPValidationError", None) is not None:
+                components.pop("ValidationError", None)
+            spec["components"]["securitySchemes"] = {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key (`carealert apikey`); each key is one agency's.",
+                }
+            }
             app.openapi_schema = spec
         return app.openapi_schema
 

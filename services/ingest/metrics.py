@@ -10,6 +10,8 @@ REJECT_REASONS = (
     "too_deep",
     "too_large",
     "unsupported_media_type",
+    "unsupported_encoding",
+    "corrupt_encoding",
     "unavailable",
 )
 

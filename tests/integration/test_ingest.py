@@ -3,7 +3,11 @@ back from care.events.v1."""
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +18,15 @@ import pytest
 
 from services.common import topics
 from services.common.events import event_bytes, parse_event_obj
-from tests.support import Broker, Service, free_port, missing_opened, read_topic, wait_for_records
+from tests.support import (
+    Broker,
+    Service,
+    ensure_debian_tool,
+    free_port,
+    missing_opened,
+    read_topic,
+    wait_for_records,
+)
 
 KEYS_FILE = Path(__file__).resolve().parents[2] / "deploy" / "local" / "api-keys.yaml"
 AUTH = {"Authorization": "Bearer demo-not-a-secret"}
@@ -138,7 +150,85 @@ def test_health_ready_metrics_openapi(ingest: Service) -> None:
     assert httpx.get(f"{ingest.url}/readyz").status_code == 200
     metrics = httpx.get(f"{ingest.url}/metrics").text
     assert 'carealert_ingest_events_accepted_total{event_type="missing.opened"}' in metrics
-    assert httpx.get(f"{ingest.url}/openapi.json").json()["info"]["title"] == "carealert ingest"
+    spec = httpx.get(f"{ingest.url}/openapi.json").json()
+    assert spec["info"]["title"] == "carealert ingest"
+    assert spec["paths"]["/v1/events"]["post"]["operationId"] == "postEvent"
+
+
+def test_curl_posts_a_gzip_file(ingest: Service, bootstrap: str, tmp_path: Path) -> None:
+    """What an agency's shell script does: curl with a gzip file as the body."""
+    curl = ensure_debian_tool("curl", "curl")
+    event = missing_opened(child_id="C-curl")
+    (tmp_path / "event.json.gz").write_bytes(gzip.compress(json.dumps(event).encode()))
+    done = subprocess.run(
+        [
+            curl,
+            "--silent",
+            "--show-error",
+            "--max-time",
+            "30",
+            "--data-binary",
+            "@event.json.gz",
+            "-H",
+            "Content-Encoding: gzip",
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            AUTH["Authorization"].join(("Authorization: ", "")),
+            "--write-out",
+            "\n%{http_code}",
+            f"{ingest.url}/v1/events",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    body, status = done.stdout.rsplit("\n", 1)
+    assert status == "202", done.stdout
+    assert json.loads(body) == {"event_id": event["event_id"], "status": "accepted"}
+    [record] = events_with_ids(bootstrap, {event["event_id"]})
+    assert record.value == event_bytes(parse_event_obj(event))
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "deflate"])
+def test_httpie_posts_an_event_from_stdin(
+    ingest: Service, bootstrap: str, tmp_path: Path, compress: bool
+) -> None:
+    """`http POST URL Authorization:'Bearer KEY' < event.json`, and with `-xx` (HTTPie sends
+    the body deflate-compressed, zlib format)."""
+    event = missing_opened(child_id="C-httpie")
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    with path.open("rb") as stdin:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "httpie",
+                "--check-status",
+                "--print=hb",
+                "--timeout=30",
+                *(["--compress", "--compress"] if compress else []),
+                "POST",
+                f"{ingest.url}/v1/events",
+                f"Authorization:{AUTH['Authorization']}",
+            ],
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "HTTPIE_CONFIG_DIR": str(tmp_path / "httpie")},
+        )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("HTTP/1.1 202"), done.stdout
+    assert json.loads(done.stdout.split("\r\n\r\n", 1)[-1].split("\n\n", 1)[-1]) == {
+        "event_id": event["event_id"],
+        "status": "accepted",
+    }
+    [record] = events_with_ids(bootstrap, {event["event_id"]})
+    assert record.json()["child_id"] == "C-httpie"
 
 
 def test_restarted_ingest_still_accepts(bootstrap: str, log_dir: Path) -> None:

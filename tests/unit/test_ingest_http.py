@@ -3,15 +3,24 @@ The same paths run against the real broker in tests/integration/test_ingest.py."
 
 from __future__ import annotations
 
+import gzip
 import json
+import tracemalloc
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from services.ingest.app import create_app
+from services.ingest.body import DECODE_CHUNK, BodyReader, BodyRejected
 from services.ingest.keys import ApiKeys, ApiKeysInvalid, hash_key
 from services.ingest.metrics import IngestMetrics
 from services.ingest.settings import IngestSettings
@@ -319,3 +328,333 @@ def test_a_header_injection_attempt_is_422_naming_the_field_without_echoing_it(
     ]
     assert "evil" not in r.text
     assert sink.published == []
+
+
+# --- Content-Encoding, byte order mark (services/ingest/body.py) ------------------------------
+
+
+def raw_deflate(data: bytes) -> bytes:
+    c = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return c.compress(data) + c.flush()
+
+
+ENCODERS: dict[str, Callable[[bytes], bytes]] = {
+    "gzip": gzip.compress,
+    "x-gzip": gzip.compress,
+    "deflate": zlib.compress,  # RFC 9110: the zlib format
+    "deflate-raw": raw_deflate,  # what some clients send as deflate
+}
+
+
+def post_bytes(client: TestClient, path: str, body: bytes, encoding: str | None = None) -> Any:
+    headers = {**AUTH, "Content-Type": "application/json"}
+    if encoding is not None:
+        headers["Content-Encoding"] = encoding
+    return client.post(path, content=body, headers=headers)
+
+
+@pytest.mark.parametrize("coding", sorted(ENCODERS))
+def test_compressed_bodies_are_decoded(
+    client: TestClient, sink: MemoryEventSink, coding: str
+) -> None:
+    event = missing_opened(child_id="C-zip")
+    body = ENCODERS[coding](json.dumps(event).encode())
+    r = post_bytes(client, "/v1/events", body, coding.removesuffix("-raw"))
+    assert r.status_code == 202, r.text
+    assert r.json() == {"event_id": event["event_id"], "status": "accepted"}
+    assert json.loads(sink.published[0][1])["event_id"] == event["event_id"]
+
+    events = [missing_opened() for _ in range(3)]
+    body = ENCODERS[coding](json.dumps({"events": events}).encode())
+    r = post_bytes(client, "/v1/events:batch", body, coding.removesuffix("-raw"))
+    assert r.status_code == 202, r.text
+    assert r.json()["accepted"] == 3
+
+
+@pytest.mark.parametrize("header", ["identity", "Identity", "identity, gzip", "GZIP"])
+def test_identity_and_case_of_codings(client: TestClient, header: str) -> None:
+    raw = json.dumps(missing_opened()).encode()
+    body = gzip.compress(raw) if "gzip" in header.lower() else raw
+    assert post_bytes(client, "/v1/events", body, header).status_code == 202
+
+
+def test_gzip_members_one_after_another_are_one_body(client: TestClient) -> None:
+    raw = json.dumps(missing_opened()).encode()
+    body = gzip.compress(raw[:100]) + gzip.compress(raw[100:])
+    assert post_bytes(client, "/v1/events", body, "gzip").status_code == 202
+
+
+@pytest.mark.parametrize(
+    ("header", "detail"),
+    [
+        ("br", "Content-Encoding br is not supported; send gzip, deflate or identity"),
+        ("compress", "Content-Encoding compress is not supported; send gzip, deflate or identity"),
+        ("zstd", "Content-Encoding zstd is not supported; send gzip, deflate or identity"),
+        (
+            "gzip, br",
+            "Content-Encoding gzip, br: only one coding is supported; send gzip, deflate or identity",
+        ),
+        (
+            "gzip, gzip",
+            "Content-Encoding gzip, gzip: only one coding is supported;"
+            " send gzip, deflate or identity",
+        ),
+        ("x-secret-Codec-99", "unsupported Content-Encoding; send gzip, deflate or identity"),
+        ("gzip, <script>", "unsupported Content-Encoding; send gzip, deflate or identity"),
+        ("gzip;q=1", "unsupported Content-Encoding; send gzip, deflate or identity"),
+    ],
+)
+def test_other_codings_are_415_naming_only_known_tokens(
+    client: TestClient, sink: MemoryEventSink, metrics: IngestMetrics, header: str, detail: str
+) -> None:
+    r = post_bytes(client, "/v1/events", json.dumps(missing_opened()).encode(), header)
+    assert r.status_code == 415
+    assert r.json() == {"detail": detail}
+    assert "secret" not in r.text and "script" not in r.text
+    assert sink.published == []
+    assert (
+        metrics.registry.get_sample_value(
+            "carealert_ingest_events_rejected_total", {"reason": "unsupported_encoding"}
+        )
+        == 1
+    )
+
+
+@pytest.mark.parametrize(
+    ("coding", "body", "detail"),
+    [
+        ("gzip", b"not gzip at all", "gzip body is corrupt: incorrect header check"),
+        (
+            "gzip",
+            gzip.compress(b'{"a": 1}')[:-6],
+            "gzip body is corrupt: truncated (the compressed stream does not end)",
+        ),
+        ("gzip", b"", "gzip body is corrupt: truncated (the compressed stream does not end)"),
+        (
+            "gzip",
+            gzip.compress(b'{"a": 1}') + b"trailing",
+            "gzip body is corrupt: incorrect header check",
+        ),
+        (
+            "deflate",
+            zlib.compress(b'{"a": 1}') + b"x",
+            "deflate body is corrupt: data after the end of the compressed stream",
+        ),
+        ("deflate", b"\x78\x9c\xff\xff\xff", "deflate body is corrupt: invalid block type"),
+    ],
+)
+def test_corrupt_encoded_body_is_400_naming_the_problem(
+    client: TestClient, sink: MemoryEventSink, coding: str, body: bytes, detail: str
+) -> None:
+    r = post_bytes(client, "/v1/events", body, coding)
+    assert r.status_code == 400
+    assert r.json() == {"detail": detail}
+    assert sink.published == []
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+def test_decompression_bomb_is_413_and_memory_stays_bounded(
+    client: TestClient, sink: MemoryEventSink, coding: str
+) -> None:
+    """10 MB of zeros in about 10 KB: refused once the decoded size passes the limit (64 KiB
+    here), without ever holding the 10 MB."""
+    bomb = ENCODERS[coding](b"0" * 10_000_000)
+    assert len(bomb) < 20_000
+    client.get("/healthz")  # the app and its thread are up before measuring
+    tracemalloc.start()
+    try:
+        r = post_bytes(client, "/v1/events", bomb, coding)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert r.status_code == 413
+    assert r.json() == {"detail": "body is larger than 65536 bytes"}
+    assert peak < 1_000_000, peak
+    assert sink.published == []
+
+
+def test_body_reader_holds_at_most_the_limit_plus_one_chunk() -> None:
+    limit = 1024 * 1024
+    bomb = gzip.compress(b"\0" * 200_000_000)  # 200 MB in about 200 KB
+    reader = BodyReader("gzip", limit)
+    tracemalloc.start()
+    try:
+        with pytest.raises(BodyRejected) as caught:
+            for i in range(0, len(bomb), 16384):
+                reader.feed(bomb[i : i + 16384])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (caught.value.status, caught.value.detail) == (413, "body is larger than 1048576 bytes")
+    assert peak < limit + 2 * DECODE_CHUNK + 100_000, peak
+
+
+def test_limit_holds_for_the_bytes_received_too(client: TestClient) -> None:
+    # Incompressible bytes: the gzip body is bigger than the limit before it is decoded.
+    body = gzip.compress(bytes(range(256)) * 300, compresslevel=0)
+    assert len(body) > 64 * 1024
+    r = post_bytes(client, "/v1/events", body, "gzip")
+    assert r.status_code == 413
+
+
+@given(
+    coding=st.sampled_from(sorted(ENCODERS)),
+    cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=8),
+)
+def test_any_chunking_decodes_the_same(coding: str, cuts: list[int]) -> None:
+    raw = json.dumps(missing_opened(description={"name": "x" * 500})).encode()
+    body = ENCODERS[coding](raw)
+    reader = BodyReader("gzip" if "gzip" in coding else "deflate", 64 * 1024)
+    last = 0
+    for cut in sorted(c % (len(body) + 1) for c in cuts):
+        reader.feed(body[last:cut])
+        last = cut
+    reader.feed(body[last:])
+    assert reader.finish() == raw
+
+
+@pytest.mark.parametrize("coding", [None, "gzip"])
+def test_a_utf8_byte_order_mark_is_ignored(
+    client: TestClient, sink: MemoryEventSink, coding: str | None
+) -> None:
+    event = missing_opened()
+    body = b"\xef\xbb\xbf" + json.dumps(event).encode()
+    r = post_bytes(client, "/v1/events", gzip.compress(body) if coding else body, coding)
+    assert r.status_code == 202, r.text
+    batch = b"\xef\xbb\xbf" + json.dumps({"events": [missing_opened()]}).encode()
+    assert post_bytes(client, "/v1/events:batch", batch).status_code == 202
+    assert len(sink.published) == 2
+
+
+def test_a_utf16_body_is_still_422(client: TestClient) -> None:
+    body = json.dumps(missing_opened()).encode("utf-16")  # starts with the UTF-16 BOM
+    r = post_bytes(client, "/v1/events", body)
+    assert r.status_code == 422
+    assert r.json()["errors"] == [
+        {"field": "(root)", "problem": "body is not UTF-8", "type": "json_invalid"}
+    ]
+
+
+# --- the OpenAPI document ----------------------------------------------------------------------
+
+
+def spec_of(client: TestClient) -> dict[str, Any]:
+    spec: dict[str, Any] = client.get("/openapi.json").json()
+    return spec
+
+
+def assert_matches(spec: dict[str, Any], component: str, body: Any) -> None:
+    """`body` is valid against components/schemas/<component> of `spec`."""
+    schema = {"$ref": f"#/components/schemas/{component}", "components": spec["components"]}
+    jsonschema.Draft202012Validator(schema).validate(body)
+
+
+def test_openapi_names_operations_servers_and_security(client: TestClient) -> None:
+    spec = spec_of(client)
+    ops = {
+        (path, method): op for path, item in spec["paths"].items() for method, op in item.items()
+    }
+    assert {k: op["operationId"] for k, op in ops.items()} == {
+        ("/v1/events", "post"): "postEvent",
+        ("/v1/events:batch", "post"): "postEventBatch",
+        ("/healthz", "get"): "getHealthz",
+        ("/readyz", "get"): "getReadyz",
+        ("/metrics", "get"): "getMetrics",
+    }
+    assert spec["servers"] == [{"url": "/"}]
+    assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert "security" not in spec  # nothing global: health and metrics need no key
+    for (path, _), op in ops.items():
+        assert op.get("security") == ([{"bearer": []}] if path.startswith("/v1/") else None)
+
+
+def test_health_endpoints_need_no_api_key(client: TestClient) -> None:
+    for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
+        assert client.get(path).status_code == 200, path
+
+
+def test_openapi_servers_follow_the_public_url_setting(
+    sink: MemoryEventSink, metrics: IngestMetrics
+) -> None:
+    settings = IngestSettings(ingest_public_url="https://ingest.example.org")
+    app = create_app(settings, ApiKeys({}), sink, metrics)
+    assert spec_of(TestClient(app))["servers"] == [{"url": "https://ingest.example.org"}]
+    with pytest.raises(ValueError, match="ingest_public_url"):
+        IngestSettings(ingest_public_url="ingest.example.org")
+
+
+def test_openapi_error_responses_are_problems_with_their_headers(client: TestClient) -> None:
+    spec = spec_of(client)
+    schemas = spec["components"]["schemas"]
+    assert schemas["Problem"]["required"] == ["detail"]
+    assert schemas["ErrorItem"]["required"] == ["field", "problem"]
+    assert "HTTPValidationError" not in schemas and "ValidationError" not in schemas
+    for path in ("/v1/events", "/v1/events:batch"):
+        responses = spec["paths"][path]["post"]["responses"]
+        assert sorted(responses) == ["202", "400", "401", "403", "413", "415", "422", "503"]
+        for status, response in responses.items():
+            ref = response["content"]["application/json"]["schema"]["$ref"]
+            expected = "Problem" if status != "202" else ("EventAccepted", "BatchAccepted")
+            assert ref.rsplit("/", 1)[1] in expected, (path, status)
+        assert set(responses["401"]["headers"]) == {"WWW-Authenticate"}
+        assert set(responses["503"]["headers"]) == {"Retry-After"}
+    batch_body = spec["paths"]["/v1/events:batch"]["post"]["requestBody"]
+    assert batch_body["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/EventBatch"
+    }
+
+
+def test_what_the_server_answers_matches_the_declared_schemas(
+    client: TestClient, sink: MemoryEventSink
+) -> None:
+    spec = spec_of(client)
+    event = missing_opened()
+    assert_matches(spec, "EventAccepted", post(client, "/v1/events", event).json())
+    ok = post(client, "/v1/events:batch", {"events": [missing_opened()]})
+    assert_matches(spec, "BatchAccepted", ok.json())
+    bad = missing_opened()
+    del bad["payload"]["episode_id"]
+    other = missing_opened()
+    other["agency_id"] = "other-agency"
+    answers = [
+        post(client, "/v1/events", bad),
+        post(client, "/v1/events:batch", {"events": [bad, bad]}),
+        post(client, "/v1/events", other),
+        post(client, "/v1/events", event, headers={}),
+        post_bytes(client, "/v1/events", b"junk", "gzip"),
+        post_bytes(client, "/v1/events", b"{}", "br"),
+        post_bytes(client, "/v1/events", b"{" * 70_000),
+        client.get("/nowhere"),
+    ]
+    sink.available = False
+    answers.append(post(client, "/v1/events", missing_opened()))
+    assert [r.status_code for r in answers] == [422, 422, 403, 401, 400, 415, 413, 404, 503]
+    for r in answers:
+        assert_matches(spec, "Problem", r.json())
+
+
+def test_fastapis_own_validation_errors_answer_a_problem_without_the_input(
+    client: TestClient,
+) -> None:
+    """No route of ingest has parameters FastAPI validates today; one that did would still
+    answer the declared Problem shape, not FastAPI's `detail: [...]` with the input in it."""
+    app = client.app
+    assert isinstance(app, FastAPI)
+
+    @app.get("/probe")
+    async def probe(n: int) -> int:
+        return n
+
+    r = client.get("/probe", params={"n": "secret-value"})
+    assert r.status_code == 422
+    assert r.json() == {
+        "detail": "the request is not valid",
+        "errors": [
+            {
+                "field": "query.n",
+                "problem": "Input should be a valid integer, unable to parse string as an integer",
+                "type": "int_parsing",
+            }
+        ],
+    }
+    assert "secret-value" not in r.text
