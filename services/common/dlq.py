@@ -1,7 +1,8 @@
 """`carealert dlq replay`: put a dead-lettered record back where it came from, once fixed.
 
 A DLQ record (care.events.dlq, care.escalations.dlq) keeps the original key and bytes and the
-headers `error`, `source-topic`, `source-partition`, `source-offset`. Replaying reads that record,
+headers `error`, `source-topic`, `source-partition`, `source-offset`, after the original record's
+own headers. Replaying reads that record,
 takes the corrected value (a file) or the original bytes, checks it against the contract of the
 source topic (an Event, or an Escalation), and publishes it to the source topic with the original
 key. Nothing invalid is ever re-published.
@@ -9,7 +10,7 @@ key. Nothing invalid is ever re-published.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -23,10 +24,31 @@ from services.common.kafka import KafkaClient
 DLQ_TOPICS = {topics.EVENTS_DLQ: topics.EVENTS, topics.ESCALATIONS_DLQ: topics.ESCALATIONS}
 
 
-def dlq_headers(reason: str, topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
+OURS = ("error", "source-topic", "source-partition", "source-offset")
+ORIGINAL_PREFIX = "original-"
+
+TOMBSTONE_REASON = "record has no value (a tombstone): records on this topic are never deleted"
+
+
+def dlq_headers(
+    reason: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    original: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None = None,
+) -> list[tuple[str, bytes]]:
     """The headers of every dead letter (CONTRACT: `error`, `source-topic`, `source-partition`,
-    `source-offset`); `reason` holds field paths and problems, never values."""
+    `source-offset`) after the record's own headers, which travel with it unchanged except
+    that one named like ours is kept as `original-<name>`. `reason` holds field paths and
+    problems, never values."""
+    kept: list[tuple[str, bytes]] = []
+    if original:
+        items = original.items() if isinstance(original, Mapping) else original
+        for name, value in items:
+            name = ORIGINAL_PREFIX + name if name.lower() in OURS else name
+            kept.append((name, bytes(value or b"")))
     return [
+        *kept,
         ("error", reason.encode()),
         ("source-topic", topic.encode()),
         ("source-partition", str(partition).encode()),
@@ -91,7 +113,9 @@ def read_dead_letter(
 ) -> DeadLetter:
     if dlq_topic not in DLQ_TOPICS:
         raise ReplayRefused(f"{dlq_topic} is not a dead-letter topic ({', '.join(DLQ_TOPICS)})")
-    consumer = KafkaConsumer(**kafka.kafka_python(enable_auto_commit=False))
+    consumer = KafkaConsumer(
+        **kafka.kafka_python(enable_auto_commit=False, isolation_level="read_committed")
+    )
     try:
         tp = TopicPartition(dlq_topic, partition)
         consumer.assign([tp])
@@ -105,16 +129,28 @@ def read_dead_letter(
         consumer.close()
 
 
+def original_headers(dead: DeadLetter) -> list[tuple[str, bytes]]:
+    """The headers the record had before it was dead-lettered (ours removed, renamed ones
+    restored), so a replayed record travels on with its trace context. Pure."""
+    out: list[tuple[str, bytes]] = []
+    for name, value in dead.headers.items():
+        if name in OURS:
+            continue
+        renamed = name.removeprefix(ORIGINAL_PREFIX)
+        out.append((renamed if renamed.lower() in OURS else name, value))
+    return out
+
+
 def replay(
     kafka: KafkaClient, dlq_topic: str, partition: int, offset: int, fixed: bytes | None
 ) -> str:
     """Re-publish one dead letter (fixed or as it was); return where it went."""
-    source, key, value = checked_replay(
-        read_dead_letter(kafka, dlq_topic, partition, offset), fixed
-    )
+    dead = read_dead_letter(kafka, dlq_topic, partition, offset)
+    source, key, value = checked_replay(dead, fixed)
     producer = KafkaProducer(**kafka.kafka_python(acks="all", enable_idempotence=True))
     try:
-        sent = producer.send(source, key=key, value=value).get(timeout=30)
+        headers = original_headers(dead)
+        sent = producer.send(source, key=key, value=value, headers=headers).get(timeout=30)
     finally:
         producer.close()
     return f"{source} partition {sent.partition} offset {sent.offset}"

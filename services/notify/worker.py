@@ -19,17 +19,17 @@ import logging
 import os
 import random
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from services.common import topics
+from services.common import topics, tracing
 from services.common.canary import is_canary
-from services.common.dlq import dlq_headers, first_problem
+from services.common.dlq import TOMBSTONE_REASON, dlq_headers, first_problem
 from services.common.escalations import Escalation
 from services.common.kafka import retry_delay_s, transient
 from services.notify.canary import canary_returned
@@ -53,6 +53,10 @@ log = logging.getLogger(__name__)
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+class Tombstone(Exception):
+    """A record without a value on the escalations topic."""
 
 
 class Notifier:
@@ -124,6 +128,8 @@ class Notifier:
                 topics.NOTIFICATIONS,
                 key=esc.escalation_id.encode(),
                 value=json.dumps(record).encode(),
+                headers=tracing.child_headers(tracing.current.get(), f"{nid}|{status}|{attempt}")
+                or None,
             )
         )
         self.metrics.deliveries.labels(channel, status, reason or "").inc()
@@ -145,10 +151,11 @@ class Notifier:
         value: bytes | None,
         reason: str,
         detail: str,
+        original_headers: Sequence[tuple[str, bytes]] = (),
     ) -> None:
         """An escalation record notify can never handle: to care.escalations.dlq with its
-        original bytes and where it came from; the partition moves on."""
-        headers = dlq_headers(detail, tp.topic, tp.partition, offset)
+        original bytes and headers and where it came from; the partition moves on."""
+        headers = dlq_headers(detail, tp.topic, tp.partition, offset, original_headers)
         await self.written(
             lambda: self.producer.send_and_wait(
                 topics.ESCALATIONS_DLQ, key=key, value=value or b"", headers=headers
@@ -419,19 +426,24 @@ async def consume(
     last_tick = 0.0
     loop = asyncio.get_running_loop()
 
-    async def run_one(
-        tp: TopicPartition, offset: int, key: bytes | None, value: bytes | None
-    ) -> None:
+    async def run_one(tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
+        offset, key, value = record.offset, record.key, record.value
+
+        async def dead_letter(reason: str, detail: str) -> None:
+            await notifier.dead_letter(tp, offset, key, value, reason, detail, record.headers)
+
+        # This task's own context: what it writes carries the escalation's trace.
+        tracing.current.set(tracing.from_headers(record.headers))
         try:
             try:
-                esc = Escalation.model_validate_json(value or b"")
+                if value is None:
+                    raise Tombstone
+                esc = Escalation.model_validate_json(value)
+            except Tombstone:
+                await dead_letter("tombstone", TOMBSTONE_REASON)
             except ValidationError as exc:
                 undecodable = exc.errors(include_input=False)[0]["type"] == "json_invalid"
-                await notifier.dead_letter(
-                    tp,
-                    offset,
-                    key,
-                    value,
+                await dead_letter(
                     "undecodable" if undecodable else "invalid_escalation",
                     "not JSON" if undecodable else first_problem(exc),
                 )
@@ -444,14 +456,7 @@ async def consume(
                         "escalation handling failed",
                         extra={"reason": type(exc).__name__, "offset": offset},
                     )
-                    await notifier.dead_letter(
-                        tp,
-                        offset,
-                        key,
-                        value,
-                        "internal_error",
-                        f"internal error: {type(exc).__name__}",
-                    )
+                    await dead_letter("internal_error", f"internal error: {type(exc).__name__}")
         except Exception as exc:  # even the DLQ write failed: the offset stays uncommitted
             log.exception(
                 "escalation handling failed", extra={"reason": type(exc).__name__, "offset": offset}
@@ -476,7 +481,7 @@ async def consume(
             for r in records:
                 await slots.acquire()
                 tracker.start(tp, r.offset)
-                task = asyncio.create_task(run_one(tp, r.offset, r.key, r.value))
+                task = asyncio.create_task(run_one(tp, r))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
         to_commit.update(tracker.committable())

@@ -35,9 +35,9 @@ from typing import Any
 import faust
 from faust.streams import _current_event  # the context faust tables read the partition from
 
-from services.common import topics
+from services.common import topics, tracing
 from services.common.canary import is_canary
-from services.common.dlq import dlq_headers
+from services.common.dlq import TOMBSTONE_REASON, dlq_headers
 from services.common.escalations import Escalation
 from services.common.events import EventInvalid, parse_event
 from services.common.kafka import retry_delay_s, transient
@@ -141,7 +141,9 @@ def build_app(
     def dlq_record(
         message: Any, reason: str
     ) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
-        headers = dlq_headers(reason, message.topic, message.partition, message.offset)
+        headers = dlq_headers(
+            reason, message.topic, message.partition, message.offset, message.headers
+        )
         return message.key, message.value or b"", headers
 
     def stamp_accepted(out: list[Escalation], message: Any) -> list[Escalation]:
@@ -155,6 +157,8 @@ def build_app(
         """(input, dlq code, dlq reason) for one message."""
         if message.topic == ticks_topic:
             return Tick(), None, None
+        if message.value is None:
+            return None, "tombstone", TOMBSTONE_REASON
         # Plausible timestamps are judged against when Kafka took the record.
         taken = datetime.fromtimestamp(message.timestamp, UTC) if message.timestamp else None
         try:
@@ -176,6 +180,7 @@ def build_app(
         last_event: dict[bytes, Any] = {}
         escalations_out: list[Escalation] = []
         canaries: list[Escalation] = []
+        traced: dict[str, str] = {}  # escalation id → the traceparent of its event
         dead: list[tuple[Any, str, str]] = []
         now = clock()
         for ev in batch:
@@ -237,6 +242,9 @@ def build_app(
             last_event[key] = ev
             if not isinstance(item, Tick):
                 out = stamp_accepted(out, message)
+                parent = tracing.from_headers(message.headers)
+                if parent is not None:
+                    traced.update((e.escalation_id, parent) for e in out)
             escalations_out += out
 
         futures = []
@@ -254,9 +262,10 @@ def build_app(
                 },
             )
         for e in escalations_out + canaries:
+            trace = tracing.child_headers(traced.get(e.escalation_id), e.escalation_id)
             futures.append(
                 await app.producer.send(
-                    topics.ESCALATIONS, e.key.encode(), e.to_bytes(), None, None, None
+                    topics.ESCALATIONS, e.key.encode(), e.to_bytes(), None, None, trace or None
                 )
             )
         for fut in futures:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -13,7 +14,8 @@ import httpx
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from services.common import topics
+from services.common import topics, tracing
+from services.common.dlq import TOMBSTONE_REASON
 from services.notify.plan import ack_token
 from tests.integration.notify_support import (
     ACK_SECRET,
@@ -23,7 +25,7 @@ from tests.integration.notify_support import (
     publish,
     start_stack,
 )
-from tests.support import CAREALERT, Record, read_topic, wait_until
+from tests.support import CAREALERT, Record, read_topic, wait_for_records, wait_until
 
 
 def records_for(bootstrap: str, escalation_id: str) -> list[dict[str, object]]:
@@ -323,13 +325,20 @@ def committed(bootstrap: str, group: str, tp: TopicPartition) -> int | None:
 
 @pytest.mark.parametrize(
     ("poison", "reason"),
-    [(b"{not json", "not JSON"), (b'{"status": "firing"}', "escalation_id: Field required")],
+    [
+        (b"{not json", "not JSON"),
+        (b'{"status": "firing"}', "escalation_id: Field required"),
+        (None, TOMBSTONE_REASON),
+    ],
 )
 def test_a_poison_escalation_goes_to_the_dlq_and_the_partition_keeps_flowing(
-    stack: NotifyStack, producer: KafkaProducer, bootstrap: str, poison: bytes, reason: str
+    stack: NotifyStack, producer: KafkaProducer, bootstrap: str, poison: bytes | None, reason: str
 ) -> None:
     good = make_escalation()
-    sent = producer.send(topics.ESCALATIONS, key=good.key.encode(), value=poison).get(timeout=10)
+    theirs = [("x-origin", b"agency-etl"), ("source-topic", b"theirs")]
+    sent = producer.send(
+        topics.ESCALATIONS, key=good.key.encode(), value=poison, headers=theirs
+    ).get(timeout=10)
     publish(producer, good)
     wait_until(lambda: bool(stack.mails_to("alex@agency.example", good.escalation_id)), 30, "mail")
     [dead] = [
@@ -338,9 +347,11 @@ def test_a_poison_escalation_goes_to_the_dlq_and_the_partition_keeps_flowing(
         if r.headers.get("source-offset") == str(sent.offset).encode()
         and r.headers.get("source-partition") == str(sent.partition).encode()
     ]
-    assert dead.value == poison and dead.key == good.key.encode()
+    assert dead.value == (poison or b"") and dead.key == good.key.encode()
     assert dead.headers["source-topic"] == topics.ESCALATIONS.encode()
     assert dead.headers["error"].decode() == reason
+    assert dead.headers["x-origin"] == b"agency-etl"  # the record's own headers travel with it
+    assert dead.headers["original-source-topic"] == b"theirs"
     tp = TopicPartition(topics.ESCALATIONS, sent.partition)
     wait_until(
         lambda: (committed(bootstrap, stack.group_id, tp) or 0) > sent.offset + 1,
@@ -559,3 +570,37 @@ def test_acknowledgements_are_bound_expire_and_count_once(
 def wait_until_mail(stack: NotifyStack, escalation_id: str) -> Any:
     wait_until(lambda: bool(stack.mails_to("alex@agency.example", escalation_id)), 30, "mail")
     return stack.mails_to("alex@agency.example", escalation_id)[0]
+
+
+def test_notifications_carry_the_trace_of_their_escalation(
+    stack: NotifyStack, producer: KafkaProducer, bootstrap: str
+) -> None:
+    trace_id = uuid.uuid4().hex
+    parent = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"
+    esc = make_escalation(recipients=["caseworker", "law_enforcement"])
+    producer.send(
+        topics.ESCALATIONS,
+        key=esc.key.encode(),
+        value=esc.to_bytes(),
+        headers=[(tracing.HEADER, parent.encode())],
+    ).get(timeout=10)
+    wait_until(
+        lambda: any(
+            r.json()["escalation_id"] == esc.escalation_id for r in stack.http.on("/hooks/le")
+        ),
+        30,
+        "law-enforcement webhook",
+    )
+    [le] = [r for r in stack.http.on("/hooks/le") if r.json()["escalation_id"] == esc.escalation_id]
+    assert le.headers[tracing.HEADER].startswith(f"00-{trace_id}-")
+    records = wait_for_records(
+        bootstrap,
+        topics.NOTIFICATIONS,
+        lambda r: (
+            r.json().get("escalation_id") == esc.escalation_id and r.json()["status"] == "delivered"
+        ),
+        2,
+    )
+    headers = {r.headers[tracing.HEADER].decode() for r in records}
+    assert all(h.startswith(f"00-{trace_id}-") and h.endswith("-01") for h in headers)
+    assert len(headers) == 2 and parent not in headers

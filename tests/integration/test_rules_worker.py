@@ -14,7 +14,8 @@ import httpx
 import pytest
 from kafka import KafkaProducer
 
-from services.common import topics
+from services.common import topics, tracing
+from services.common.dlq import TOMBSTONE_REASON
 from tests.support import (
     Record,
     Service,
@@ -283,3 +284,50 @@ def test_hostile_records_on_kafka_meet_the_same_rules_as_at_ingest(
         r'^carealert_rules_dlq_writes_total\{reason="conflicting_duplicate"\} (\S+)$', metrics, re.M
     )
     assert counted and float(counted.group(1)) >= 1
+
+
+TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_dead_letters_keep_the_record_headers_and_tombstones_say_so(
+    rules: Service, bootstrap: str, producer: KafkaProducer
+) -> None:
+    child = f"C-{uuid.uuid4().hex[:8]}"
+    key = f"demo-agency:{child}".encode()
+    theirs = [("x-agency-batch", b"b-17"), (tracing.HEADER, TRACE.encode()), ("error", b"theirs")]
+    producer.send(topics.EVENTS, key=key, value=b"{not json", headers=theirs).get(timeout=10)
+    producer.send(topics.EVENTS, key=key, value=None, headers=theirs).get(timeout=10)
+    dead = wait_for_records(bootstrap, topics.EVENTS_DLQ, lambda r: r.key == key, 2)
+    by_error = {r.headers["error"]: r for r in dead}
+    tombstone = by_error[TOMBSTONE_REASON.encode()]
+    assert tombstone.value == b""
+    garbage = next(r for r in dead if r is not tombstone)
+    assert garbage.value == b"{not json"
+    for record in (garbage, tombstone):
+        assert record.headers["x-agency-batch"] == b"b-17"
+        assert record.headers[tracing.HEADER] == TRACE.encode()
+        assert record.headers["original-error"] == b"theirs"
+        assert record.headers["source-topic"] == topics.EVENTS.encode()
+    metrics = httpx.get(f"{rules.url}/metrics").text
+    assert 'carealert_rules_dlq_writes_total{reason="tombstone"}' in metrics
+
+
+def test_escalations_carry_the_trace_of_their_event(
+    rules: Service, bootstrap: str, producer: KafkaProducer
+) -> None:
+    import json
+
+    traced, untraced = missing_opened(), missing_opened()
+    for event, headers in ((traced, [(tracing.HEADER, TRACE.encode())]), (untraced, [])):
+        key = f"{event['agency_id']}:{event['child_id']}".encode()
+        producer.send(topics.EVENTS, key=key, value=json.dumps(event).encode(), headers=headers)
+    producer.flush()
+    spans = set()
+    for esc in escalations_for(bootstrap, traced["child_id"], 3):
+        header = esc.headers[tracing.HEADER].decode()
+        assert header.startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-") and header.endswith("-01")
+        spans.add(header.split("-")[2])
+    assert len(spans) == 3 and "00f067aa0ba902b7" not in spans  # a span of its own each
+    assert all(
+        tracing.HEADER not in e.headers for e in escalations_for(bootstrap, untraced["child_id"], 3)
+    )

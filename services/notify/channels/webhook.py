@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 import httpx
 from pydantic import SecretStr
 
+from services.common import tracing
 from services.notify.channels.base import Delivery, DeliveryError, post_json
 
 
@@ -60,6 +61,9 @@ class WebhookChannel:
             "Idempotency-Key": delivery.notification_id,
             "X-Carealert-Timestamp": timestamp,
         }
+        parent = tracing.current.get()
+        if parent is not None:  # the receiver's tracing joins the agency's trace
+            headers[tracing.HEADER] = tracing.child(parent, delivery.notification_id)
         secret_env = getattr(delivery.options, "secret_env", None)
         if secret_env:
             secret = self.secrets.get(secret_env)
