@@ -221,7 +221,7 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 5.0) -> list[Record]
                         tp.partition,
                         m.offset,
                         m.key,
-                        m.value,
+                        m.value if m.value is not None else b"",  # a tombstone reads as b""
                         dict(m.headers or []),
                     )
                     for m in msgs

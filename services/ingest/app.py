@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from services.common import tracing
 from services.common.canary import is_canary
 from services.common.events import (
     EVENT_ADAPTER,
@@ -228,10 +229,10 @@ def create_app(
             )
         return found
 
-    async def publish(events: Sequence[EventBase]) -> None:
+    async def publish(request: Request, events: Sequence[EventBase]) -> None:
         started = time.perf_counter()
         try:
-            await sink.publish(events)
+            await sink.publish(events, tracing.parse(request.headers.get(tracing.HEADER)))
         except SinkUnavailable as exc:
             detail = (
                 "event store unreachable; nothing was accepted, retry later"
@@ -280,7 +281,7 @@ def create_app(
                 raise _too_deep(exc) from None
             raise _invalid(exc.errors) from None
         _check_agency([event], agency_id)
-        await publish([event])
+        await publish(request, [event])
         return EventAccepted(event_id=event.event_id)
 
     @router.post(
@@ -315,7 +316,7 @@ def create_app(
             fast = None
         if fast is not None and 1 <= len(fast.events) <= settings.max_batch_events:
             _check_agency(fast.events, agency_id)
-            await publish(fast.events)
+            await publish(request, fast.events)
             return _batch_accepted(fast.events)
         obj = _decode(raw)
         raw_events = obj.get("events") if isinstance(obj, dict) else None
@@ -334,7 +335,7 @@ def create_app(
         if errors:
             raise ApiError(422, "invalid", "invalid events; nothing was published", errors)
         _check_agency(events, agency_id)
-        await publish(events)
+        await publish(request, events)
         return _batch_accepted(events)
 
     text_only: dict[int | str, dict[str, Any]] = {

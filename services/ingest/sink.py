@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from services.common import topics
+from services.common import topics, tracing
 from services.common.events import EventBase, event_bytes
 from services.common.kafka import KafkaClient, producer_config
 
@@ -26,8 +26,9 @@ class SinkUnavailable(RuntimeError):
 
 
 class EventSink(Protocol):
-    async def publish(self, events: Sequence[EventBase]) -> None:
-        """Return only after every event is durably written. Raises SinkUnavailable."""
+    async def publish(self, events: Sequence[EventBase], trace: str | None = None) -> None:
+        """Return only after every event is durably written. Raises SinkUnavailable.
+        `trace`: a valid W3C traceparent the request came with, kept as a record header."""
 
     def ready(self) -> bool:
         """True if the backing store looks reachable right now."""
@@ -40,12 +41,14 @@ class MemoryEventSink:
 
     def __init__(self) -> None:
         self.published: list[tuple[str, bytes]] = []
+        self.traces: list[str | None] = []
         self.available = True
 
-    async def publish(self, events: Sequence[EventBase]) -> None:
+    async def publish(self, events: Sequence[EventBase], trace: str | None = None) -> None:
         if not self.available:
             raise SinkUnavailable("memory sink switched off")
         self.published.extend((e.key, event_bytes(e)) for e in events)
+        self.traces.extend(trace for _ in events)
 
     def ready(self) -> bool:
         return self.available
@@ -111,6 +114,7 @@ class KafkaEventSink:
         events: Sequence[EventBase],
         loop: asyncio.AbstractEventLoop,
         done: asyncio.Future[None],
+        trace: str | None,
     ) -> None:
         """Send every event; settle `done` once, when all are acked or the first one fails.
         (One wake-up of the event loop per request, not one per record.)"""
@@ -127,8 +131,11 @@ class KafkaEventSink:
         def failed(exc: BaseException) -> None:
             loop.call_soon_threadsafe(_settle, done, exc)
 
+        headers = [(tracing.HEADER, trace.encode())] if trace else None
         for event in events:
-            kf = self._producer.send(self._topic, key=event.key.encode(), value=event_bytes(event))
+            kf = self._producer.send(
+                self._topic, key=event.key.encode(), value=event_bytes(event), headers=headers
+            )
             kf.add_callback(ok)
             kf.add_errback(failed)
 
@@ -142,14 +149,14 @@ class KafkaEventSink:
         self._unreachable = not self.ready()
         return self._unreachable
 
-    async def publish(self, events: Sequence[EventBase]) -> None:
+    async def publish(self, events: Sequence[EventBase], trace: str | None = None) -> None:
         if await asyncio.to_thread(self._known_unreachable):
             raise SinkUnavailable("unreachable")
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         try:
             # send() may block while metadata is refreshed: keep that off the event loop.
-            await asyncio.to_thread(self._send_all, events, loop, done)
+            await asyncio.to_thread(self._send_all, events, loop, done, trace)
             await asyncio.wait_for(done, timeout=self._timeout_s + 1)
         except (KafkaError, TimeoutError) as exc:
             done.cancel()

@@ -74,9 +74,10 @@ def pipeline(
     ingest.stop()
 
 
-def post(ingest: Service, *events: dict[str, Any]) -> None:
+def post(ingest: Service, *events: dict[str, Any], headers: dict[str, str] | None = None) -> None:
     for e in events:
-        r = httpx.post(f"{ingest.url}/v1/events", json=e, headers=AUTH, timeout=30)
+        sent = AUTH | (headers or {})
+        r = httpx.post(f"{ingest.url}/v1/events", json=e, headers=sent, timeout=30)
         assert r.status_code == 202, r.text
 
 
@@ -373,3 +374,33 @@ def test_canaries_come_back_through_the_whole_pipeline_and_reach_nobody(
         timeout=5,
     ).json()
     assert all(e["agency_id"] != "carealert-canary" for e in listed["escalations"])
+
+
+def test_the_agency_trace_follows_its_event_to_law_enforcement(
+    pipeline: tuple[Service, Service, NotifyStack], bootstrap: str
+) -> None:
+    ingest, _, notify = pipeline
+    child = f"C-{uuid.uuid4().hex[:8]}"
+    trace_id = uuid.uuid4().hex
+    traceparent = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"
+    now = datetime.now(UTC).replace(microsecond=0)
+    post(
+        ingest,
+        registered(child, now),
+        missing_opened(child_id=child, at=now),
+        headers={"traceparent": traceparent},
+    )
+    wait_until(
+        lambda: any(child in r.body.decode() for r in notify.http.on("/hooks/le")),
+        60,
+        "law enforcement webhook",
+    )
+    le = next(r for r in notify.http.on("/hooks/le") if child in r.body.decode())
+    assert le.headers["traceparent"].startswith(f"00-{trace_id}-")
+    assert le.headers["traceparent"] != traceparent
+    traced = [
+        r for r in read_topic(bootstrap, topics.ESCALATIONS) if r.json().get("child_id") == child
+    ]
+    assert traced and all(
+        r.headers["traceparent"].decode().startswith(f"00-{trace_id}-") for r in traced
+    )

@@ -72,6 +72,23 @@ def test_accepts_valid_event(
 
 
 @pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", True),
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01; injected", False),
+        ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", False),
+        (None, False),
+    ],
+)
+def test_a_valid_traceparent_travels_with_the_event_and_anything_else_is_dropped(
+    client: TestClient, sink: MemoryEventSink, sent: str | None, kept: bool
+) -> None:
+    headers = AUTH | ({"traceparent": sent} if sent else {})
+    assert post(client, "/v1/events", missing_opened(), headers).status_code == 202
+    assert sink.traces == [sent if kept else None]
+
+
+@pytest.mark.parametrize(
     "headers",
     [
         {},
