@@ -41,6 +41,7 @@ from services.common.dlq import TOMBSTONE_REASON, dlq_headers
 from services.common.escalations import Escalation
 from services.common.events import EventInvalid, parse_event
 from services.common.kafka import retry_delay_s, transient
+from services.common.partitioning import partition_for
 from services.common.progress import Offsets, PartitionKey, StallDetector
 from services.common.stallwatch import OffsetsProbe, StallWatch, exit_now
 from services.rules import web
@@ -52,6 +53,9 @@ from services.rules.state import ChildState
 log = logging.getLogger(__name__)
 
 TICKS_SUFFIX = "-ticks"
+REKEYED_SUFFIX = "-rekeyed"
+"""Internal topic of records a producer put on another partition than their key's (see
+services.common.partitioning); forwarded there in order, evaluated from there."""
 
 
 def utc_now() -> datetime:
@@ -84,6 +88,14 @@ class DeadlineIndex:
         return out
 
 
+def rekeyed_headers(message: Any) -> list[tuple[str, bytes]]:
+    """Where a forwarded record was first written (for tracing it back; never evaluated)."""
+    return [
+        ("rekeyed-from-partition", str(message.partition).encode()),
+        ("rekeyed-from-offset", str(message.offset).encode()),
+    ]
+
+
 def build_app(
     settings: RulesSettings,
     engine: Engine,
@@ -112,9 +124,12 @@ def build_app(
         broker_session_timeout=settings.rules_session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.rules_session_timeout_s / 5),
     )
+    ticks_topic = settings.rules_app_id + TICKS_SUFFIX
+    rekeyed_topic = settings.rules_app_id + REKEYED_SUFFIX
     events_and_ticks = app.topic(
         topics.EVENTS,
-        settings.rules_app_id + TICKS_SUFFIX,
+        ticks_topic,
+        rekeyed_topic,
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
@@ -136,7 +151,13 @@ def build_app(
     )
     index = DeadlineIndex()
     rebuild = {"needed": True}
-    ticks_topic = settings.rules_app_id + TICKS_SUFFIX
+
+    def misplaced(message: Any) -> int | None:
+        """The partition an event record belongs on, if its producer put it elsewhere."""
+        if message.topic != topics.EVENTS or message.key is None:
+            return None
+        belongs = partition_for(message.key, partitions)
+        return belongs if belongs != message.partition else None
 
     def dlq_record(
         message: Any, reason: str
@@ -182,11 +203,16 @@ def build_app(
         canaries: list[Escalation] = []
         traced: dict[str, str] = {}  # escalation id → the traceparent of its event
         dead: list[tuple[Any, str, str]] = []
+        forward: list[tuple[Any, int]] = []
         now = clock()
         for ev in batch:
             message = ev.message
             last_offset[message.tp] = message.offset
             key: bytes | None = message.key
+            belongs = misplaced(message)
+            if belongs is not None:
+                forward.append((message, belongs))
+                continue
             try:
                 item, code, reason = decode(message)
             except Exception as exc:  # a decoder bug must not block the partition either
@@ -248,6 +274,14 @@ def build_app(
             escalations_out += out
 
         futures = []
+        for message, belongs in forward:  # in source order: each partition's order is kept
+            headers = [*(message.headers or []), *rekeyed_headers(message)]
+            futures.append(
+                await app.producer.send(
+                    rekeyed_topic, message.key, message.value, belongs, None, headers
+                )
+            )
+            metrics.rekeyed.inc()
         for message, code, reason in dead:
             k, v, headers = dlq_record(message, reason)
             futures.append(await app.producer.send(topics.EVENTS_DLQ, k, v, None, None, headers))
@@ -332,7 +366,7 @@ def build_app(
         ):
             await process_wholly(batch)
 
-    consumed = {topics.EVENTS, ticks_topic}
+    consumed = {topics.EVENTS, ticks_topic, rekeyed_topic}
     watch = StallWatch(
         group=settings.rules_app_id,
         probe=probe,

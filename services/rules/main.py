@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from services.common import logs, topics
 from services.common.kafka import KafkaClient, ensure_topics, partition_counts, wait_for_kafka
 from services.common.stallwatch import KafkaOffsetsProbe
-from services.rules.app import TICKS_SUFFIX, build_app
+from services.rules.app import REKEYED_SUFFIX, TICKS_SUFFIX, build_app
 from services.rules.core import Engine
 from services.rules.metrics import RulesMetrics
 from services.rules.policy import load_policy
@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 
 
 def events_partitions(kafka: KafkaClient) -> int:
-    """The partition count of care.events.v1: the state table and the ticks topic must match it."""
+    """The partition count of care.events.v1: the state table, the ticks and the rekeyed topics
+    must match it."""
     return partition_counts(kafka, [topics.EVENTS], client_id="carealert-rules")[topics.EVENTS]
 
 
@@ -58,7 +59,7 @@ def run(settings: RulesSettings) -> None:
         kafka,
         partitions=partitions,
         replication=settings.topic_replication,
-        names=[settings.rules_app_id + TICKS_SUFFIX],
+        names=[settings.rules_app_id + TICKS_SUFFIX, settings.rules_app_id + REKEYED_SUFFIX],
     )
     settings = settings.model_copy(update={"rules_store": store_url(settings)})
     settings.rules_data_dir.mkdir(parents=True, exist_ok=True)

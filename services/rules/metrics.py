@@ -26,6 +26,12 @@ class RulesMetrics:
             "Events whose event_id had already been seen for the child (no effect).",
             registry=registry,
         )
+        self.rekeyed = Counter(
+            "carealert_rules_events_rekeyed_total",
+            "Events a producer put on another partition than their key's (not Java's murmur2"
+            " partitioner), forwarded to the partition the key belongs on.",
+            registry=registry,
+        )
         self.dlq = Counter(
             "carealert_rules_dlq_writes_total",
             "Messages sent to care.events.dlq, by reason code.",

@@ -1,0 +1,94 @@
+"""An agency producing straight to Kafka with a librdkafka client (confluent-kafka: CRC32 key
+partitioner, not Java's murmur2) puts a child's records on other partitions than ingest does.
+Two rules workers share the partitions; every duty is still resolved by its report, because each
+misplaced record is forwarded to the partition its key belongs on."""
+
+from __future__ import annotations
+
+import binascii
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from confluent_kafka import Producer
+from kafka import KafkaProducer
+
+from services.common import topics
+from services.common.partitioning import partition_for
+from tests.integration.test_rules_worker import produce, rules_service
+from tests.support import Service, make_event, missing_opened, read_topic, wait_until
+
+PARTITIONS = 6  # tests/conftest.py's broker creates the topics with six
+
+
+@pytest.fixture(scope="module")
+def workers(
+    bootstrap: str, log_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[Service]]:
+    app_id = f"rules-crc-{uuid.uuid4().hex[:6]}"
+    services = [
+        rules_service(bootstrap, log_dir, app_id, tmp_path_factory.mktemp(f"w{i}"))
+        for i in range(2)
+    ]
+    for svc in services:
+        svc.start()
+    yield services
+    for svc in services:
+        svc.stop()
+
+
+def librdkafka_produce(bootstrap: str, events: list[dict[str, Any]]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    for event in events:
+        key = f"{event['agency_id']}:{event['child_id']}".encode()
+        producer.produce(topics.EVENTS, key=key, value=json.dumps(event).encode())
+    assert producer.flush(30) == 0
+
+
+def ncmec_reported(child: str) -> dict[str, Any]:
+    return make_event(
+        "missing.ncmec_reported", {"episode_id": "E-1", "ncmec_case_number": "N-1"}, child_id=child
+    )
+
+
+def test_every_duty_is_resolved_whatever_partitioner_the_producer_used(
+    workers: list[Service], bootstrap: str, producer: KafkaProducer
+) -> None:
+    children = [f"C-{uuid.uuid4().hex[:8]}" for _ in range(12)]
+    keys = [f"demo-agency:{c}".encode() for c in children]
+    crc32 = [binascii.crc32(k) % PARTITIONS for k in keys]  # librdkafka's consistent_random
+    assert sum(c != partition_for(k, PARTITIONS) for c, k in zip(crc32, keys, strict=True)) >= 3
+    ingest_opened, all_librdkafka = children[:6], children[6:]
+    for child in ingest_opened:  # opened through ingest's partitioner, reported by librdkafka
+        produce(producer, missing_opened(child_id=child))
+    librdkafka_produce(bootstrap, [missing_opened(child_id=c) for c in all_librdkafka])
+    librdkafka_produce(bootstrap, [ncmec_reported(c) for c in children])
+
+    def resolved() -> set[str]:
+        return {
+            r.json()["child_id"]
+            for r in read_topic(bootstrap, topics.ESCALATIONS)
+            if r.json().get("child_id") in children
+            and r.json()["rule_id"] == "federal.report-ncmec"
+            and r.json()["status"] == "resolved"
+        }
+
+    wait_until(lambda: resolved() == set(children), 90, "every NCMEC duty resolved")
+    firing = [
+        r.json()
+        for r in read_topic(bootstrap, topics.ESCALATIONS)
+        if r.json().get("child_id") in children and r.json()["rule_id"] == "federal.report-ncmec"
+    ]
+    # one firing and one resolved per child: no child has two states on two partitions
+    assert sorted(e["child_id"] for e in firing if e["status"] == "firing") == sorted(children)
+    forwarded = 0.0
+    for svc in workers:
+        text = httpx.get(f"{svc.url}/metrics", timeout=5).text
+        found = re.search(r"^carealert_rules_events_rekeyed_total (\S+)$", text, re.M)
+        forwarded += float(found.group(1)) if found else 0.0
+    assert forwarded >= 3
