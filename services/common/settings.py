@@ -114,6 +114,12 @@ class CommonSettings(BaseSettings):
         description="Testing only: while this file exists the worker fetches nothing (its"
         " partitions are paused), to prove the stall detector.",
     )
+    test_disabled_codecs: str = Field(
+        default="",
+        description="Testing only: comma-separated Kafka compression codecs (gzip, snappy, lz4,"
+        " zstd) this worker behaves as if it did not have, to prove that an unreadable record"
+        " holds its partition instead of killing the worker.",
+    )
 
     @model_validator(mode="after")
     def sasl_needs_credentials(self) -> CommonSettings:

@@ -29,8 +29,10 @@ def create_api(
     metrics: NotifyMetrics,
     ready: dict[str, bool],
     healthy: Callable[[], bool] = lambda: True,
+    unready: Callable[[], tuple[bool, str] | None] = lambda: None,
 ) -> FastAPI:
-    """`healthy()` False (the stall watch saw a partition stall) fails /healthz and /readyz."""
+    """`healthy()` False (the stall watch saw a partition stall) fails /healthz and /readyz;
+    `unready()` answering (a partition held on an unreadable record) fails /readyz."""
     app = FastAPI(title="carealert notify", version="1")
     router = APIRouter()
     secret = settings.ack_secret.get_secret_value()
@@ -154,6 +156,9 @@ def create_api(
     async def readyz() -> Response:
         if not healthy():
             return PlainTextResponse("not ready: a partition stalled; restarting", status_code=503)
+        held = unready()
+        if held is not None:
+            return PlainTextResponse(held[1], status_code=503)
         if ready.get("ready"):
             return PlainTextResponse("ready")
         return PlainTextResponse("loading ledger from Kafka", status_code=503)

@@ -21,6 +21,7 @@ from services.common.kafka import ensure_topics, wait_for_kafka
 from services.common.progress import PartitionKey, StallDetector
 from services.common.secrets import weakness
 from services.common.stallwatch import KafkaOffsetsProbe, StallWatch
+from services.common.unreadable import Held, disable_codecs
 from services.notify.api import create_api
 from services.notify.canary import send_canaries
 from services.notify.channels.base import Channel
@@ -109,7 +110,10 @@ async def serve(settings: NotifySettings) -> None:
         interval_s=settings.stall_check_interval_s,
         exit_grace_s=settings.stall_exit_grace_s,
     )
-    api = create_api(settings, ledger, metrics, ready, healthy=lambda: watch.healthy)
+    held = Held("notify")
+    api = create_api(
+        settings, ledger, metrics, ready, healthy=lambda: watch.healthy, unready=held.readiness
+    )
     server = _Server(
         uvicorn.Config(
             api,
@@ -187,13 +191,14 @@ async def serve(settings: NotifySettings) -> None:
                     settings.notify_tick_s,
                     settings.notify_fault_file,
                     settings.stall_fault_file,
+                    held,
                 )
             ),
             asyncio.create_task(
                 watch.run(
-                    owned=lambda: {(tp.topic, tp.partition) for tp in consumer.assignment()},
+                    owned=lambda: owned(consumer),
                     counting=lambda: bool(consumer.assignment()),
-                    excused=lambda: excused(notifier),
+                    excused=lambda: excused(notifier, held, owned(consumer)),
                 )
             ),
         ]
@@ -224,11 +229,20 @@ async def serve(settings: NotifySettings) -> None:
         await client.aclose()
 
 
-def excused(notifier: Notifier) -> set[PartitionKey]:
-    """Partitions whose commits wait on a retry, on purpose."""
-    return {(topics.ESCALATIONS, p) for p in notifier.retrying}
+def owned(consumer: AIOKafkaConsumer) -> set[PartitionKey]:
+    return {(tp.topic, tp.partition) for tp in consumer.assignment()}
+
+
+def excused(notifier: Notifier, held: Held, owned: set[PartitionKey]) -> set[PartitionKey]:
+    """Partitions whose commits wait on a retry, on purpose, and partitions held because a
+    record on them cannot be read (a restart would not help)."""
+    held.keep_only(owned)
+    notifier.metrics.unreadable.set(len(held.partitions))
+    return {(topics.ESCALATIONS, p) for p in notifier.retrying} | held.partitions
 
 
 def run(settings: NotifySettings) -> None:
     logs.configure("notify", settings.log_level)
+    if settings.test_disabled_codecs:
+        disable_codecs(settings.test_disabled_codecs.split(","))
     asyncio.run(serve(settings))

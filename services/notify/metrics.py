@@ -51,6 +51,12 @@ class NotifyMetrics:
             " the stall timeout (the worker exits for a restart when this is above 0).",
             registry=registry,
         )
+        self.unreadable = Gauge(
+            "carealert_notify_unreadable_partitions",
+            "Partitions this worker holds because a record on them cannot be read (a codec not"
+            " installed, a corrupt batch); their escalations are not delivered until it is fixed.",
+            registry=registry,
+        )
         self.canary_last = Gauge(
             "carealert_notify_canary_last_delivered_timestamp_seconds",
             "When the last canary came back through ingest, rules and notify (Unix time; set to"

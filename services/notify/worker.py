@@ -32,6 +32,7 @@ from services.common.canary import is_canary
 from services.common.dlq import TOMBSTONE_REASON, dlq_headers, first_problem
 from services.common.escalations import Escalation
 from services.common.kafka import retry_delay_s, transient
+from services.common.unreadable import UNREADABLE, Held, Taken, hold_unreadable
 from services.notify.canary import canary_returned
 from services.notify.channels.base import Channel, Delivery, DeliveryError
 from services.notify.ledger import Ledger
@@ -408,6 +409,21 @@ class OffsetTracker:
         return out
 
 
+async def fetch(
+    consumer: AIOKafkaConsumer, timeout_ms: int, held: Held, taken: Taken
+) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+    """The next records; a partition with a record that cannot be read is paused and held
+    (services.common.unreadable) while the others flow."""
+    batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    try:
+        batch = await consumer.getmany(timeout_ms=timeout_ms)
+    except UNREADABLE as exc:
+        await hold_unreadable(consumer, taken, held, exc)
+        return {}
+    taken.note(consumer, batch)
+    return batch
+
+
 async def consume(
     notifier: Notifier,
     consumer: AIOKafkaConsumer,
@@ -415,12 +431,15 @@ async def consume(
     tick_s: float,
     fault_file: Any = None,
     pause_file: Any = None,
+    held: Held | None = None,
 ) -> None:
     """The consumer loop: handle escalations concurrently, commit in order, tick the timer.
     `fault_file` and `pause_file` are test hooks (NotifySettings.notify_fault_file,
     CommonSettings.stall_fault_file)."""
     tracker = OffsetTracker()
     to_commit: dict[TopicPartition, int] = {}
+    taken = Taken()
+    held = held or Held("notify")
     slots = asyncio.Semaphore(max_in_flight)
     tasks: set[asyncio.Task[None]] = set()
     last_tick = 0.0
@@ -471,7 +490,7 @@ async def consume(
         if pause_file is not None and pause_file.exists() and not consumer.paused():
             log.warning("fault injection: fetching paused")
             consumer.pause(*consumer.assignment())
-        batch = await consumer.getmany(timeout_ms=int(min(tick_s, 0.5) * 1000))
+        batch = await fetch(consumer, int(min(tick_s, 0.5) * 1000), held, taken)
         for tp, records in batch.items():
             if records:
                 high = consumer.highwater(tp)

@@ -49,6 +49,7 @@ from services.rules.core import ConflictingDuplicate, Engine, Tick
 from services.rules.metrics import RulesMetrics
 from services.rules.settings import RulesSettings
 from services.rules.state import ChildState
+from services.rules.transport import held_for
 
 log = logging.getLogger(__name__)
 
@@ -405,9 +406,17 @@ def build_app(
             )
         return progress
 
+    held = held_for(app)
+
+    def excused() -> frozenset[PartitionKey]:
+        """Held partitions (a record on them cannot be read): a restart would not help."""
+        held.keep_only(owned())
+        metrics.unreadable.set(len(held.partitions))
+        return held.partitions
+
     @app.task  # type: ignore[untyped-decorator]
     async def watch_progress() -> None:
-        await watch.run(owned, counting, recovering=recovering)
+        await watch.run(owned, counting, excused, recovering=recovering)
 
     async def on_rebalance(_sender: Any, *_args: Any, signal: Any, **_kwargs: Any) -> None:  # noqa: ARG001
         rebuild["needed"] = True
@@ -458,6 +467,9 @@ def build_app(
     def readyz() -> tuple[bool, str]:
         if not watch.healthy:
             return False, "not ready: a partition stalled; restarting"
+        unreadable = held.readiness()
+        if unreadable is not None:
+            return unreadable
         if app.rebalancing or not app.consumer.assignment():
             return False, "not ready: rebalancing or no partitions assigned"
         return True, "ready"

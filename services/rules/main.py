@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from services.common import logs, topics
 from services.common.kafka import KafkaClient, ensure_topics, partition_counts, wait_for_kafka
 from services.common.stallwatch import KafkaOffsetsProbe
+from services.common.unreadable import disable_codecs
 from services.rules.app import REKEYED_SUFFIX, TICKS_SUFFIX, build_app
 from services.rules.core import Engine
 from services.rules.metrics import RulesMetrics
@@ -46,6 +47,8 @@ def store_url(settings: RulesSettings) -> str:
 
 def run(settings: RulesSettings) -> None:
     logs.configure("rules", settings.log_level)
+    if settings.test_disabled_codecs:
+        disable_codecs(settings.test_disabled_codecs.split(","))
     policy = load_policy(settings.policy_dir)
     kafka = settings.kafka()
     wait_for_kafka(kafka, client_id="carealert-rules", timeout_s=settings.kafka_wait_seconds)

@@ -26,6 +26,12 @@ class RulesMetrics:
             "Events whose event_id had already been seen for the child (no effect).",
             registry=registry,
         )
+        self.unreadable = Gauge(
+            "carealert_rules_unreadable_partitions",
+            "Partitions this worker holds because a record on them cannot be read (a codec not"
+            " installed, a corrupt batch); their children get no alerts until it is fixed.",
+            registry=registry,
+        )
         self.rekeyed = Counter(
             "carealert_rules_events_rekeyed_total",
             "Events a producer put on another partition than their key's (not Java's murmur2"

@@ -1,4 +1,5 @@
-"""faust's aiokafka transport, reading committed records only.
+"""faust's aiokafka transport, reading committed records only and holding (not dying on) a
+partition with a record it cannot read (services.common.unreadable).
 
 faust asks Kafka for `isolation_level=read_committed` only when the app itself runs exactly-once
 transactions. The rules worker does not (its escalations are idempotent by id, and transactions
@@ -12,10 +13,26 @@ broker URL scheme is `carealert://host:port`.
 
 from __future__ import annotations
 
+import weakref
+from functools import cached_property
 from typing import Any, ClassVar
 
 import aiokafka
+import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+from services.common.unreadable import UNREADABLE, Held, Taken, hold_unreadable
+
+_HELD: weakref.WeakKeyDictionary[faust.App, Held] = weakref.WeakKeyDictionary()
+
+
+def held_for(app: Any) -> Held:
+    """The partitions `app`'s consumer holds (one record on each cannot be read)."""
+    held = _HELD.get(app)
+    if held is None:
+        held = _HELD[app] = Held("rules")
+    return held
 
 
 class CommittedOnlyConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -30,6 +47,27 @@ class CommittedOnlyConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         finally:
             consumer.in_transaction = was
         return created
+
+    async def _fetch_records(
+        self,
+        consumer: aiokafka.AIOKafkaConsumer,
+        active_partitions: set[TP],
+        timeout: float | None = None,
+        max_records: int | None = None,
+    ) -> Any:
+        try:
+            batch = await super()._fetch_records(
+                consumer, active_partitions, timeout=timeout, max_records=max_records
+            )
+        except UNREADABLE as exc:
+            await hold_unreadable(consumer, self._taken, held_for(self.app), exc)
+            return {}
+        self._taken.note(consumer, batch)
+        return batch
+
+    @cached_property
+    def _taken(self) -> Taken:
+        return Taken()
 
 
 class CommittedOnlyConsumer(faust_aiokafka.Consumer):

@@ -81,15 +81,15 @@ class NotifyStack:
         self.smtp.stop()
 
 
-def skip_existing_escalations(bootstrap: str, group_id: str) -> None:
-    """Commit the group's offsets at the current end of care.escalations.v1, so a test's
-    notify only sees the escalations the test publishes."""
+def skip_existing_records(bootstrap: str, group_id: str, topic: str = topics.ESCALATIONS) -> None:
+    """Commit the group's offsets at the current end of `topic` (care.escalations.v1), so a
+    test's worker only sees the records the test publishes."""
     consumer = KafkaConsumer(
         bootstrap_servers=[bootstrap], group_id=group_id, enable_auto_commit=False
     )
     try:
-        parts = consumer.partitions_for_topic(topics.ESCALATIONS) or set()
-        tps = [TopicPartition(topics.ESCALATIONS, p) for p in parts]
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
         end = consumer.end_offsets(tps)
         from kafka.structs import OffsetAndMetadata
 
@@ -126,7 +126,7 @@ def start_stack(
 
     if not fresh_broker:  # (a fresh broker has nothing to skip, and may need credentials)
         ensure_topics(KafkaClient.plaintext([bootstrap]), partitions=6, replication=1)
-        skip_existing_escalations(bootstrap, group)
+        skip_existing_records(bootstrap, group)
     port = free_port()
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
