@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import CorruptRecordError
 
 ROOT = Path(__file__).resolve().parents[1]
 KAFKA_SH = ROOT / "deploy" / "kafka" / "kafka.sh"
@@ -197,7 +198,8 @@ class Record:
 
 
 def read_topic(bootstrap: str, topic: str, timeout: float = 5.0) -> list[Record]:
-    """Every record currently on `topic` (all partitions, from the beginning)."""
+    """Every record currently on `topic` (all partitions, from the beginning). A record the
+    client cannot decode (some tests publish malformed ones on purpose) is left out."""
     consumer = KafkaConsumer(
         bootstrap_servers=[bootstrap],
         enable_auto_commit=False,
@@ -206,15 +208,20 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 5.0) -> list[Record]
     try:
         parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in parts]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
         end = consumer.end_offsets(tps)
         out: list[Record] = []
         deadline = time.monotonic() + timeout
-        while any(consumer.position(tp) < end[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read {topic} to its end in {timeout}s")
-            for tp, msgs in consumer.poll(timeout_ms=500).items():
+        for tp in tps:
+            consumer.assign([tp])
+            consumer.seek_to_beginning(tp)
+            while consumer.position(tp) < end[tp]:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"could not read {topic} to its end in {timeout}s")
+                try:
+                    polled = consumer.poll(timeout_ms=500)
+                except CorruptRecordError:
+                    consumer.seek(tp, consumer.position(tp) + 1)
+                    continue
                 out.extend(
                     Record(
                         tp.topic,
@@ -224,7 +231,7 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 5.0) -> list[Record]
                         m.value if m.value is not None else b"",  # a tombstone reads as b""
                         dict(m.headers or []),
                     )
-                    for m in msgs
+                    for m in polled.get(tp, [])
                 )
         return out
     finally:

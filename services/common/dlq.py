@@ -20,6 +20,7 @@ from services.common import topics
 from services.common.escalations import Escalation
 from services.common.events import EventInvalid, parse_event
 from services.common.kafka import KafkaClient
+from services.common.unreadable import MARK
 
 DLQ_TOPICS = {topics.EVENTS_DLQ: topics.EVENTS, topics.ESCALATIONS_DLQ: topics.ESCALATIONS}
 
@@ -45,6 +46,8 @@ def dlq_headers(
     if original:
         items = original.items() if isinstance(original, Mapping) else original
         for name, value in items:
+            if name == MARK:
+                continue  # the stand-in's own marker: the reason is in `error`
             name = ORIGINAL_PREFIX + name if name.lower() in OURS else name
             kept.append((name, bytes(value or b"")))
     return [

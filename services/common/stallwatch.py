@@ -126,15 +126,17 @@ class KafkaOffsetsProbe:
                 max_partition_fetch_bytes=64 * 1024,
             )
         reader = self._reader
-        reader.assign(list(behind))
-        for tp, where in behind.items():
+        nothing: set[TopicPartition] = set()
+        for tp, where in behind.items():  # one at a time: a busy partition hides no other
+            reader.assign([tp])
             reader.seek(tp, where.position)
-        found = reader.poll(timeout_ms=min(self.timeout_ms, 1000), max_records=1)
-        return {
-            tp
-            for tp, where in behind.items()
-            if tp not in found and reader.position(tp, timeout_ms=self.timeout_ms) >= where.end
-        }
+            try:
+                found = reader.poll(timeout_ms=min(self.timeout_ms, 1000), max_records=1)
+            except KafkaError:  # a record it cannot decode: records are waiting
+                continue
+            if not found and reader.position(tp, timeout_ms=self.timeout_ms) >= where.end:
+                nothing.add(tp)
+        return nothing
 
     def close(self) -> None:
         for consumer in self._consumers.values():

@@ -17,11 +17,12 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from services.common import logs, topics
+from services.common.fetching import disable_codecs
 from services.common.kafka import ensure_topics, wait_for_kafka
 from services.common.progress import PartitionKey, StallDetector
 from services.common.secrets import weakness
 from services.common.stallwatch import KafkaOffsetsProbe, StallWatch
-from services.common.unreadable import Held, disable_codecs
+from services.common.unreadable import Held
 from services.notify.api import create_api
 from services.notify.canary import send_canaries
 from services.notify.channels.base import Channel
@@ -236,9 +237,8 @@ def owned(consumer: AIOKafkaConsumer) -> set[PartitionKey]:
 def excused(notifier: Notifier, held: Held, owned: set[PartitionKey]) -> set[PartitionKey]:
     """Partitions whose commits wait on a retry, on purpose, and partitions held because a
     record on them cannot be read (a restart would not help)."""
-    held.keep_only(owned)
-    notifier.metrics.unreadable.set(len(held.partitions))
-    return {(topics.ESCALATIONS, p) for p in notifier.retrying} | held.partitions
+    held_now = held.keep_only(owned, notifier.metrics.unreadable)
+    return {(topics.ESCALATIONS, p) for p in notifier.retrying} | held_now
 
 
 def run(settings: NotifySettings) -> None:

@@ -31,8 +31,9 @@ from services.common import topics, tracing
 from services.common.canary import is_canary
 from services.common.dlq import TOMBSTONE_REASON, dlq_headers, first_problem
 from services.common.escalations import Escalation
+from services.common.fetching import positions, recover
 from services.common.kafka import retry_delay_s, transient
-from services.common.unreadable import UNREADABLE, Held, Taken, hold_unreadable
+from services.common.unreadable import MARK, Held
 from services.notify.canary import canary_returned
 from services.notify.channels.base import Channel, Delivery, DeliveryError
 from services.notify.ledger import Ledger
@@ -56,8 +57,8 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class Tombstone(Exception):
-    """A record without a value on the escalations topic."""
+class Unusable(Exception):
+    """A record on the escalations topic without a value, or one that could not be decoded."""
 
 
 class Notifier:
@@ -410,17 +411,16 @@ class OffsetTracker:
 
 
 async def fetch(
-    consumer: AIOKafkaConsumer, timeout_ms: int, held: Held, taken: Taken
+    consumer: AIOKafkaConsumer, timeout_ms: int, held: Held
 ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
-    """The next records; a partition with a record that cannot be read is paused and held
-    (services.common.unreadable) while the others flow."""
-    batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    """The next records; a record that cannot be decoded comes as a stand-in to dead-letter,
+    or holds its partition (services.common.unreadable) while the others flow."""
+    before = positions(consumer)
     try:
+        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
         batch = await consumer.getmany(timeout_ms=timeout_ms)
-    except UNREADABLE as exc:
-        await hold_unreadable(consumer, taken, held, exc)
-        return {}
-    taken.note(consumer, batch)
+    except Exception as exc:  # recover() raises it again unless decoding a record raised
+        return await recover(consumer, before, exc, held)
     return batch
 
 
@@ -438,7 +438,6 @@ async def consume(
     CommonSettings.stall_fault_file)."""
     tracker = OffsetTracker()
     to_commit: dict[TopicPartition, int] = {}
-    taken = Taken()
     held = held or Held("notify")
     slots = asyncio.Semaphore(max_in_flight)
     tasks: set[asyncio.Task[None]] = set()
@@ -453,13 +452,17 @@ async def consume(
 
         # This task's own context: what it writes carries the escalation's trace.
         tracing.current.set(tracing.from_headers(record.headers))
+        unreadable = dict(record.headers or ()).get(MARK)
         try:
             try:
-                if value is None:
-                    raise Tombstone
+                if unreadable is not None or value is None:
+                    raise Unusable
                 esc = Escalation.model_validate_json(value)
-            except Tombstone:
-                await dead_letter("tombstone", TOMBSTONE_REASON)
+            except Unusable:
+                if unreadable is not None:
+                    await dead_letter("unreadable_record", unreadable.decode())
+                else:
+                    await dead_letter("tombstone", TOMBSTONE_REASON)
             except ValidationError as exc:
                 undecodable = exc.errors(include_input=False)[0]["type"] == "json_invalid"
                 await dead_letter(
@@ -490,7 +493,7 @@ async def consume(
         if pause_file is not None and pause_file.exists() and not consumer.paused():
             log.warning("fault injection: fetching paused")
             consumer.pause(*consumer.assignment())
-        batch = await fetch(consumer, int(min(tick_s, 0.5) * 1000), held, taken)
+        batch = await fetch(consumer, int(min(tick_s, 0.5) * 1000), held)
         for tp, records in batch.items():
             if records:
                 high = consumer.highwater(tp)

@@ -44,6 +44,7 @@ from services.common.kafka import retry_delay_s, transient
 from services.common.partitioning import partition_for
 from services.common.progress import Offsets, PartitionKey, StallDetector
 from services.common.stallwatch import OffsetsProbe, StallWatch, exit_now
+from services.common.unreadable import MARK
 from services.rules import web
 from services.rules.core import ConflictingDuplicate, Engine, Tick
 from services.rules.metrics import RulesMetrics
@@ -89,12 +90,31 @@ class DeadlineIndex:
         return out
 
 
+REKEYED_FROM = ("rekeyed-from-partition", "rekeyed-from-offset")
+
+
 def rekeyed_headers(message: Any) -> list[tuple[str, bytes]]:
-    """Where a forwarded record was first written (for tracing it back; never evaluated)."""
-    return [
-        ("rekeyed-from-partition", str(message.partition).encode()),
-        ("rekeyed-from-offset", str(message.offset).encode()),
-    ]
+    """Where a forwarded record was first written on care.events.v1 (never evaluated)."""
+    return list(
+        zip(
+            REKEYED_FROM,
+            (str(message.partition).encode(), str(message.offset).encode()),
+            strict=True,
+        )
+    )
+
+
+def first_written(message: Any) -> tuple[str, int, int, list[tuple[str, bytes]]]:
+    """(topic, partition, offset, own headers) of a record as its producer wrote it: a
+    forwarded record is traced back to care.events.v1, so its dead letter can be replayed."""
+    headers = list(message.headers or ())
+    found = {name: value for name, value in headers if name in REKEYED_FROM}
+    try:
+        partition, offset = (int(found[name]) for name in REKEYED_FROM)
+    except (KeyError, ValueError):
+        return message.topic, message.partition, message.offset, headers
+    own = [(name, value) for name, value in headers if name not in REKEYED_FROM]
+    return topics.EVENTS, partition, offset, own
 
 
 def build_app(
@@ -163,10 +183,12 @@ def build_app(
     def dlq_record(
         message: Any, reason: str
     ) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
-        headers = dlq_headers(
-            reason, message.topic, message.partition, message.offset, message.headers
+        topic, partition, offset, own = (
+            first_written(message)
+            if message.topic == rekeyed_topic
+            else (message.topic, message.partition, message.offset, message.headers)
         )
-        return message.key, message.value or b"", headers
+        return message.key, message.value or b"", dlq_headers(reason, topic, partition, offset, own)
 
     def stamp_accepted(out: list[Escalation], message: Any) -> list[Escalation]:
         """Escalations caused by an event carry the time Kafka accepted that event."""
@@ -179,6 +201,9 @@ def build_app(
         """(input, dlq code, dlq reason) for one message."""
         if message.topic == ticks_topic:
             return Tick(), None, None
+        unreadable = dict(message.headers or ()).get(MARK)
+        if unreadable is not None:  # a stand-in for a record that could not be decoded
+            return None, "unreadable_record", unreadable.decode()
         if message.value is None:
             return None, "tombstone", TOMBSTONE_REASON
         # Plausible timestamps are judged against when Kafka took the record.
@@ -410,9 +435,7 @@ def build_app(
 
     def excused() -> frozenset[PartitionKey]:
         """Held partitions (a record on them cannot be read): a restart would not help."""
-        held.keep_only(owned())
-        metrics.unreadable.set(len(held.partitions))
-        return held.partitions
+        return held.keep_only(owned(), metrics.unreadable)
 
     @app.task  # type: ignore[untyped-decorator]
     async def watch_progress() -> None:

@@ -9,9 +9,9 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from services.common import logs, topics
+from services.common.fetching import disable_codecs
 from services.common.kafka import KafkaClient, ensure_topics, partition_counts, wait_for_kafka
 from services.common.stallwatch import KafkaOffsetsProbe
-from services.common.unreadable import disable_codecs
 from services.rules.app import REKEYED_SUFFIX, TICKS_SUFFIX, build_app
 from services.rules.core import Engine
 from services.rules.metrics import RulesMetrics

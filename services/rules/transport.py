@@ -1,5 +1,5 @@
-"""faust's aiokafka transport, reading committed records only and holding (not dying on) a
-partition with a record it cannot read (services.common.unreadable).
+"""faust's aiokafka transport, reading committed records only and getting past (never dying on)
+a record it cannot decode (services.common.unreadable, services.common.fetching).
 
 faust asks Kafka for `isolation_level=read_committed` only when the app itself runs exactly-once
 transactions. The rules worker does not (its escalations are idempotent by id, and transactions
@@ -14,7 +14,6 @@ broker URL scheme is `carealert://host:port`.
 from __future__ import annotations
 
 import weakref
-from functools import cached_property
 from typing import Any, ClassVar
 
 import aiokafka
@@ -22,7 +21,8 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from services.common.unreadable import UNREADABLE, Held, Taken, hold_unreadable
+from services.common.fetching import positions, recover
+from services.common.unreadable import Held
 
 _HELD: weakref.WeakKeyDictionary[faust.App, Held] = weakref.WeakKeyDictionary()
 
@@ -55,19 +55,13 @@ class CommittedOnlyConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         timeout: float | None = None,
         max_records: int | None = None,
     ) -> Any:
+        before = positions(consumer)
         try:
-            batch = await super()._fetch_records(
+            return await super()._fetch_records(
                 consumer, active_partitions, timeout=timeout, max_records=max_records
             )
-        except UNREADABLE as exc:
-            await hold_unreadable(consumer, self._taken, held_for(self.app), exc)
-            return {}
-        self._taken.note(consumer, batch)
-        return batch
-
-    @cached_property
-    def _taken(self) -> Taken:
-        return Taken()
+        except Exception as exc:  # recover() raises it again unless decoding a record raised
+            return await recover(consumer, before, exc, held_for(self.app))
 
 
 class CommittedOnlyConsumer(faust_aiokafka.Consumer):

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.notify_support import NotifyStack, start_stack
+from tests.integration.test_ingest import ingest_service
+from tests.support import Service
 
 
 @pytest.fixture(scope="module")
@@ -18,3 +20,12 @@ def stack(
     s = start_stack(bootstrap, log_dir, tmp_path_factory.mktemp("notify"))
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="module")
+def ingest(bootstrap: str, log_dir: Path) -> Iterator[Service]:
+    """An ingest service on the test broker, one per test module."""
+    svc = ingest_service(bootstrap, log_dir)
+    svc.start()
+    yield svc
+    svc.stop()

@@ -17,19 +17,10 @@ from hypothesis import strategies as st
 from kafka import KafkaProducer
 
 from services.common import topics
-from tests.integration.test_ingest import ingest_service
 from tests.integration.test_rules_worker import rules_service
 from tests.support import Service, missing_opened, wait_for_records
 
 AUTH = {"Authorization": "Bearer demo-not-a-secret"}
-
-
-@pytest.fixture(scope="module")
-def ingest(bootstrap: str, log_dir: Path) -> Iterator[Service]:
-    svc = ingest_service(bootstrap, log_dir)
-    svc.start()
-    yield svc
-    svc.stop()
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,14 +50,6 @@ def ingest_service(
         log_dir,
         tls_ca=tls[0] if tls else None,
     )
-
-
-@pytest.fixture(scope="module")
-def ingest(bootstrap: str, log_dir: Path) -> Iterator[Service]:
-    svc = ingest_service(bootstrap, log_dir)
-    svc.start()
-    yield svc
-    svc.stop()
 
 
 def post(svc: Service, path: str, body: Any, timeout: float = 30) -> httpx.Response:

@@ -18,19 +18,11 @@ import httpx
 import pytest
 from openapi_spec_validator import validate
 
-from tests.integration.test_ingest import AUTH, events_with_ids, ingest_service
+from tests.integration.test_ingest import AUTH, events_with_ids
 from tests.support import Service, missing_opened
 
 PACKAGE = "carealert_ingest_client"
 API_KEY = AUTH["Authorization"].removeprefix("Bearer ")
-
-
-@pytest.fixture(scope="module")
-def ingest(bootstrap: str, log_dir: Path) -> Iterator[Service]:
-    svc = ingest_service(bootstrap, log_dir)
-    svc.start()
-    yield svc
-    svc.stop()
 
 
 @pytest.fixture(scope="module")

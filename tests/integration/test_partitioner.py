@@ -21,7 +21,14 @@ from kafka import KafkaProducer
 from services.common import topics
 from services.common.partitioning import partition_for
 from tests.integration.test_rules_worker import produce, rules_service
-from tests.support import Service, make_event, missing_opened, read_topic, wait_until
+from tests.support import (
+    Service,
+    make_event,
+    missing_opened,
+    read_topic,
+    wait_for_records,
+    wait_until,
+)
 
 PARTITIONS = 6  # tests/conftest.py's broker creates the topics with six
 
@@ -92,3 +99,31 @@ def test_every_duty_is_resolved_whatever_partitioner_the_producer_used(
         found = re.search(r"^carealert_rules_events_rekeyed_total (\S+)$", text, re.M)
         forwarded += float(found.group(1)) if found else 0.0
     assert forwarded >= 3
+
+
+def test_a_forwarded_record_that_is_invalid_is_dead_lettered_where_its_producer_wrote_it(
+    workers: list[Service], bootstrap: str
+) -> None:
+    while True:  # a child whose CRC32 partition is not its murmur2 partition
+        child = f"C-{uuid.uuid4().hex[:8]}"
+        key = f"demo-agency:{child}".encode()
+        if binascii.crc32(key) % PARTITIONS != partition_for(key, PARTITIONS):
+            break
+    invalid = make_event("missing.opened", {"episode_id": "E-1"}, child_id=child)
+    delivered: list[Any] = []
+    producer = Producer({"bootstrap.servers": bootstrap})
+    producer.produce(
+        topics.EVENTS,
+        key=key,
+        value=json.dumps(invalid).encode(),
+        headers=[("x-agency-batch", b"b-9")],
+        on_delivery=lambda _err, msg: delivered.append(msg),
+    )
+    assert producer.flush(30) == 0
+    [msg] = delivered
+    [dead] = wait_for_records(bootstrap, topics.EVENTS_DLQ, lambda r: r.key == key)
+    assert dead.headers["source-topic"] == topics.EVENTS.encode()  # so `dlq replay` can use it
+    assert dead.headers["source-partition"] == str(msg.partition()).encode()
+    assert dead.headers["source-offset"] == str(msg.offset()).encode()
+    assert dead.headers["x-agency-batch"] == b"b-9"
+    assert "rekeyed-from-partition" not in dead.headers

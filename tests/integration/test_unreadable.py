@@ -15,7 +15,9 @@ import httpx
 from kafka import KafkaProducer
 
 from services.common import topics
+from services.common.escalations import Escalation
 from services.common.partitioning import partition_for
+from services.common.unreadable import MARK
 from tests.integration.notify_support import (
     make_escalation,
     publish,
@@ -24,7 +26,7 @@ from tests.integration.notify_support import (
 )
 from tests.integration.test_rules_worker import escalations_for, produce, rules_service
 from tests.integration.test_stall import STALL_ENV, stalled_gauge
-from tests.support import Service, missing_opened, read_topic, wait_until
+from tests.support import Service, missing_opened, read_topic, wait_for_records, wait_until
 
 PARTITIONS = 6
 NO_SNAPPY = {"CAREALERT_TEST_DISABLED_CODECS": "snappy", **STALL_ENV}
@@ -126,5 +128,88 @@ def test_notify_holds_the_partition_it_cannot_read_and_the_others_flow(
         )
         held_for_good(stack.service, "carealert_notify_unreadable_partitions")
         assert stack.mails_to("alex@agency.example", unreadable.escalation_id) == []
+    finally:
+        stack.stop()
+
+
+class NotUtf8(str):
+    """A header name kafka-python writes as bytes that are not UTF-8 (the broker accepts them;
+    a librdkafka producer can send the same)."""
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:  # noqa: ARG002
+        return b"\xff\xfe-name"
+
+
+def send_malformed(producer: KafkaProducer, topic: str, key: bytes, value: bytes) -> int:
+    sent = producer.send(topic, key=key, value=value, headers=[(NotUtf8("x"), b"1")])
+    return int(sent.get(timeout=10).offset)
+
+
+def test_rules_dead_letters_a_record_it_cannot_decode_and_reads_on(
+    bootstrap: str, log_dir: Path, producer: KafkaProducer, tmp_path: Path
+) -> None:
+    app_id = f"rules-bad-{uuid.uuid4().hex[:6]}"
+    skip_existing_records(bootstrap, app_id, topics.EVENTS)
+    before, bad, after = (missing_opened(child_id=child_on(1)) for _ in range(3))
+    elsewhere = missing_opened(child_id=child_on(avoid=1))
+    for event in (elsewhere, before):  # waiting in the same fetch as the bad record
+        produce(producer, event)
+    key = f"demo-agency:{bad['child_id']}".encode()
+    offset = send_malformed(producer, topics.EVENTS, key, json.dumps(bad).encode())
+    produce(producer, after)
+    worker = rules_service(bootstrap, log_dir, app_id, tmp_path / "w", **STALL_ENV)
+    worker.start()
+    try:
+        for event in (elsewhere, before, after):
+            escalations_for(bootstrap, event["child_id"], 3)
+        [dead] = wait_for_records(
+            bootstrap,
+            topics.EVENTS_DLQ,
+            lambda r: (
+                r.headers.get("source-partition") == b"1"
+                and r.headers.get("source-offset") == str(offset).encode()
+            ),
+        )
+        assert dead.headers["error"].startswith(b"record could not be decoded")
+        assert dead.value == b"" and MARK not in dead.headers
+        time.sleep(2)  # anything evaluated twice would have been written by now
+        for event in (elsewhere, before, after):
+            mine = [
+                r.json()
+                for r in read_topic(bootstrap, topics.ESCALATIONS)
+                if r.json().get("child_id") == event["child_id"]
+            ]
+            assert len(mine) == 3, "each event evaluated exactly once"
+        assert stalled_gauge(worker, "carealert_rules_unreadable_partitions") == 0
+        assert worker.proc is not None and worker.proc.poll() is None
+    finally:
+        worker.stop()
+
+
+def test_notify_dead_letters_a_record_it_cannot_decode_and_reads_on(
+    bootstrap: str, log_dir: Path, producer: KafkaProducer, tmp_path: Path
+) -> None:
+    stack = start_stack(bootstrap, log_dir, tmp_path)
+    try:
+        before, bad, after = (make_escalation(child_id=child_on(3)) for _ in range(3))
+        publish(producer, before)
+        offset = send_malformed(producer, topics.ESCALATIONS, bad.key.encode(), bad.to_bytes())
+        publish(producer, after)
+
+        def mailed(esc: Escalation) -> bool:
+            return bool(stack.mails_to("alex@agency.example", esc.escalation_id))
+
+        wait_until(lambda: mailed(before) and mailed(after), 30, "mail for both")
+        [dead] = wait_for_records(
+            bootstrap,
+            topics.ESCALATIONS_DLQ,
+            lambda r: (
+                r.headers.get("source-partition") == b"3"
+                and r.headers.get("source-offset") == str(offset).encode()
+            ),
+        )
+        assert dead.headers["error"].startswith(b"record could not be decoded")
+        assert stack.mails_to("alex@agency.example", bad.escalation_id) == []
+        assert len(stack.mails_to("alex@agency.example", before.escalation_id)) == 1
     finally:
         stack.stop()

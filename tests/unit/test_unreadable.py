@@ -6,9 +6,11 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
+from aiokafka import TopicPartition
 from aiokafka.errors import CorruptRecordException, UnsupportedCodecError
 
-from services.common.unreadable import Held, raised_partitions, reason_of
+from services.common.fetching import raised_partitions
+from services.common.unreadable import Held, reason_of
 
 
 def test_reasons_say_what_fixes_them() -> None:
@@ -49,11 +51,11 @@ def test_the_partition_whose_batches_raised_is_found() -> None:
     next(suspended)
     fetcher = SimpleNamespace(
         _records={
-            "p0": _buffered(suspended),
-            "p1": _buffered(raised),
-            "p2": _buffered(fresh),
-            "p3": _buffered(None),  # drained
-            "p4": SimpleNamespace(),  # a fetch error, not records
+            TopicPartition("t", 0): _buffered(suspended),
+            TopicPartition("t", 1): _buffered(raised),
+            TopicPartition("t", 2): _buffered(fresh),
+            TopicPartition("t", 3): _buffered(None),  # drained
+            TopicPartition("t", 4): SimpleNamespace(),  # a fetch error, not records
         }
     )
-    assert raised_partitions(fetcher) == ["p1"]
+    assert raised_partitions(fetcher) == [TopicPartition("t", 1)]
