@@ -50,7 +50,7 @@ from services.rules.core import ConflictingDuplicate, Engine, Tick
 from services.rules.metrics import RulesMetrics
 from services.rules.settings import RulesSettings
 from services.rules.state import ChildState
-from services.rules.transport import held_for
+from services.rules.transport import RulesApp
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def build_app(
     probe: OffsetsProbe,
     clock: Callable[[], datetime] = utc_now,
 ) -> faust.App:
-    app = faust.App(
+    app = RulesApp(
         settings.rules_app_id,
         **settings.kafka().faust(),
         store=settings.rules_store,
@@ -431,7 +431,7 @@ def build_app(
             )
         return progress
 
-    held = held_for(app)
+    held = app.held
 
     def excused() -> frozenset[PartitionKey]:
         """Held partitions (a record on them cannot be read): a restart would not help."""

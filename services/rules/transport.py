@@ -13,7 +13,6 @@ broker URL scheme is `carealert://host:port`.
 
 from __future__ import annotations
 
-import weakref
 from typing import Any, ClassVar
 
 import aiokafka
@@ -24,15 +23,17 @@ from faust.types import TP
 from services.common.fetching import positions, recover
 from services.common.unreadable import Held
 
-_HELD: weakref.WeakKeyDictionary[faust.App, Held] = weakref.WeakKeyDictionary()
 
+class RulesApp(faust.App):
+    """faust's App, with the partitions its consumer holds because their records need a codec
+    the worker lacks (services.common.unreadable): the consumer thread holds them, the
+    worker's health and stall watch read them."""
 
-def held_for(app: Any) -> Held:
-    """The partitions `app`'s consumer holds (one record on each cannot be read)."""
-    held = _HELD.get(app)
-    if held is None:
-        held = _HELD[app] = Held("rules")
-    return held
+    held: Held
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.held = Held("rules")
 
 
 class CommittedOnlyConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -61,7 +62,8 @@ class CommittedOnlyConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
                 consumer, active_partitions, timeout=timeout, max_records=max_records
             )
         except Exception as exc:  # recover() raises it again unless decoding a record raised
-            return await recover(consumer, before, exc, held_for(self.app))
+            app: RulesApp = self.app  # type: ignore[assignment]  # built by build_app
+            return await recover(consumer, before, exc, app.held)
 
 
 class CommittedOnlyConsumer(faust_aiokafka.Consumer):

@@ -63,7 +63,7 @@ def ncmec_reported(child: str) -> dict[str, Any]:
     )
 
 
-def test_every_duty_is_resolved_whatever_partitioner_the_producer_used(
+def test_every_duty_is_discharged_whatever_partitioner_the_producer_used(
     workers: list[Service], bootstrap: str, producer: KafkaProducer
 ) -> None:
     children = [f"C-{uuid.uuid4().hex[:8]}" for _ in range(12)]
@@ -76,23 +76,24 @@ def test_every_duty_is_resolved_whatever_partitioner_the_producer_used(
     librdkafka_produce(bootstrap, [missing_opened(child_id=c) for c in all_librdkafka])
     librdkafka_produce(bootstrap, [ncmec_reported(c) for c in children])
 
-    def resolved() -> set[str]:
-        return {
-            r.json()["child_id"]
-            for r in read_topic(bootstrap, topics.ESCALATIONS)
-            if r.json().get("child_id") in children
-            and r.json()["rule_id"] == "federal.report-ncmec"
-            and r.json()["status"] == "resolved"
-        }
+    def every_ncmec_duty_discharged() -> bool:
+        """For every child, once its missing.opened was evaluated (its law-enforcement duty
+        fired): its NCMEC duty fired and was resolved, or never fired (a report evaluated
+        before the opening, having come through another partition, discharges it first)."""
+        statuses: dict[tuple[str, str], list[str]] = {}
+        for r in read_topic(bootstrap, topics.ESCALATIONS):
+            e = r.json()
+            if e.get("child_id") in children:
+                statuses.setdefault((e["child_id"], e["rule_id"]), []).append(e["status"])
+        for child in children:
+            ncmec = statuses.get((child, "federal.report-ncmec"), [])
+            assert ncmec.count("firing") <= 1, "one state per child, not one per partition"
+            opened = (child, "federal.report-law-enforcement") in statuses
+            if not opened or ncmec.count("firing") > ncmec.count("resolved"):
+                return False
+        return True
 
-    wait_until(lambda: resolved() == set(children), 90, "every NCMEC duty resolved")
-    firing = [
-        r.json()
-        for r in read_topic(bootstrap, topics.ESCALATIONS)
-        if r.json().get("child_id") in children and r.json()["rule_id"] == "federal.report-ncmec"
-    ]
-    # one firing and one resolved per child: no child has two states on two partitions
-    assert sorted(e["child_id"] for e in firing if e["status"] == "firing") == sorted(children)
+    wait_until(every_ncmec_duty_discharged, 90, "every NCMEC duty discharged")
     forwarded = 0.0
     for svc in workers:
         text = httpx.get(f"{svc.url}/metrics", timeout=5).text

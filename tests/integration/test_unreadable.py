@@ -26,7 +26,7 @@ from tests.integration.notify_support import (
 )
 from tests.integration.test_rules_worker import escalations_for, produce, rules_service
 from tests.integration.test_stall import STALL_ENV, stalled_gauge
-from tests.support import Service, missing_opened, read_topic, wait_for_records, wait_until
+from tests.support import Record, Service, missing_opened, read_topic, wait_for_records, wait_until
 
 PARTITIONS = 6
 NO_SNAPPY = {"CAREALERT_TEST_DISABLED_CODECS": "snappy", **STALL_ENV}
@@ -145,6 +145,20 @@ def send_malformed(producer: KafkaProducer, topic: str, key: bytes, value: bytes
     return int(sent.get(timeout=10).offset)
 
 
+def undecodable_dead_letter(bootstrap: str, dlq: str, partition: int, offset: int) -> Record:
+    """The dead letter standing in for the record at (partition, offset)."""
+    [dead] = wait_for_records(
+        bootstrap,
+        dlq,
+        lambda r: (
+            r.headers.get("source-partition") == str(partition).encode()
+            and r.headers.get("source-offset") == str(offset).encode()
+        ),
+    )
+    assert dead.headers["error"].startswith(b"record could not be decoded")
+    return dead
+
+
 def test_rules_dead_letters_a_record_it_cannot_decode_and_reads_on(
     bootstrap: str, log_dir: Path, producer: KafkaProducer, tmp_path: Path
 ) -> None:
@@ -162,15 +176,7 @@ def test_rules_dead_letters_a_record_it_cannot_decode_and_reads_on(
     try:
         for event in (elsewhere, before, after):
             escalations_for(bootstrap, event["child_id"], 3)
-        [dead] = wait_for_records(
-            bootstrap,
-            topics.EVENTS_DLQ,
-            lambda r: (
-                r.headers.get("source-partition") == b"1"
-                and r.headers.get("source-offset") == str(offset).encode()
-            ),
-        )
-        assert dead.headers["error"].startswith(b"record could not be decoded")
+        dead = undecodable_dead_letter(bootstrap, topics.EVENTS_DLQ, 1, offset)
         assert dead.value == b"" and MARK not in dead.headers
         time.sleep(2)  # anything evaluated twice would have been written by now
         for event in (elsewhere, before, after):
@@ -200,15 +206,7 @@ def test_notify_dead_letters_a_record_it_cannot_decode_and_reads_on(
             return bool(stack.mails_to("alex@agency.example", esc.escalation_id))
 
         wait_until(lambda: mailed(before) and mailed(after), 30, "mail for both")
-        [dead] = wait_for_records(
-            bootstrap,
-            topics.ESCALATIONS_DLQ,
-            lambda r: (
-                r.headers.get("source-partition") == b"3"
-                and r.headers.get("source-offset") == str(offset).encode()
-            ),
-        )
-        assert dead.headers["error"].startswith(b"record could not be decoded")
+        undecodable_dead_letter(bootstrap, topics.ESCALATIONS_DLQ, 3, offset)
         assert stack.mails_to("alex@agency.example", bad.escalation_id) == []
         assert len(stack.mails_to("alex@agency.example", before.escalation_id)) == 1
     finally:
