@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime
 
 from services.common.events import AgencyId, Id, Jurisdiction, LongText, MultiLineText, Text
+from services.common.models import Strict
 
 Severity = Literal["critical", "high", "medium", "low", "info"]
 SEVERITIES: tuple[Severity, ...] = ("info", "low", "medium", "high", "critical")
@@ -36,12 +36,11 @@ RECIPIENT_CLASSES: frozenset[str] = frozenset(RecipientClass.__args__)  # type: 
 # with a CR, LF, NUL, bidi or zero-width character is dead-lettered, not sent.
 
 
-class Subject(BaseModel):
+class Subject(Strict):
     """What law enforcement and NCMEC need to look for the child (docs/domain.md, "Who gets what").
     Only present on escalations about a missing episode; templates choose what each recipient
     class may see."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     name: Text | None = None
     aliases: tuple[Text, ...] = ()
     date_of_birth: Text | None = None
@@ -55,9 +54,7 @@ class Subject(BaseModel):
     immediate_risks: tuple[Text, ...] = ()
 
 
-class Escalation(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class Escalation(Strict):
     escalation_id: Id
     status: Status
     rule_id: Id
@@ -87,8 +84,3 @@ class Escalation(BaseModel):
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()
-
-
-def escalation_id(*parts: str) -> str:
-    """A deterministic id: the same parts always give the same 32 hex characters."""
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]

@@ -17,7 +17,6 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     AwareDatetime,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -28,6 +27,8 @@ from pydantic import (
 )
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import PydanticCustomError
+
+from services.common import models
 
 USPS_STATES = frozenset(
     "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH "
@@ -239,7 +240,7 @@ ScreeningTool = Literal["cse_it", "tvit", "state_tool", "other"]
 ScreeningResult = Literal["no_concern", "possible_concern", "clear_concern"]
 
 
-class Strict(BaseModel):
+class Strict(models.Strict):
     """Base for everything a person or an agency system writes: unknown fields are errors,
     and nothing is coerced ("yes" is not a bool, "1" is not a number)."""
 

@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from services.common import tracing
+from services.common.bearer import bearer_token
 from services.common.canary import is_canary
 from services.common.events import (
     EVENT_ADAPTER,
@@ -64,16 +65,15 @@ class ApiError(Exception):
 
 
 def _bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_token(request.headers.get("authorization"))
+    if token is None:
         raise ApiError(
             401,
             "unauthorized",
             "missing API key: send 'Authorization: Bearer <api key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    return token.strip()
+    return token
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -8,16 +8,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict
 
+from services.common.bearer import bearer_token
+from services.common.models import Strict
 from services.notify.ledger import Ledger
 from services.notify.metrics import NotifyMetrics
 from services.notify.plan import check_ack_token
 from services.notify.settings import NotifySettings
 
 
-class AckIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AckIn(Strict):
     receiver: str
     token: str
     note: str | None = None
@@ -38,11 +38,11 @@ def create_api(
     secret = settings.ack_secret.get_secret_value()
 
     def operator(request: Request) -> None:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        token = bearer_token(request.headers.get("authorization"))
         expected = settings.notify_api_token.get_secret_value().encode()
         # Compared as bytes: any header value, non-ASCII included, is a 401, never a 500.
-        presented = token.strip().encode("utf-8", "surrogateescape")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(presented, expected):
+        presented = (token or "").encode("utf-8", "surrogateescape")
+        if token is None or not hmac.compare_digest(presented, expected):
             raise HTTPException(
                 401, "missing or unknown API token", headers={"WWW-Authenticate": "Bearer"}
             )

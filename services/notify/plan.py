@@ -12,14 +12,14 @@ from typing import Any
 from urllib.parse import quote
 
 from services.common.escalations import Escalation
+from services.common.ids import stable_id
+from services.common.ladder import climbed
 from services.notify.routing import ReceiverSpec, Routing, StaffContact, Target
-
-LEVELS = ("caseworker", "supervisor", "director")
 
 
 def notification_id(escalation_id: str, receiver: str, step: str) -> str:
     """Deterministic: the same (escalation, receiver, step) always has the same id."""
-    return hashlib.sha256(f"{escalation_id}\x1f{receiver}\x1f{step}".encode()).hexdigest()[:32]
+    return stable_id(escalation_id, receiver, step)
 
 
 def ack_token(secret: str, escalation_id: str, receiver: str, expires: int) -> str:
@@ -100,14 +100,8 @@ class RetryPolicy:
 
 
 def widen_classes(classes: tuple[str, ...], levels: int) -> tuple[str, ...]:
-    """Recipient classes after `levels` escalation steps: caseworker → supervisor → director."""
-    out = list(classes)
-    for _ in range(levels):
-        top = max((LEVELS.index(c) for c in out if c in LEVELS), default=-1)
-        if top + 1 >= len(LEVELS):
-            break
-        out.append(LEVELS[top + 1])
-    return tuple(dict.fromkeys(out))
+    """Recipient classes after `levels` escalation steps (services.common.ladder)."""
+    return climbed(classes, levels)
 
 
 @dataclass

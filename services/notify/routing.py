@@ -21,12 +21,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from services.common import yamlio
 from services.common.config import ConfigInvalid, ConfigProblem
 from services.common.durations import parse_duration
 from services.common.escalations import RECIPIENT_CLASSES, SEVERITIES, Escalation
+from services.common.models import Strict
 
 LABELS = ("severity", "rule_id", "recipient_class", "agency", "state", "county", "status")
 KNOWN_VALUES: Mapping[str, frozenset[str]] = {
@@ -34,10 +35,6 @@ KNOWN_VALUES: Mapping[str, frozenset[str]] = {
     "recipient_class": RECIPIENT_CLASSES,
     "status": frozenset({"firing", "resolved"}),
 }
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class EmailTarget(Strict):

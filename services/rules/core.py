@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from services.common.escalations import Escalation, Severity, Subject, escalation_id
+from services.common.escalations import Escalation, Severity, Subject
 from services.common.events import EventBase, Jurisdiction, event_bytes
+from services.common.ids import stable_id
+from services.common.ladder import one_up
 from services.rules.matcher import Matcher
 from services.rules.policy import Policy, Rule, severity_above
 from services.rules.state import (
@@ -55,17 +57,10 @@ class Tick:
 
 Input = EventBase | Tick
 
-_WIDEN = {"caseworker": ("supervisor",), "supervisor": ("director",)}
-
 
 def widen(recipients: tuple[str, ...]) -> tuple[str, ...]:
-    """Add the next level up: caseworker → supervisor → director."""
-    out = list(recipients)
-    for r in recipients:
-        for up in _WIDEN.get(r, ()):
-            if up not in out:
-                out.append(up)
-    return tuple(out)
+    """Add the next level up (services.common.ladder)."""
+    return one_up(recipients)
 
 
 def _bound_open(st: ChildState) -> None:
@@ -307,7 +302,7 @@ class Engine:
         evidence: dict[str, Any],
         now: datetime,
     ) -> Escalation:
-        esc_id = escalation_id(st.agency_id, st.child_id, rule.id, scope_key, trigger_event_id)
+        esc_id = stable_id(st.agency_id, st.child_id, rule.id, scope_key, trigger_event_id)
         overdue = rule.overdue
         esc = OpenEscalation(
             escalation_id=esc_id,
@@ -374,7 +369,7 @@ class Engine:
                 continue
             if esc.overdue_severity is None:
                 continue
-            esc.overdue_id = escalation_id(esc.escalation_id, "overdue")
+            esc.overdue_id = stable_id(esc.escalation_id, "overdue")
             out.append(self._emit(st, self._overdue_view(esc), "firing", now))
         return out
 

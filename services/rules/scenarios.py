@@ -32,20 +32,17 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
+from pydantic import AwareDatetime, ValidationError
 
 from services.common import yamlio
 from services.common.durations import parse_duration
 from services.common.escalations import Escalation
 from services.common.events import EventInvalid, parse_event_obj
+from services.common.models import Strict
 from services.rules.core import ConflictingDuplicate, Engine
 from services.rules.offline import VirtualRun
 
 OFFSET_RE = re.compile(r"^[+-]?(\d+d)?(\d+h)?(\d+m)?$")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ChildDefaults(Strict):
