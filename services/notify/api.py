@@ -11,9 +11,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.common.bearer import bearer_token
 from services.common.models import Strict
+from services.notify.acks import check_ack_token
 from services.notify.ledger import Ledger
 from services.notify.metrics import NotifyMetrics
-from services.notify.plan import check_ack_token
 from services.notify.settings import NotifySettings
 
 

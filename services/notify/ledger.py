@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.common import topics
 from services.common.kafka import KafkaClient, partition_counts
-from services.notify.plan import OpenEntry
+from services.notify.records import OpenEntry
 
 log = logging.getLogger(__name__)
 

@@ -34,20 +34,16 @@ from services.common.escalations import Escalation
 from services.common.fetching import positions, recover
 from services.common.kafka import retry_delay_s, transient
 from services.common.unreadable import MARK, Held
+from services.notify.acks import ack_url
+from services.notify.addresses import NoContact, resolve_address
 from services.notify.canary import canary_returned
 from services.notify.channels.base import Channel, Delivery, DeliveryError
 from services.notify.ledger import Ledger
 from services.notify.metrics import NotifyMetrics
-from services.notify.plan import (
-    NoContact,
-    OpenEntry,
-    RetryPolicy,
-    ack_url,
-    due_steps,
-    notification_id,
-    resolve_address,
-)
+from services.notify.records import OpenEntry, notification_id
+from services.notify.retry import RetryPolicy
 from services.notify.routing import Routing, Target
+from services.notify.schedule import due_steps
 from services.notify.templates import Templates, context_for
 
 log = logging.getLogger(__name__)

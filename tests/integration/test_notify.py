@@ -16,7 +16,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from services.common import topics, tracing
 from services.common.dlq import TOMBSTONE_REASON
-from services.notify.plan import ack_token
+from services.notify.acks import ack_token
 from tests.integration.notify_support import (
     ACK_SECRET,
     API_TOKEN,

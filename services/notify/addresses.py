@@ -1,0 +1,40 @@
+"""Where a receiver's message goes for one escalation: its channel and address. Pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.common.escalations import Escalation
+from services.notify.routing import ReceiverSpec, StaffContact
+
+
+class NoContact(Exception):
+    """The receiver has no address for this escalation (e.g. unknown caseworker, no fallback)."""
+
+
+def resolve_address(
+    spec: ReceiverSpec, esc: Escalation, staff: dict[str, StaffContact] | Any
+) -> tuple[str, str, Any]:
+    """(channel, address, channel options) for a receiver and an escalation."""
+
+    def staff_field(role: str, attr: str) -> str | None:
+        staff_id = esc.caseworker_id if role == "caseworker" else esc.supervisor_id
+        contact = staff.get(staff_id) if staff_id else None
+        value = getattr(contact, attr, None) if contact else None
+        return value if isinstance(value, str) else None
+
+    if spec.email is not None:
+        e = spec.email
+        address = e.to or (staff_field(e.to_staff, "email") if e.to_staff else None) or e.fallback
+        if not address:
+            raise NoContact("no_contact")
+        return "email", address, e
+    if spec.webhook is not None:
+        return "webhook", spec.webhook.url, spec.webhook
+    if spec.sms is not None:
+        s = spec.sms
+        address = s.to or (staff_field(s.to_staff, "sms") if s.to_staff else None) or s.fallback
+        if not address:
+            raise NoContact("no_contact")
+        return "sms", address, s
+    raise NoContact("no_channel")
