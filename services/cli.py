@@ -140,7 +140,7 @@ def _replay(path: Path, directory: Path, until: str | None) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     import httpx
 
-    from services.common.simulate import SimConfig, generate, to_jsonl
+    from services.localdev.simulate import SimConfig, generate, to_jsonl
 
     events = generate(
         SimConfig(children=args.children, days=args.days, seed=args.seed, agency_id=args.agency)
@@ -255,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sinks":
             import os
 
-            from services.notify.sinks import run_sinks
+            from services.localdev.sinks import run_sinks
 
             run_sinks(
                 args.smtp_port, args.http_port, args.dir, os.environ.get("CAREALERT_WEBHOOK_SECRET")

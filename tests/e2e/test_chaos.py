@@ -24,7 +24,7 @@ import httpx
 
 from services.common import topics
 from services.common.escalations import Escalation
-from services.common.simulate import SimConfig, generate
+from services.localdev.simulate import SimConfig, generate
 from services.notify.records import notification_id
 from services.notify.routing import load_routing
 from tests.integration.notify_support import start_stack

@@ -14,7 +14,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from services.common import topics
 from services.common.escalations import Escalation
-from services.notify.sinks import HttpSink, SmtpSink
+from services.localdev.sinks import HttpSink, SmtpSink
 from tests.support import Service, free_port
 
 ROOT = Path(__file__).resolve().parents[2]

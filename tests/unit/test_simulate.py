@@ -6,7 +6,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from services.common.events import parse_event_obj
-from services.common.simulate import SimConfig, generate
+from services.localdev.simulate import SimConfig, generate
 
 END = datetime(2026, 11, 24, tzinfo=UTC)
 
