@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -39,7 +38,6 @@ class Ledger:
         self.open: dict[str, OpenEntry] = {}
         self.acks: dict[str, dict[str, Any]] = {}
         self._consumer: AIOKafkaConsumer | None = None
-        self.on_ack: Callable[[str], None] | None = None
 
     def _apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         try:
@@ -70,8 +68,6 @@ class Ledger:
             self.acks[k] = ack
             if k in self.open:
                 self.open[k].acked_by = ack.get("receiver")
-            if self.on_ack:
-                self.on_ack(k)
 
     async def load(self) -> None:
         """Read the three topics to their current end."""

@@ -67,11 +67,6 @@ class RulesMetrics:
             ["topic", "partition"],
             registry=registry,
         )
-        self.overdue_open = Gauge(
-            "carealert_rules_overdue_duties_open",
-            "Open escalations past their due time on this worker's partitions.",
-            registry=registry,
-        )
         self.stalled = Gauge(
             "carealert_rules_stalled_partitions",
             "Owned partitions with records waiting whose position has not moved for the stall"

@@ -4,7 +4,6 @@ tests of `carealert policy test` both use `VirtualRun`."""
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from services.common.escalations import Escalation
@@ -59,13 +58,3 @@ class VirtualRun:
             self.states[event.key] = new
         self._schedule(event.key)
         return out + emitted
-
-
-def replay(
-    engine: Engine, events: Iterable[EventBase], until: datetime | None = None
-) -> Iterator[Escalation]:
-    run = VirtualRun(engine)
-    for event in events:
-        yield from run.apply(event)
-    if until is not None:
-        yield from run.advance(until)
