@@ -81,7 +81,8 @@ def _policy_test(directory: Path) -> int:
     if policy_problems(directory):
         return _policy_check(directory)
     policy = load_policy(directory)
-    from services.notify.routing import load_routing, run_routing_cases
+    from services.notify.routing import load_routing
+    from services.notify.routing_cases import run_routing_cases
     from services.rules.scenarios import ScenarioResult
 
     results = run_directory(Engine(policy), directory)

@@ -28,6 +28,9 @@ from services.common.config import ConfigInvalid, ConfigProblem
 from services.common.durations import parse_duration
 from services.common.escalations import RECIPIENT_CLASSES, SEVERITIES, Escalation
 from services.common.models import Strict
+from services.notify.channels.email import EmailTarget
+from services.notify.channels.sms import SmsTarget
+from services.notify.channels.webhook import WebhookTarget
 
 LABELS = ("severity", "rule_id", "recipient_class", "agency", "state", "county", "status")
 KNOWN_VALUES: Mapping[str, frozenset[str]] = {
@@ -35,26 +38,6 @@ KNOWN_VALUES: Mapping[str, frozenset[str]] = {
     "recipient_class": RECIPIENT_CLASSES,
     "status": frozenset({"firing", "resolved"}),
 }
-
-
-class EmailTarget(Strict):
-    to: str | None = None
-    to_staff: Literal["caseworker", "supervisor"] | None = None
-    fallback: str | None = None  # used when the staff member has no address on file
-
-
-class WebhookTarget(Strict):
-    url: str = Field(pattern=r"^https?://")
-    secret_env: str | None = None
-    timeout_s: float = Field(default=5.0, gt=0, le=60)
-
-
-class SmsTarget(Strict):
-    gateway_url: str = Field(pattern=r"^https?://")
-    to: str | None = None
-    to_staff: Literal["caseworker", "supervisor"] | None = None
-    fallback: str | None = None
-    timeout_s: float = Field(default=5.0, gt=0, le=60)
 
 
 class ReceiverSpec(Strict):
@@ -325,40 +308,3 @@ def load_routing(path: Path) -> Routing:
         agency_contact=parsed.agency_contact,
         shelter_photo=parsed.shelter_photo,
     )
-
-
-class RoutingCase(Strict):
-    name: str
-    labels: dict[str, str]
-    receivers: list[str]
-
-
-def run_routing_cases(routing: Routing, directory: Path) -> list[tuple[str, str, tuple[str, ...]]]:
-    """Run the `routing_cases:` of every `directory/*.yaml`: each case's labels must reach
-    exactly the listed receivers, in order. Returns (file, case name, failures)."""
-    out: list[tuple[str, str, tuple[str, ...]]] = []
-    for path in sorted(directory.glob("*.yaml")):
-        raw = yamlio.load(path.read_text())
-        if not isinstance(raw, dict) or "routing_cases" not in raw:
-            continue
-        for i, item in enumerate(raw["routing_cases"] or []):
-            try:
-                case = RoutingCase.model_validate(item)
-            except ValidationError as exc:
-                out.append(
-                    (path.name, f"routing_cases.{i}", (f"invalid case: {exc.errors()[0]['msg']}",))
-                )
-                continue
-            unknown = sorted(set(case.labels) - set(LABELS))
-            if unknown:
-                out.append((path.name, case.name, (f"unknown labels {unknown}",)))
-                continue
-            labels = dict.fromkeys(LABELS, "") | {"status": "firing"} | case.labels
-            got = list(dict.fromkeys(node.receiver for node in routing.match(labels)))
-            failures = (
-                ()
-                if got == case.receivers
-                else (f"expected receivers {case.receivers}, got {got}",)
-            )
-            out.append((path.name, case.name, failures))
-    return out

@@ -226,7 +226,7 @@ def load_scenarios(path: Path) -> list[Scenario]:
     """A scenario file holds one scenario or a list under `scenarios:`."""
     raw = yamlio.load(path.read_text())
     if isinstance(raw, dict) and "routing_cases" in raw and "scenarios" not in raw:
-        return []  # routing cases only: run by services.notify.routing.run_routing_cases
+        return []  # routing cases only: run by services.notify.routing_cases.run_routing_cases
     items = raw["scenarios"] if isinstance(raw, dict) and "scenarios" in raw else [raw]
     return [Scenario.model_validate(item) for item in items]
 

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import email.utils
 from email.message import EmailMessage
+from typing import Literal
 
 import aiosmtplib
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from services.common.models import Strict
 from services.notify.channels.base import Delivery, DeliveryError
+
+
+class EmailTarget(Strict):
+    """A receiver's email settings in rules/routing.yaml."""
+
+    to: str | None = None
+    to_staff: Literal["caseworker", "supervisor"] | None = None
+    fallback: str | None = None  # used when the staff member has no address on file
 
 
 class SmtpConfig(BaseModel):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 import httpx
+from pydantic import Field
 
+from services.common.models import Strict
 from services.notify.channels.base import Delivery, DeliveryError, post_json
 
 MAX_SMS = 320
@@ -15,6 +18,16 @@ def sms_text(delivery: Delivery) -> str:
     ack = delivery.message.data.get("ack_url")
     text = delivery.message.subject + (f" Ack: {ack}" if ack else "")
     return text[:MAX_SMS]
+
+
+class SmsTarget(Strict):
+    """A receiver's SMS gateway settings in rules/routing.yaml."""
+
+    gateway_url: str = Field(pattern=r"^https?://")
+    to: str | None = None
+    to_staff: Literal["caseworker", "supervisor"] | None = None
+    fallback: str | None = None
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
 
 
 class SmsChannel:

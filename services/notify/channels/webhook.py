@@ -15,15 +15,24 @@ import time
 from collections.abc import Callable, Mapping
 
 import httpx
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from services.common import tracing
+from services.common.models import Strict
 from services.notify.channels.base import Delivery, DeliveryError, post_json
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
     mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
     return "sha256=" + mac.hexdigest()
+
+
+class WebhookTarget(Strict):
+    """A receiver's webhook settings in rules/routing.yaml."""
+
+    url: str = Field(pattern=r"^https?://")
+    secret_env: str | None = None
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
 
 
 class WebhookChannel:
