@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
@@ -38,12 +38,12 @@ from services.notify.acks import ack_url
 from services.notify.addresses import NoContact, resolve_address
 from services.notify.canary import canary_returned
 from services.notify.channels.base import Channel, Delivery, DeliveryError
-from services.notify.ledger import Ledger
 from services.notify.metrics import NotifyMetrics
 from services.notify.records import OpenEntry, notification_id
 from services.notify.retry import RetryPolicy
 from services.notify.routing import Routing, Target
 from services.notify.schedule import due_steps
+from services.notify.store import NotificationLog, RecordWriter
 from services.notify.templates import Templates, context_for
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,8 @@ class Notifier:
         routing: Routing,
         templates: Templates,
         channels: dict[str, Channel],
-        ledger: Ledger,
-        producer: AIOKafkaProducer,
+        ledger: NotificationLog,
+        producer: RecordWriter,
         metrics: NotifyMetrics,
         retry: RetryPolicy,
         ack_secret: str,
