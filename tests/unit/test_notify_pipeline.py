@@ -18,11 +18,11 @@ from services.common import topics
 from services.common.escalations import Escalation
 from services.notify.channels.base import Delivery, DeliveryError
 from services.notify.metrics import NotifyMetrics
+from services.notify.pipeline import Notifier
 from services.notify.retry import RetryPolicy
 from services.notify.routing import Routing, load_routing
 from services.notify.store import MemoryNotificationLog, MemoryRecordWriter
 from services.notify.templates import Templates
-from services.notify.worker import Notifier
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
