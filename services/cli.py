@@ -38,7 +38,7 @@ def _apikey_new(agency_id: str, label: str) -> int:
 
 def policy_problems(directory: Path) -> list[str]:
     """Every problem in the policy directory: rules, overlays, risk, routing, templates."""
-    from services.notify.routing import RoutingInvalid, load_routing
+    from services.notify.config import RoutingInvalid, load_routing
     from services.notify.templates import check_templates
     from services.rules.policy import PolicyInvalid, load_policy
 
@@ -81,7 +81,7 @@ def _policy_test(directory: Path) -> int:
     if policy_problems(directory):
         return _policy_check(directory)
     policy = load_policy(directory)
-    from services.notify.routing import load_routing
+    from services.notify.config import load_routing
     from services.notify.routing_cases import run_routing_cases
     from services.rules.scenarios import ScenarioResult
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.common.escalations import Escalation
-from services.notify.routing import ReceiverSpec, StaffContact
+from services.notify.config import ReceiverSpec, StaffContact
 
 
 class NoContact(Exception):

@@ -29,11 +29,12 @@ from services.notify.channels.base import Channel
 from services.notify.channels.email import SmtpChannel, SmtpConfig
 from services.notify.channels.sms import SmsChannel
 from services.notify.channels.webhook import WebhookChannel
+from services.notify.config import load_routing
 from services.notify.ledger import Ledger, wait_stopped
 from services.notify.metrics import NotifyMetrics
 from services.notify.pipeline import Notifier
 from services.notify.retry import RetryPolicy
-from services.notify.routing import Routing, load_routing
+from services.notify.routing import Routing
 from services.notify.settings import NotifySettings
 from services.notify.templates import Templates
 from services.notify.worker import consume

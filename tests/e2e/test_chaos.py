@@ -25,8 +25,8 @@ import httpx
 from services.common import topics
 from services.common.escalations import Escalation
 from services.localdev.simulate import SimConfig, generate
+from services.notify.config import load_routing
 from services.notify.records import notification_id
-from services.notify.routing import load_routing
 from tests.integration.notify_support import start_stack
 from tests.integration.test_ingest import ingest_service
 from tests.integration.test_rules_worker import rules_service

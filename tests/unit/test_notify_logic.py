@@ -13,9 +13,9 @@ import pytest
 from services.common.escalations import Escalation, Subject
 from services.notify.acks import ack_token, ack_url, check_ack_token
 from services.notify.addresses import resolve_address
+from services.notify.config import RoutingInvalid, load_routing
 from services.notify.records import OpenEntry, notification_id
 from services.notify.retry import RetryPolicy
-from services.notify.routing import RoutingInvalid, load_routing
 from services.notify.schedule import due_steps, widen_classes
 from services.notify.templates import Templates, age_band, context_for, sample_escalation
 

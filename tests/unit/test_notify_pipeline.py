@@ -17,10 +17,11 @@ from prometheus_client import CollectorRegistry
 from services.common import topics
 from services.common.escalations import Escalation
 from services.notify.channels.base import Delivery, DeliveryError
+from services.notify.config import load_routing
 from services.notify.metrics import NotifyMetrics
 from services.notify.pipeline import Notifier
 from services.notify.retry import RetryPolicy
-from services.notify.routing import Routing, load_routing
+from services.notify.routing import Routing
 from services.notify.store import MemoryNotificationLog, MemoryRecordWriter
 from services.notify.templates import Templates
 
