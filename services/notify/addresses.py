@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 from services.common.escalations import Escalation
+from services.common.models import Strict
 from services.notify.config import ReceiverSpec, StaffContact
 
 
@@ -13,15 +14,16 @@ class NoContact(Exception):
 
 
 def resolve_address(
-    spec: ReceiverSpec, esc: Escalation, staff: dict[str, StaffContact] | Any
-) -> tuple[str, str, Any]:
-    """(channel, address, channel options) for a receiver and an escalation."""
+    spec: ReceiverSpec, esc: Escalation, staff: Mapping[str, StaffContact]
+) -> tuple[str, str, Strict]:
+    """(channel, address, the receiver's channel settings) for a receiver and an escalation."""
 
-    def staff_field(role: str, attr: str) -> str | None:
+    def staff_field(role: str, channel: str) -> str | None:
         staff_id = esc.caseworker_id if role == "caseworker" else esc.supervisor_id
         contact = staff.get(staff_id) if staff_id else None
-        value = getattr(contact, attr, None) if contact else None
-        return value if isinstance(value, str) else None
+        if contact is None:
+            return None
+        return contact.email if channel == "email" else contact.sms
 
     if spec.email is not None:
         e = spec.email

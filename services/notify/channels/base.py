@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import httpx
 
+from services.common.models import Strict
 from services.notify.templates import Message
 
 
@@ -28,7 +29,7 @@ class Delivery:
     recipient_class: str
     address: str  # email address, phone number or URL
     message: Message
-    options: Any = None  # the receiver's channel config (e.g. WebhookTarget)
+    options: Strict | None = None  # the receiver's channel settings (e.g. WebhookTarget)
 
 
 class Channel(Protocol):

@@ -39,7 +39,9 @@ class SmsChannel:
     async def send(self, delivery: Delivery) -> None:
         if not delivery.address.lstrip("+").isdigit():
             raise DeliveryError("bad_address", retryable=False)
-        gateway = delivery.options.gateway_url
+        target = delivery.options
+        if not isinstance(target, SmsTarget):  # a receiver without SMS settings
+            raise DeliveryError("no_channel", retryable=False)
         body = json.dumps(
             {
                 "to": delivery.address,
@@ -48,4 +50,4 @@ class SmsChannel:
             }
         ).encode()
         headers = {"Idempotency-Key": delivery.notification_id}
-        await post_json(self.client, gateway, body, headers, delivery.options.timeout_s)
+        await post_json(self.client, target.gateway_url, body, headers, target.timeout_s)

@@ -27,12 +27,15 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
+DEFAULT_TIMEOUT_S = 5.0
+
+
 class WebhookTarget(Strict):
     """A receiver's webhook settings in rules/routing.yaml."""
 
     url: str = Field(pattern=r"^https?://")
     secret_env: str | None = None
-    timeout_s: float = Field(default=5.0, gt=0, le=60)
+    timeout_s: float = Field(default=DEFAULT_TIMEOUT_S, gt=0, le=60)
 
 
 class WebhookChannel:
@@ -73,11 +76,11 @@ class WebhookChannel:
         parent = tracing.current.get()
         if parent is not None:  # the receiver's tracing joins the agency's trace
             headers[tracing.HEADER] = tracing.child(parent, delivery.notification_id)
-        secret_env = getattr(delivery.options, "secret_env", None)
-        if secret_env:
-            secret = self.secrets.get(secret_env)
+        target = delivery.options if isinstance(delivery.options, WebhookTarget) else None
+        if target is not None and target.secret_env:
+            secret = self.secrets.get(target.secret_env)
             if secret is None:
                 raise DeliveryError("no_secret", retryable=False)
             headers["X-Carealert-Signature"] = sign(secret.get_secret_value(), timestamp, body)
-        timeout = getattr(delivery.options, "timeout_s", 5.0)
+        timeout = target.timeout_s if target is not None else DEFAULT_TIMEOUT_S
         await post_json(self.client, delivery.address, body, headers, timeout)
