@@ -74,7 +74,13 @@ class ReplayRefused(ValueError):
 class DeadLetter:
     key: bytes | None
     value: bytes
-    headers: dict[str, bytes]
+    headers: tuple[tuple[str, bytes], ...]
+    """In the order they were written (names may repeat)."""
+
+    def header(self, name: str) -> bytes | None:
+        """The last header of that name (ours are written last), or None."""
+        found = [value for key, value in self.headers if key == name]
+        return found[-1] if found else None
 
 
 def _check_event(value: bytes, key: bytes | None) -> None:
@@ -103,7 +109,7 @@ CHECKS: dict[str, Callable[[bytes, bytes | None], None]] = {
 
 def checked_replay(dead: DeadLetter, fixed: bytes | None) -> tuple[str, bytes | None, bytes]:
     """(source topic, key, value) to publish, or ReplayRefused. Pure."""
-    source = dead.headers.get("source-topic", b"").decode(errors="replace")
+    source = (dead.header("source-topic") or b"").decode(errors="replace")
     if source not in CHECKS:
         raise ReplayRefused("the record has no source-topic header carealert can replay to")
     value = fixed if fixed is not None else dead.value
@@ -126,7 +132,7 @@ def read_dead_letter(
         batch = consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=1)
         for record in batch.get(tp, []):
             if record.offset == offset:
-                return DeadLetter(record.key, record.value or b"", dict(record.headers or []))
+                return DeadLetter(record.key, record.value or b"", tuple(record.headers or ()))
         raise ReplayRefused(f"no record at {dlq_topic} partition {partition} offset {offset}")
     finally:
         consumer.close()
@@ -136,7 +142,7 @@ def original_headers(dead: DeadLetter) -> list[tuple[str, bytes]]:
     """The headers the record had before it was dead-lettered (ours removed, renamed ones
     restored), so a replayed record travels on with its trace context. Pure."""
     out: list[tuple[str, bytes]] = []
-    for name, value in dead.headers.items():
+    for name, value in dead.headers:
         if name in OURS:
             continue
         renamed = name.removeprefix(ORIGINAL_PREFIX)

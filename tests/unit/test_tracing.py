@@ -59,10 +59,12 @@ def test_dead_letters_keep_the_record_headers_and_replay_restores_them() -> None
         "source-partition": b"3",
         "source-offset": b"42",
     }
-    dead = DeadLetter(b"k", b"v", dict(headers) | {"original-x": b"kept as is"})
-    assert original_headers(dead) == [
+    dead = DeadLetter(b"k", b"v", (("x-batch", b"6"), *headers, ("original-x", b"kept as is")))
+    assert original_headers(dead) == [  # in order, repeated names kept
+        ("x-batch", b"6"),
         ("x-batch", b"7"),
         ("error", b"theirs"),
         ("traceparent", PARENT.encode()),
         ("original-x", b"kept as is"),
     ]
+    assert dead.header("error") == b"payload: Field required"  # ours, written last
