@@ -200,8 +200,15 @@ def create_app(
             " mark before the JSON is ignored. Every error body is a `Problem`."
         ),
     )
-    router = APIRouter()
-    limit = settings.max_body_bytes
+    _answer_errors(app, metrics)
+    app.include_router(events_router(settings, keys, sink, metrics))
+    app.include_router(health_router(sink, metrics))
+    _publish_openapi(app, settings)
+    return app
+
+
+def _answer_errors(app: FastAPI, metrics: IngestMetrics) -> None:
+    """Every error a Problem body, counted by reason, never echoing what was submitted."""
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
@@ -220,6 +227,15 @@ def create_app(
             for e in exc.errors()
         ]
         return await api_error(request, ApiError(422, "invalid", "the request is not valid", rows))
+
+
+def events_router(
+    settings: IngestSettings, keys: ApiKeys, sink: EventSink, metrics: IngestMetrics
+) -> APIRouter:
+    """POST /v1/events and /v1/events:batch: an agency's key, its own agency's events only,
+    202 once Kafka acknowledged them."""
+    router = APIRouter()
+    limit = settings.max_body_bytes
 
     def agency(token: Annotated[str, Depends(_bearer)]) -> str:
         found = keys.agency_for(token)
@@ -338,11 +354,16 @@ def create_app(
         await publish(request, events)
         return _batch_accepted(events)
 
+    return router
+
+
+def health_router(sink: EventSink, metrics: IngestMetrics) -> APIRouter:
+    """/healthz, /readyz and /metrics: no API key (load balancers, supervisors, Prometheus)."""
+    router = APIRouter()
     text_only: dict[int | str, dict[str, Any]] = {
         200: {"content": {"text/plain": {"schema": {"type": "string"}}}}
     }
 
-    # No API key on these: load balancers, supervisors and Prometheus call them.
     @router.get(
         "/healthz",
         operation_id="getHealthz",
@@ -381,7 +402,11 @@ def create_app(
         """Prometheus metrics (text exposition format). No API key."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.include_router(router)
+    return router
+
+
+def _publish_openapi(app: FastAPI, settings: IngestSettings) -> None:
+    """The spec generated clients use: error schemas, the event schema, servers, security."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -424,4 +449,3 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    return app
