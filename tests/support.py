@@ -27,6 +27,8 @@ import httpx
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import CorruptRecordError
 
+from services.common.escalations import Escalation
+
 ROOT = Path(__file__).resolve().parents[1]
 KAFKA_SH = ROOT / "deploy" / "kafka" / "kafka.sh"
 CAREALERT = ROOT / ".venv" / "bin" / "carealert"
@@ -409,3 +411,35 @@ def ensure_debian_tool(binary: str, package: str) -> str:
     if not found:
         raise RuntimeError(f"{package} installed but {binary} is not on PATH")
     return found
+
+
+def make_escalation(**kw: Any) -> Escalation:
+    """A valid firing escalation for demo-agency; `kw` overrides any field."""
+    now = datetime.now(UTC)
+    base: dict[str, Any] = {
+        "escalation_id": uuid.uuid4().hex,
+        "status": "firing",
+        "rule_id": "federal.report-ncmec",
+        "policy_version": "test",
+        "severity": "high",
+        "action": "Report the missing child to NCMEC",
+        "basis": "42 USC 671(a)(35)(B)",
+        "agency_id": "demo-agency",
+        "child_id": f"C-{uuid.uuid4().hex[:6]}",
+        "episode_id": "E-1",
+        "jurisdiction": {"state": "MO"},
+        "recipients": ["caseworker"],
+        "due_at": now + timedelta(hours=2),
+        "evidence": {"age": 15},
+        "triggered_by": ["ev-1"],
+        "created_at": now,
+        "caseworker_id": "W-1",
+        "supervisor_id": "S-1",
+        "subject": {
+            "name": "Jane Doe",
+            "clothing": "red hoodie",
+            "immediate_risks": ["medical_need"],
+        },
+    }
+    base.update(kw)
+    return Escalation.model_validate(base)

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 
 from services.common.escalations import Escalation
 from services.common.models import Strict
+from services.notify.channels.email import EmailTarget
+from services.notify.channels.sms import SmsTarget
 from services.notify.config import ReceiverSpec, StaffContact
 
 
@@ -18,25 +20,23 @@ def resolve_address(
 ) -> tuple[str, str, Strict]:
     """(channel, address, the receiver's channel settings) for a receiver and an escalation."""
 
-    def staff_field(role: str, channel: str) -> str | None:
-        staff_id = esc.caseworker_id if role == "caseworker" else esc.supervisor_id
-        contact = staff.get(staff_id) if staff_id else None
-        if contact is None:
-            return None
-        return contact.email if channel == "email" else contact.sms
+    def person_or_fixed(target: EmailTarget | SmsTarget, channel: str) -> str:
+        """The fixed address, else the staff member's on file, else the fallback."""
+        found = target.to
+        if found is None and target.to_staff is not None:
+            staff_id = esc.caseworker_id if target.to_staff == "caseworker" else esc.supervisor_id
+            contact = staff.get(staff_id) if staff_id else None
+            if contact is not None:
+                found = contact.email if channel == "email" else contact.sms
+        found = found or target.fallback
+        if not found:
+            raise NoContact("no_contact")
+        return found
 
     if spec.email is not None:
-        e = spec.email
-        address = e.to or (staff_field(e.to_staff, "email") if e.to_staff else None) or e.fallback
-        if not address:
-            raise NoContact("no_contact")
-        return "email", address, e
+        return "email", person_or_fixed(spec.email, "email"), spec.email
     if spec.webhook is not None:
         return "webhook", spec.webhook.url, spec.webhook
     if spec.sms is not None:
-        s = spec.sms
-        address = s.to or (staff_field(s.to_staff, "sms") if s.to_staff else None) or s.fallback
-        if not address:
-            raise NoContact("no_contact")
-        return "sms", address, s
+        return "sms", person_or_fixed(spec.sms, "sms"), spec.sms
     raise NoContact("no_channel")

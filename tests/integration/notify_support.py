@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -150,37 +149,6 @@ def start_stack(
     service = Service(["notify"], env, port, log_dir, tls_ca=tls[0] if tls else None)
     service.start()
     return NotifyStack(service, smtp, http, policy, group)
-
-
-def make_escalation(**kw: Any) -> Escalation:
-    now = datetime.now(UTC)
-    base: dict[str, Any] = {
-        "escalation_id": uuid.uuid4().hex,
-        "status": "firing",
-        "rule_id": "federal.report-ncmec",
-        "policy_version": "test",
-        "severity": "high",
-        "action": "Report the missing child to NCMEC",
-        "basis": "42 USC 671(a)(35)(B)",
-        "agency_id": "demo-agency",
-        "child_id": f"C-{uuid.uuid4().hex[:6]}",
-        "episode_id": "E-1",
-        "jurisdiction": {"state": "MO"},
-        "recipients": ["caseworker"],
-        "due_at": now + timedelta(hours=2),
-        "evidence": {"age": 15},
-        "triggered_by": ["ev-1"],
-        "created_at": now,
-        "caseworker_id": "W-1",
-        "supervisor_id": "S-1",
-        "subject": {
-            "name": "Jane Doe",
-            "clothing": "red hoodie",
-            "immediate_risks": ["medical_need"],
-        },
-    }
-    base.update(kw)
-    return Escalation.model_validate(base)
 
 
 def publish(producer: KafkaProducer, esc: Escalation) -> None:

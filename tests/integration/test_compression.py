@@ -19,12 +19,11 @@ from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 from services.common import topics
 from tests.integration.notify_support import (
     NotifyStack,
-    make_escalation,
     skip_existing_records,
 )
 from tests.integration.test_rules_worker import escalations_for, produce, rules_service
 from tests.integration.test_stall import STALL_ENV, stalled_gauge
-from tests.support import ROOT, Service, missing_opened, read_topic, wait_until
+from tests.support import ROOT, Service, make_escalation, missing_opened, read_topic, wait_until
 
 CODECS = ("gzip", "lz4", "snappy", "zstd")
 LIBS = ROOT / "deploy" / "kafka" / ".cache" / "libs"

@@ -9,10 +9,10 @@ import httpx
 import pytest
 from kafka import KafkaProducer
 
-from tests.integration.notify_support import make_escalation, publish, start_stack
+from tests.integration.notify_support import publish, start_stack
 from tests.integration.test_ingest import AUTH, ingest_service
 from tests.integration.test_notify import ack_link, wait_until_mail
-from tests.support import missing_opened, self_signed_certificate, trusting
+from tests.support import make_escalation, missing_opened, self_signed_certificate, trusting
 
 
 def test_ingest_serves_https_and_not_plain_http(

@@ -21,11 +21,17 @@ from tests.integration.notify_support import (
     ACK_SECRET,
     API_TOKEN,
     NotifyStack,
-    make_escalation,
     publish,
     start_stack,
 )
-from tests.support import CAREALERT, Record, read_topic, wait_for_records, wait_until
+from tests.support import (
+    CAREALERT,
+    Record,
+    make_escalation,
+    read_topic,
+    wait_for_records,
+    wait_until,
+)
 
 
 def records_for(bootstrap: str, escalation_id: str) -> list[dict[str, object]]:

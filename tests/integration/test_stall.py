@@ -15,9 +15,9 @@ import httpx
 from kafka import KafkaProducer
 
 from services.common.stallwatch import STALL_EXIT_CODE
-from tests.integration.notify_support import make_escalation, publish, start_stack
+from tests.integration.notify_support import publish, start_stack
 from tests.integration.test_rules_worker import escalations_for, produce, rules_service
-from tests.support import ROOT, Service, missing_opened, wait_until
+from tests.support import ROOT, Service, make_escalation, missing_opened, wait_until
 
 STALL_ENV = {
     "CAREALERT_STALL_TIMEOUT_S": "4",

@@ -19,14 +19,21 @@ from services.common.escalations import Escalation
 from services.common.partitioning import partition_for
 from services.common.unreadable import MARK
 from tests.integration.notify_support import (
-    make_escalation,
     publish,
     skip_existing_records,
     start_stack,
 )
 from tests.integration.test_rules_worker import escalations_for, produce, rules_service
 from tests.integration.test_stall import STALL_ENV, stalled_gauge
-from tests.support import Record, Service, missing_opened, read_topic, wait_for_records, wait_until
+from tests.support import (
+    Record,
+    Service,
+    make_escalation,
+    missing_opened,
+    read_topic,
+    wait_for_records,
+    wait_until,
+)
 
 PARTITIONS = 6
 NO_SNAPPY = {"CAREALERT_TEST_DISABLED_CODECS": "snappy", **STALL_ENV}

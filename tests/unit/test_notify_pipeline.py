@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from services.notify.retry import RetryPolicy
 from services.notify.routing import Routing
 from services.notify.store import MemoryNotificationLog, MemoryRecordWriter
 from services.notify.templates import Templates
+from tests.support import make_escalation
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
@@ -128,28 +128,8 @@ def templates() -> Templates:
 
 
 def escalation(**kw: Any) -> Escalation:
-    base: dict[str, Any] = {
-        "escalation_id": uuid.uuid4().hex,
-        "status": "firing",
-        "rule_id": "federal.report-ncmec",
-        "policy_version": "test",
-        "severity": "high",
-        "action": "Report the missing child to NCMEC",
-        "basis": "42 USC 671(a)(35)(B)",
-        "agency_id": "demo-agency",
-        "child_id": "C-1",
-        "episode_id": "E-1",
-        "jurisdiction": {"state": "MO"},
-        "recipients": ["caseworker"],
-        "due_at": T0 + timedelta(hours=2),
-        "evidence": {},
-        "triggered_by": ["ev-1"],
-        "created_at": T0,
-        "caseworker_id": "W-1",
-        "supervisor_id": "S-1",
-    }
-    base.update(kw)
-    return Escalation.model_validate(base)
+    """A firing escalation created at T0, due two hours later."""
+    return make_escalation(**{"created_at": T0, "due_at": T0 + timedelta(hours=2), **kw})
 
 
 def run(coro: Any) -> Any:
