@@ -14,6 +14,7 @@ from services.common.models import Strict
 from services.notify.acks import check_ack_token
 from services.notify.ledger import Ledger
 from services.notify.metrics import NotifyMetrics
+from services.notify.records import Ack
 from services.notify.settings import NotifySettings
 
 
@@ -61,20 +62,16 @@ def create_api(
                 {
                     "escalation_id": escalation_id,
                     "status": "acknowledged",
-                    "acknowledged_by": first.get("receiver"),
-                    "acknowledged_at": first.get("acked_at"),
+                    "acknowledged_by": first.receiver,
+                    "acknowledged_at": first.acked_at.isoformat(),
                 },
                 status_code=200,
             )
         if escalation_id not in ledger.open:
             raise HTTPException(404, "no open escalation with this id")
-        record = {
-            "escalation_id": escalation_id,
-            "receiver": ack.receiver,
-            "acked_at": datetime.now(UTC).isoformat(),
-        }
+        record = Ack(escalation_id=escalation_id, receiver=ack.receiver, acked_at=datetime.now(UTC))
         try:
-            await ledger.record_ack(escalation_id, record)
+            await ledger.record_ack(record)
         except Exception:
             raise HTTPException(
                 503, "could not record the acknowledgement; retry", headers={"Retry-After": "5"}
@@ -141,7 +138,7 @@ def create_api(
                     "due_at": e.due_at.isoformat() if e.due_at else None,
                     "created_at": e.created_at.isoformat(),
                     "acknowledged_by": entry.acked_by,
-                    "receivers": [r for r, _ in entry.targets],
+                    "receivers": [t.receiver for t in entry.targets],
                 }
             )
         return {"count": len(items), "escalations": items}

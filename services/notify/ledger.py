@@ -13,7 +13,6 @@ that several notify instances see each other's writes. Every write waits for Kaf
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -21,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.common import topics
 from services.common.kafka import KafkaClient, partition_counts
-from services.notify.records import OpenEntry
+from services.notify.records import Ack, NotificationRecord, OpenEntry
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +33,9 @@ class Ledger:
         self.producer = producer
         self.sent_topic = sent_topic
         self.open_topic = open_topic
-        self.sent: dict[str, dict[str, Any]] = {}
+        self.sent: dict[str, str] = {}  # notification id → its final status
         self.open: dict[str, OpenEntry] = {}
-        self.acks: dict[str, dict[str, Any]] = {}
+        self.acks: dict[str, Ack] = {}
         self._consumer: AIOKafkaConsumer | None = None
 
     def _apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
@@ -54,20 +53,23 @@ class Ledger:
         k = key.decode()
         if topic == self.sent_topic:
             if value is not None:
-                self.sent[k] = json.loads(value)
+                # The key alone makes the notification final; the status is for reading.
+                self.sent[k] = _status_of(value)
         elif topic == self.open_topic:
             if value is None:
                 self.open.pop(k, None)
             else:
-                entry = OpenEntry.from_json(json.loads(value))
+                entry = OpenEntry.model_validate_json(value)
                 ack = self.acks.get(k)
-                entry.acked_by = ack.get("receiver") if ack else None
+                entry.acked_by = ack.receiver if ack else None
                 self.open[k] = entry
         elif topic == topics.ACKS and value is not None:
-            ack = json.loads(value)
-            self.acks[k] = ack
-            if k in self.open:
-                self.open[k].acked_by = ack.get("receiver")
+            self._acked(Ack.model_validate_json(value))
+
+    def _acked(self, ack: Ack) -> None:
+        self.acks[ack.escalation_id] = ack
+        if ack.escalation_id in self.open:
+            self.open[ack.escalation_id].acked_by = ack.receiver
 
     async def load(self) -> None:
         """Read the three topics to their current end."""
@@ -112,16 +114,16 @@ class Ledger:
         if self._consumer is not None:
             await self._consumer.stop()
 
-    async def record_sent(self, nid: str, record: dict[str, Any]) -> None:
+    async def record_sent(self, nid: str, record: NotificationRecord) -> None:
         await self.producer.send_and_wait(
-            self.sent_topic, key=nid.encode(), value=json.dumps(record).encode()
+            self.sent_topic, key=nid.encode(), value=record.to_bytes()
         )
-        self.sent[nid] = record
+        self.sent[nid] = record.status
 
     async def put_open(self, entry: OpenEntry) -> None:
         esc_id = entry.escalation.escalation_id
         await self.producer.send_and_wait(
-            self.open_topic, key=esc_id.encode(), value=json.dumps(entry.to_json()).encode()
+            self.open_topic, key=esc_id.encode(), value=entry.to_bytes()
         )
         self.open[esc_id] = entry
 
@@ -129,11 +131,18 @@ class Ledger:
         await self.producer.send_and_wait(self.open_topic, key=escalation_id.encode(), value=None)
         self.open.pop(escalation_id, None)
 
-    async def record_ack(self, escalation_id: str, ack: dict[str, Any]) -> None:
+    async def record_ack(self, ack: Ack) -> None:
         await self.producer.send_and_wait(
-            topics.ACKS, key=escalation_id.encode(), value=json.dumps(ack).encode()
+            topics.ACKS, key=ack.escalation_id.encode(), value=ack.to_bytes()
         )
-        self._apply(topics.ACKS, escalation_id.encode(), json.dumps(ack).encode())
+        self._acked(ack)
+
+
+def _status_of(value: bytes) -> str:
+    try:
+        return NotificationRecord.model_validate_json(value).status
+    except ValueError:
+        return "unknown"
 
 
 async def wait_stopped(tasks: list[asyncio.Task[Any]]) -> None:

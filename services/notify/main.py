@@ -240,7 +240,7 @@ def excused(notifier: Notifier, held: Held, owned: set[PartitionKey]) -> set[Par
     """Partitions whose commits wait on a retry, on purpose, and partitions held because a
     record on them cannot be read (a restart would not help)."""
     held_now = held.keep_only(owned, notifier.metrics.unreadable)
-    return {(topics.ESCALATIONS, p) for p in notifier.retrying} | held_now
+    return {(topics.ESCALATIONS, p) for p in notifier.recorder.retrying} | held_now
 
 
 def run(settings: NotifySettings) -> None:

@@ -1,6 +1,7 @@
-"""The delivery pipeline for one escalation: route → de-duplicate by notification id → render
-per recipient class → send with retry → record the outcome (notification record, sent-log) →
-remember or forget the open escalation; and the timer's reminders and escalation steps.
+"""The delivery pipeline for one escalation, in stages: plan (route once, when it opens) →
+de-duplicate by notification id → prepare (address and render per recipient class) → send
+with retry → record the outcome (notification record, sent-log) → remember or forget the open
+escalation; and the timer's reminders and escalation steps, read from the stored plan.
 
 Exactly one delivery per (escalation, receiver, step) rests on a deterministic notification id
 and the sent-log: before delivering, an id already there is skipped; after the final outcome,
@@ -13,30 +14,32 @@ accepting a message and the sent-log write; each message therefore carries its i
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
-from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiokafka import TopicPartition
-
-from services.common import topics, tracing
 from services.common.canary import is_canary
-from services.common.dlq import dlq_headers
 from services.common.escalations import Escalation
-from services.common.kafka import retry_delay_s, transient
 from services.notify.acks import ack_url
 from services.notify.addresses import NoContact, resolve_address
 from services.notify.canary import canary_returned
 from services.notify.channels.base import Channel, Delivery, DeliveryError
 from services.notify.metrics import NotifyMetrics
-from services.notify.records import OpenEntry, notification_id
+from services.notify.recorder import Recorder
+from services.notify.records import (
+    NotificationRecord,
+    OpenEntry,
+    Recipient,
+    Status,
+    notification_id,
+)
 from services.notify.retry import RetryPolicy
-from services.notify.routing import Routing, Target
-from services.notify.schedule import due_steps
+from services.notify.routing import Routing
+from services.notify.schedule import due_steps, open_entry, plan_entry, recipients
 from services.notify.store import NotificationLog, RecordWriter
 from services.notify.templates import Templates, context_for
 
@@ -45,6 +48,20 @@ log = logging.getLogger(__name__)
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    channel: str
+    delivery: Delivery
+
+
+@dataclass(frozen=True)
+class Unsendable:
+    """Nothing can be sent: no contact, or the template failed. Final, like any failure."""
+
+    channel: str
+    reason: str
 
 
 class Notifier:
@@ -62,14 +79,13 @@ class Notifier:
         public_url: str,
         ack_ttl_s: float = 7 * 86400,
         clock: Callable[[], datetime] = utc_now,
-        sleep: Callable[[float], Any] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
         self.routing = routing
         self.templates = templates
         self.channels = channels
         self.ledger = ledger
-        self.producer = producer
         self.metrics = metrics
         self.retry = retry
         self.ack_secret = ack_secret
@@ -78,118 +94,16 @@ class Notifier:
         self.clock = clock
         self.sleep = sleep
         self.rng = rng or random.Random()
+        self.recorder = Recorder(
+            producer=producer, ledger=ledger, metrics=metrics, clock=clock, sleep=sleep
+        )
         self.locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.inflight: set[str] = set()
-        # Partitions whose escalations wait on a retry (a receiver or Kafka failing): their
-        # commits are held back on purpose, so the stall watch does not count them.
-        self.retrying: Counter[int] = Counter()
 
-    # --- records ----------------------------------------------------------------------------
-
-    async def _record(
-        self,
-        nid: str,
-        esc: Escalation,
-        target: Target,
-        channel: str,
-        step: str,
-        status: str,
-        attempt: int,
-        reason: str | None,
-    ) -> dict[str, Any]:
-        record: dict[str, Any] = {
-            "notification_id": nid,
-            "escalation_id": esc.escalation_id,
-            "receiver": target.receiver,
-            "recipient_class": target.recipient_class,
-            "channel": channel,
-            "status": status,
-            "attempt": attempt,
-            "step": step,
-            "escalation_status": esc.status,
-            "at": self.clock().isoformat(),
-        }
-        if reason:
-            record["reason"] = reason
-        await self.written(
-            lambda: self.producer.send_and_wait(
-                topics.NOTIFICATIONS,
-                key=esc.escalation_id.encode(),
-                value=json.dumps(record).encode(),
-                headers=tracing.child_headers(tracing.current.get(), f"{nid}|{status}|{attempt}")
-                or None,
-            )
-        )
-        self.metrics.deliveries.labels(channel, status, reason or "").inc()
-        return record
-
-    async def _failed_before_sending(
-        self, nid: str, esc: Escalation, target: Target, channel: str, step: str, reason: str
-    ) -> None:
-        """Nothing could be sent (no contact, a template error): a `failed` record, counted, so
-        CarealertDeliveryFailures fires; final, like any failure."""
-        final = await self._record(nid, esc, target, channel, step, "failed", 0, reason)
-        await self.written(lambda: self.ledger.record_sent(nid, final))
-
-    async def dead_letter(
-        self,
-        tp: TopicPartition,
-        offset: int,
-        key: bytes | None,
-        value: bytes | None,
-        reason: str,
-        detail: str,
-        original_headers: Sequence[tuple[str, bytes]] = (),
-    ) -> None:
-        """An escalation record notify can never handle: to care.escalations.dlq with its
-        original bytes and headers and where it came from; the partition moves on."""
-        headers = dlq_headers(detail, tp.topic, tp.partition, offset, original_headers)
-        await self.written(
-            lambda: self.producer.send_and_wait(
-                topics.ESCALATIONS_DLQ, key=key, value=value or b"", headers=headers
-            )
-        )
-        self.metrics.dlq.labels(reason).inc()
-        log.warning(
-            "escalation sent to dead-letter topic",
-            extra={
-                "reason": reason,
-                "topic": tp.topic,
-                "partition": tp.partition,
-                "offset": offset,
-            },
-        )
-
-    async def written(
-        self, write: Callable[[], Awaitable[Any]], partition: int | None = None
-    ) -> None:
-        """Await something that writes to Kafka, trying it again in place while Kafka refuses
-        (a broker restarting): a delivery already made is then recorded, never made a second
-        time. With `partition`, that partition counts as retrying meanwhile (its commit waits
-        on purpose). Any other error propagates."""
-        attempt = 0
-        while True:
-            try:
-                await write()
-                return
-            except Exception as exc:
-                if not transient(exc):
-                    raise
-                attempt += 1
-                log.warning(
-                    "Kafka refused a write; trying again",
-                    extra={"reason": type(exc).__name__, "attempt": attempt},
-                )
-                self.mark_retrying(partition, +1)
-                try:
-                    await self.sleep(retry_delay_s(attempt))
-                finally:
-                    self.mark_retrying(partition, -1)
-
-    # --- one notification ---------------------------------------------------------------------
+    # --- one notification: de-duplicate → prepare → send with retry → record ------------------
 
     async def deliver(
-        self, esc: Escalation, target: Target, step: str, partition: int | None = None
+        self, esc: Escalation, target: Recipient, step: str, partition: int | None = None
     ) -> None:
         """Deliver one notification at most once; record every attempt and the outcome.
         `partition`: the escalation's partition when its commit waits on this delivery."""
@@ -198,28 +112,25 @@ class Notifier:
             return
         self.inflight.add(nid)
         try:
-            await self._deliver(nid, esc, target, step, partition)
+            prepared = self.prepare(nid, esc, target)
+            if isinstance(prepared, Unsendable):
+                final = await self.recorder.attempt(
+                    nid, esc, target, step, prepared.channel, "failed", 0, prepared.reason
+                )
+            else:
+                final = await self.send(prepared, esc, target, step, partition)
+            await self.recorder.final(final)
         finally:
             self.inflight.discard(nid)
 
-    def mark_retrying(self, partition: int | None, delta: int) -> None:
-        """Count a delivery of `partition`'s escalation entering (+1) or leaving (-1) retries."""
-        if partition is None:
-            return
-        self.retrying[partition] += delta
-        if self.retrying[partition] <= 0:
-            del self.retrying[partition]
-
-    async def _deliver(
-        self, nid: str, esc: Escalation, target: Target, step: str, partition: int | None
-    ) -> None:
+    def prepare(self, nid: str, esc: Escalation, target: Recipient) -> Prepared | Unsendable:
+        """The receiver's address and the message its recipient class may see."""
         spec = self.routing.receivers[target.receiver]
         default_channel = "email" if spec.email else "webhook" if spec.webhook else "sms"
         try:
-            channel_name, address, options = resolve_address(spec, esc, self.routing.staff)
+            channel, address, options = resolve_address(spec, esc, self.routing.staff)
         except NoContact as exc:
-            await self._failed_before_sending(nid, esc, target, default_channel, step, str(exc))
-            return
+            return Unsendable(default_channel, str(exc))
         expires = self.clock() + timedelta(seconds=self.ack_ttl_s)
         link = ack_url(
             self.public_url, self.ack_secret, esc.escalation_id, target.receiver, expires
@@ -240,44 +151,45 @@ class Notifier:
                 "template failed to render",
                 extra={"receiver": target.receiver, "reason": type(exc).__name__},
             )
-            await self._failed_before_sending(
-                nid, esc, target, channel_name, step, "template_error"
-            )
-            return
-        delivery = Delivery(
-            nid,
-            esc.escalation_id,
-            target.receiver,
-            target.recipient_class,
-            address,
-            message,
-            options,
+            return Unsendable(channel, "template_error")
+        return Prepared(
+            channel,
+            Delivery(
+                nid,
+                esc.escalation_id,
+                target.receiver,
+                target.recipient_class,
+                address,
+                message,
+                options,
+            ),
         )
-        channel = self.channels[channel_name]
+
+    async def send(
+        self,
+        prepared: Prepared,
+        esc: Escalation,
+        target: Recipient,
+        step: str,
+        partition: int | None,
+    ) -> NotificationRecord:
+        """Send, trying again with backoff while the channel says it may help; returns the
+        final record (delivered, failed or dead_lettered). Each failed try is recorded."""
+        nid, name = prepared.delivery.notification_id, prepared.channel
+        channel = self.channels[name]
         attempt = 0
         retrying = False
         try:
             while True:
                 attempt += 1
                 try:
-                    await channel.send(delivery)
+                    await channel.send(prepared.delivery)
                 except DeliveryError as exc:
+                    status: Status
                     if not exc.retryable:
-                        final = await self._record(
-                            nid, esc, target, channel_name, step, "failed", attempt, exc.reason
-                        )
-                        break
-                    if attempt >= self.retry.max_attempts:
-                        final = await self._record(
-                            nid,
-                            esc,
-                            target,
-                            channel_name,
-                            step,
-                            "dead_lettered",
-                            attempt,
-                            exc.reason,
-                        )
+                        status = "failed"
+                    elif attempt >= self.retry.max_attempts:
+                        status = "dead_lettered"
                         log.warning(
                             "notification dead-lettered",
                             extra={
@@ -286,31 +198,35 @@ class Notifier:
                                 "receiver": target.receiver,
                             },
                         )
-                        break
-                    if not retrying:
-                        retrying = True
-                        self.mark_retrying(partition, +1)
-                    await self._record(
-                        nid, esc, target, channel_name, step, "retrying", attempt, exc.reason
+                    else:
+                        if not retrying:
+                            retrying = True
+                            self.recorder.mark_retrying(partition, +1)
+                        await self.recorder.attempt(
+                            nid, esc, target, step, name, "retrying", attempt, exc.reason
+                        )
+                        await self.sleep(self.retry.backoff(attempt, self.rng))
+                        continue
+                    return await self.recorder.attempt(
+                        nid, esc, target, step, name, status, attempt, exc.reason
                     )
-                    await self.sleep(self.retry.backoff(attempt, self.rng))
-                    continue
-                final = await self._record(
-                    nid, esc, target, channel_name, step, "delivered", attempt, None
+                self._observe_delivered(esc, step, name)
+                return await self.recorder.attempt(
+                    nid, esc, target, step, name, "delivered", attempt, None
                 )
-                now = self.clock()
-                latency = (now - esc.created_at).total_seconds()
-                self.metrics.latency.labels(channel_name).observe(max(0.0, latency))
-                if step == "0" and esc.status == "firing" and esc.event_accepted_at is not None:
-                    e2e = (now - esc.event_accepted_at).total_seconds()
-                    self.metrics.end_to_end.labels(channel_name).observe(max(0.0, e2e))
-                break
         finally:
             if retrying:
-                self.mark_retrying(partition, -1)
-        await self.written(lambda: self.ledger.record_sent(nid, final))
+                self.recorder.mark_retrying(partition, -1)
 
-    # --- escalations --------------------------------------------------------------------------
+    def _observe_delivered(self, esc: Escalation, step: str, channel: str) -> None:
+        now = self.clock()
+        latency = (now - esc.created_at).total_seconds()
+        self.metrics.latency.labels(channel).observe(max(0.0, latency))
+        if step == "0" and esc.status == "firing" and esc.event_accepted_at is not None:
+            e2e = (now - esc.event_accepted_at).total_seconds()
+            self.metrics.end_to_end.labels(channel).observe(max(0.0, e2e))
+
+    # --- escalations: open (plan once) → remind and escalate → resolve ------------------------
 
     async def handle(self, esc: Escalation, partition: int) -> None:
         if is_canary(esc.agency_id):
@@ -318,40 +234,48 @@ class Notifier:
             return
         async with self.locks[esc.escalation_id]:
             if esc.status == "firing":
-                entry = self.ledger.open.get(esc.escalation_id)
-                if entry is None:
-                    targets = self.routing.route(esc)
-                    entry = OpenEntry(
-                        esc,
-                        partition,
-                        self.clock(),
-                        targets=[(t.receiver, t.recipient_class) for t in targets],
-                    )
-                    ack = self.ledger.acks.get(esc.escalation_id)
-                    entry.acked_by = ack.get("receiver") if ack else None
-                    # Registered first: if we crash mid-delivery, the timer still knows it.
-                    await self.ledger.put_open(entry)
-                await asyncio.gather(
-                    *(self.deliver(esc, t, "0", partition) for t in self.routing.route(esc))
-                )
+                await self._open(esc, partition)
             else:
-                entry = self.ledger.open.get(esc.escalation_id)
-                notified = {r for r, _ in entry.targets} if entry else None
-                targets = [
-                    t
-                    for t in self.routing.route(esc)
-                    if t.route.send_resolved and (notified is None or t.receiver in notified)
-                ]
-                await asyncio.gather(
-                    *(self.deliver(esc, t, "resolved", partition) for t in targets)
-                )
-                if esc.escalation_id in self.ledger.open:
-                    await self.ledger.close_open(esc.escalation_id)
+                await self._resolve(esc, partition)
         self.metrics.open.set(len(self.ledger.open))
 
+    async def _open(self, esc: Escalation, partition: int) -> None:
+        entry = self.ledger.open.get(esc.escalation_id)
+        if entry is None:
+            entry = open_entry(esc, partition, self.clock(), self.routing)
+            ack = self.ledger.acks.get(esc.escalation_id)
+            entry.acked_by = ack.receiver if ack else None
+            # Registered first: if we crash mid-delivery, the timer still knows it.
+            await self.ledger.put_open(entry)
+        entry = self._planned(entry)
+        await asyncio.gather(*(self.deliver(esc, t, "0", partition) for t in entry.targets))
+
+    async def _resolve(self, esc: Escalation, partition: int) -> None:
+        """Tell the first receivers that asked for it (`send_resolved`), routed with the
+        escalation's `resolved` status; forget the open escalation."""
+        entry = self.ledger.open.get(esc.escalation_id)
+        told = {t.receiver for t in entry.targets} if entry else None
+        targets = [
+            t
+            for t in recipients(self.routing.route(esc))
+            if t.send_resolved and (told is None or t.receiver in told)
+        ]
+        await asyncio.gather(*(self.deliver(esc, t, "resolved", partition) for t in targets))
+        if entry is not None:
+            await self.ledger.close_open(esc.escalation_id)
+
+    def _planned(self, entry: OpenEntry) -> OpenEntry:
+        """An entry written before plans were stored is planned once, from today's routing."""
+        if entry.planned:
+            return entry
+        planned = plan_entry(entry, self.routing)  # keeps acked_by
+        self.ledger.open[entry.escalation.escalation_id] = planned
+        return planned
+
     async def tick(self, owned: set[int] | None) -> None:
-        """Send the reminders and escalations that are due now."""
+        """Send the reminders and escalations that are due now, as each entry's plan says."""
         now = self.clock()
+        max_reminders = self.routing.defaults.max_reminders
         past_due = 0
         work = []
         for entry in list(self.ledger.open.values()):
@@ -360,7 +284,7 @@ class Notifier:
             esc = entry.escalation
             if entry.acked_by is None and esc.due_at is not None and esc.due_at <= now:
                 past_due += 1
-            for step, target in due_steps(entry, self.routing, now):
+            for step, target in due_steps(self._planned(entry), max_reminders, now):
                 work.append(self.deliver(esc, target, step))
         self.metrics.unacked_past_due.set(past_due)
         self.metrics.open.set(len(self.ledger.open))

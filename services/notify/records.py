@@ -1,14 +1,22 @@
-"""What notify writes and remembers: deterministic notification ids and the open escalation
-it keeps until it is resolved (persisted in its compacted open-registry topic)."""
+"""What notify writes and remembers, as the contract names them (docs/contract.md): the
+notification record (`care.notifications.v1`), the acknowledgement (`care.acks.v1`), and the
+open escalation with its delivery plan (notify's compacted open registry).
+
+Records read back from Kafka may come from an older or a newer release: unknown fields are
+ignored (the contract only ever adds fields), so an upgrade never forgets what was sent.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 from services.common.escalations import Escalation
 from services.common.ids import stable_id
+
+Status = Literal["delivered", "retrying", "failed", "suppressed", "dead_lettered"]
 
 
 def notification_id(escalation_id: str, receiver: str, step: str) -> str:
@@ -16,29 +24,88 @@ def notification_id(escalation_id: str, receiver: str, step: str) -> str:
     return stable_id(escalation_id, receiver, step)
 
 
-@dataclass
-class OpenEntry:
-    """What notify remembers about a firing escalation until it is resolved."""
+class Stored(BaseModel):
+    """A record notify writes and reads back: tolerant of fields a newer release adds."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+    @field_serializer("*", when_used="json")
+    def _iso_times(self, value: Any) -> Any:
+        # `2026-11-24T02:00:00+00:00`, as every release has written it.
+        return value.isoformat() if isinstance(value, datetime) else value
+
+
+class NotificationRecord(Stored):
+    """One attempt or outcome of one notification (`retrying` records precede the final one)."""
+
+    notification_id: str
+    escalation_id: str
+    receiver: str
+    recipient_class: str
+    channel: str
+    status: Status
+    attempt: int
+    step: str
+    escalation_status: str
+    at: datetime
+    reason: str | None = None
+
+
+class Ack(Stored):
+    """The first acknowledgement of an escalation; reminders and escalation steps stop."""
+
+    escalation_id: str
+    receiver: str
+    acked_at: datetime
+
+
+class Recipient(Stored):
+    """One receiver of an open escalation, with the route settings it was planned with."""
+
+    receiver: str
+    recipient_class: str
+    repeat_interval_s: float | None = None
+    send_resolved: bool = True
+
+
+class Widening(Stored):
+    """A receiver that escalation level `level` adds when nobody has acknowledged."""
+
+    level: int = Field(ge=1)
+    receiver: str
+    recipient_class: str
+
+
+class OpenEntry(BaseModel):
+    """What notify remembers about a firing escalation until it is resolved: who was told
+    first and the plan of reminders and escalation levels, fixed when it opened (a later
+    routing change applies to escalations opened after it)."""
+
+    model_config = ConfigDict(extra="ignore")
 
     escalation: Escalation
     partition: int
     first_sent_at: datetime
-    acked_by: str | None = None
-    targets: list[tuple[str, str]] = field(default_factory=list)  # (receiver, recipient class)
+    targets: list[Recipient] = []
+    ack_timeout_s: float | None = None
+    widenings: list[Widening] = []
+    # False for entries written before plans were stored: planned again from routing.
+    planned: bool = False
+    acked_by: str | None = Field(default=None, exclude=True)  # from care.acks.v1, not stored
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "escalation": self.escalation.model_dump(mode="json", exclude_none=True),
-            "partition": self.partition,
-            "first_sent_at": self.first_sent_at.isoformat(),
-            "targets": self.targets,
-        }
-
+    @field_validator("targets", mode="before")
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> OpenEntry:
-        return cls(
-            escalation=Escalation.model_validate(data["escalation"]),
-            partition=int(data["partition"]),
-            first_sent_at=datetime.fromisoformat(data["first_sent_at"]),
-            targets=[(r, c) for r, c in data.get("targets", [])],
-        )
+    def _pairs(cls, value: Any) -> Any:
+        # Older releases stored [receiver, recipient class] pairs.
+        if isinstance(value, list):
+            return [
+                {"receiver": v[0], "recipient_class": v[1]} if isinstance(v, list) else v
+                for v in value
+            ]
+        return value
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()

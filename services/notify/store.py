@@ -13,15 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from services.notify.records import OpenEntry
+from services.notify.records import Ack, NotificationRecord, OpenEntry
 
 
 class NotificationLog(Protocol):
-    sent: dict[str, dict[str, Any]]
+    sent: dict[str, str]  # notification id → its final status
     open: dict[str, OpenEntry]
-    acks: dict[str, dict[str, Any]]
+    acks: dict[str, Ack]
 
-    async def record_sent(self, nid: str, record: dict[str, Any]) -> None:
+    async def record_sent(self, nid: str, record: NotificationRecord) -> None:
         """Remember that a notification's outcome is final (durably, before returning)."""
 
     async def put_open(self, entry: OpenEntry) -> None:
@@ -30,7 +30,7 @@ class NotificationLog(Protocol):
     async def close_open(self, escalation_id: str) -> None:
         """Forget a resolved escalation."""
 
-    async def record_ack(self, escalation_id: str, ack: dict[str, Any]) -> None:
+    async def record_ack(self, ack: Ack) -> None:
         """Remember who acknowledged an escalation (reminders and escalation steps stop)."""
 
 
@@ -38,12 +38,12 @@ class MemoryNotificationLog:
     """The in-memory twin: survives a "restart" by being handed to the next Notifier."""
 
     def __init__(self) -> None:
-        self.sent: dict[str, dict[str, Any]] = {}
+        self.sent: dict[str, str] = {}
         self.open: dict[str, OpenEntry] = {}
-        self.acks: dict[str, dict[str, Any]] = {}
+        self.acks: dict[str, Ack] = {}
 
-    async def record_sent(self, nid: str, record: dict[str, Any]) -> None:
-        self.sent[nid] = record
+    async def record_sent(self, nid: str, record: NotificationRecord) -> None:
+        self.sent[nid] = record.status
 
     async def put_open(self, entry: OpenEntry) -> None:
         self.open[entry.escalation.escalation_id] = entry
@@ -51,10 +51,10 @@ class MemoryNotificationLog:
     async def close_open(self, escalation_id: str) -> None:
         self.open.pop(escalation_id, None)
 
-    async def record_ack(self, escalation_id: str, ack: dict[str, Any]) -> None:
-        self.acks[escalation_id] = ack
-        if escalation_id in self.open:
-            self.open[escalation_id].acked_by = ack.get("receiver")
+    async def record_ack(self, ack: Ack) -> None:
+        self.acks[ack.escalation_id] = ack
+        if ack.escalation_id in self.open:
+            self.open[ack.escalation_id].acked_by = ack.receiver
 
 
 class RecordWriter(Protocol):

@@ -96,7 +96,9 @@ async def consume(
         offset, key, value = record.offset, record.key, record.value
 
         async def dead_letter(reason: str, detail: str) -> None:
-            await notifier.dead_letter(tp, offset, key, value, reason, detail, record.headers)
+            await notifier.recorder.dead_letter(
+                tp, offset, key, value, reason, detail, record.headers
+            )
 
         # This task's own context: what it writes carries the escalation's trace.
         tracing.current.set(tracing.from_headers(record.headers))
@@ -120,7 +122,9 @@ async def consume(
             else:
                 # Handling is idempotent (sent-log, open registry): safe to run again.
                 try:
-                    await notifier.written(lambda: notifier.handle(esc, tp.partition), tp.partition)
+                    await notifier.recorder.written(
+                        lambda: notifier.handle(esc, tp.partition), tp.partition
+                    )
                 except Exception as exc:  # a bug must not stop the partition: DLQ, and page
                     log.exception(
                         "escalation handling failed",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import textwrap
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ from services.notify.addresses import resolve_address
 from services.notify.config import RoutingInvalid, load_routing
 from services.notify.records import OpenEntry, notification_id
 from services.notify.retry import RetryPolicy
-from services.notify.schedule import due_steps, widen_classes
+from services.notify.schedule import due_steps, open_entry, plan_entry, widen_classes
 from services.notify.templates import Templates, age_band, context_for, sample_escalation
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -370,22 +371,47 @@ def test_widen_classes(classes: tuple[str, ...], levels: int, out: tuple[str, ..
 
 
 def test_schedule_of_reminders_and_escalation(routing: Any) -> None:
-    entry = OpenEntry(escalation(recipients=["caseworker"]), 0, T0)
-    assert due_steps(entry, routing, T0 + timedelta(minutes=59)) == []
-    steps = [(s, t.receiver) for s, t in due_steps(entry, routing, T0 + timedelta(hours=1))]
-    assert steps == [("e1", "supervisor")]
-    steps = [(s, t.receiver) for s, t in due_steps(entry, routing, T0 + timedelta(hours=4))]
-    assert steps == [("r1", "caseworker"), ("e1", "supervisor"), ("e2", "director")]
+    entry = open_entry(escalation(recipients=["caseworker"]), 0, T0, routing)
+
+    def due(after: timedelta) -> list[tuple[str, str]]:
+        return [(s, t.receiver) for s, t in due_steps(entry, 6, T0 + after)]
+
+    assert due(timedelta(minutes=59)) == []
+    assert due(timedelta(hours=1)) == [("e1", "supervisor")]
+    assert due(timedelta(hours=4)) == [
+        ("r1", "caseworker"),
+        ("e1", "supervisor"),
+        ("e2", "director"),
+    ]
     entry.acked_by = "caseworker"
-    assert due_steps(entry, routing, T0 + timedelta(hours=9)) == []
+    assert due(timedelta(hours=9)) == []
 
 
 def test_reminders_stop_at_the_cap(routing: Any) -> None:
-    entry = OpenEntry(escalation(recipients=["caseworker"]), 0, T0)
-    reminders = [
-        s for s, t in due_steps(entry, routing, T0 + timedelta(days=30)) if s.startswith("r")
-    ]
+    entry = open_entry(escalation(recipients=["caseworker"]), 0, T0, routing)
+    reminders = [s for s, t in due_steps(entry, 6, T0 + timedelta(days=30)) if s.startswith("r")]
     assert reminders == [f"r{i}" for i in range(1, 7)]
+
+
+def test_the_plan_is_stored_and_an_entry_from_an_older_release_is_planned_again(
+    routing: Any,
+) -> None:
+    """The schedule reads the plan stored with the entry (no routing per tick); an entry an
+    older release wrote ([receiver, class] pairs, no plan) loads and is planned again."""
+    entry = open_entry(escalation(recipients=["caseworker"]), 3, T0, routing)
+    again = OpenEntry.model_validate_json(entry.to_bytes())
+    assert again == entry and again.planned
+    assert [w.receiver for w in again.widenings] == ["supervisor", "director"]
+    older = {
+        "escalation": entry.escalation.model_dump(mode="json", exclude_none=True),
+        "partition": 3,
+        "first_sent_at": T0.isoformat(),
+        "targets": [["caseworker", "caseworker"]],
+    }
+    old = OpenEntry.model_validate_json(json.dumps(older))
+    assert not old.planned and old.targets[0].repeat_interval_s is None
+    assert due_steps(old, 6, T0 + timedelta(hours=4)) == []
+    assert plan_entry(old, routing) == entry
 
 
 def test_addresses(routing: Any) -> None:

@@ -19,6 +19,7 @@ from services.notify.channels.base import Delivery, DeliveryError
 from services.notify.config import load_routing
 from services.notify.metrics import NotifyMetrics
 from services.notify.pipeline import Notifier
+from services.notify.records import Ack
 from services.notify.retry import RetryPolicy
 from services.notify.routing import Routing
 from services.notify.store import MemoryNotificationLog, MemoryRecordWriter
@@ -146,7 +147,7 @@ def test_a_retryable_failure_is_tried_again_then_delivered_once(
     assert stack.email.to("caseworker")[0].address == "alex@agency.example"
     assert stack.statuses("caseworker") == ["retrying", "delivered"]
     assert stack.slept and stack.slept[0] <= 1.2  # backoff from the policy, jittered
-    assert [r["status"] for r in stack.log.sent.values()] == ["delivered"]
+    assert list(stack.log.sent.values()) == ["delivered"]
 
 
 def test_a_permanent_failure_is_final_and_not_retried(
@@ -196,7 +197,11 @@ def test_an_acknowledgement_stops_reminders_and_escalation(
     stack = Stack(routing, templates, MemoryNotificationLog())
     esc = escalation()
     run(stack.notifier.handle(esc, partition=0))
-    run(stack.log.record_ack(esc.escalation_id, {"receiver": "caseworker"}))
+    run(
+        stack.log.record_ack(
+            Ack(escalation_id=esc.escalation_id, receiver="caseworker", acked_at=stack.clock.now)
+        )
+    )
     stack.clock.now = T0 + timedelta(hours=3)
     run(stack.notifier.tick(None))
     assert len(stack.email.attempts) == 1
