@@ -9,7 +9,13 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.common.kafka import KafkaClient, SaslMechanism, SecurityProtocol
+from services.common.kafka import (
+    KafkaClient,
+    SaslMechanism,
+    SecurityProtocol,
+    ensure_topics,
+    wait_for_kafka,
+)
 
 
 class CommonSettings(BaseSettings):
@@ -131,6 +137,14 @@ class CommonSettings(BaseSettings):
                 " and KAFKA_SASL_PASSWORD"
             )
         return self
+
+    def connected_kafka(self, client_id: str) -> KafkaClient:
+        """The brokers once they answer (at most `kafka_wait_seconds`), with the contract's
+        topics created if missing. Blocking: services call it before they serve."""
+        kafka = self.kafka()
+        wait_for_kafka(kafka, client_id=client_id, timeout_s=self.kafka_wait_seconds)
+        ensure_topics(kafka, partitions=self.topic_partitions, replication=self.topic_replication)
+        return kafka
 
     def kafka(self) -> KafkaClient:
         """How every client of this service reaches the brokers."""

@@ -8,7 +8,6 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 
 from services.common import logs
-from services.common.kafka import ensure_topics, wait_for_kafka
 from services.ingest.app import create_app
 from services.ingest.keys import ApiKeys
 from services.ingest.metrics import IngestMetrics
@@ -21,13 +20,7 @@ log = logging.getLogger(__name__)
 def run(settings: IngestSettings) -> None:
     logs.configure("ingest", settings.log_level)
     keys = ApiKeys.load(settings.api_keys_file, demo=settings.env == "demo")
-    kafka = settings.kafka()
-    wait_for_kafka(kafka, client_id="carealert-ingest", timeout_s=settings.kafka_wait_seconds)
-    ensure_topics(
-        kafka,
-        partitions=settings.topic_partitions,
-        replication=settings.topic_replication,
-    )
+    kafka = settings.connected_kafka("carealert-ingest")
     sink = KafkaEventSink(kafka, timeout_s=settings.publish_timeout_s)
     app = create_app(settings, keys, sink, IngestMetrics(CollectorRegistry()))
     log.info("ingest listening", extra={"port": settings.ingest_port})

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from services.common import logs, topics
 from services.common.fetching import disable_codecs
-from services.common.kafka import ensure_topics, wait_for_kafka
+from services.common.kafka import ensure_topics
 from services.common.progress import PartitionKey, StallDetector
 from services.common.secrets import weakness
 from services.common.stallwatch import KafkaOffsetsProbe, StallWatch
@@ -79,19 +79,7 @@ async def serve(settings: NotifySettings) -> None:
     secrets = webhook_secrets(routing, settings)
     sent_topic = f"{settings.notify_group_id}-sent"
     open_topic = f"{settings.notify_group_id}-open"
-    kafka = settings.kafka()
-    await asyncio.to_thread(
-        wait_for_kafka,
-        kafka,
-        client_id="carealert-notify",
-        timeout_s=settings.kafka_wait_seconds,
-    )
-    await asyncio.to_thread(
-        ensure_topics,
-        kafka,
-        partitions=settings.topic_partitions,
-        replication=settings.topic_replication,
-    )
+    kafka = await asyncio.to_thread(settings.connected_kafka, "carealert-notify")
     await asyncio.to_thread(
         ensure_topics,
         kafka,

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from services.common import logs, topics
 from services.common.fetching import disable_codecs
-from services.common.kafka import KafkaClient, ensure_topics, partition_counts, wait_for_kafka
+from services.common.kafka import KafkaClient, ensure_topics, partition_counts
 from services.common.stallwatch import KafkaOffsetsProbe
 from services.rules.app import REKEYED_SUFFIX, TICKS_SUFFIX, build_app
 from services.rules.core import Engine
@@ -50,13 +50,7 @@ def run(settings: RulesSettings) -> None:
     if settings.test_disabled_codecs:
         disable_codecs(settings.test_disabled_codecs.split(","))
     policy = load_policy(settings.policy_dir)
-    kafka = settings.kafka()
-    wait_for_kafka(kafka, client_id="carealert-rules", timeout_s=settings.kafka_wait_seconds)
-    ensure_topics(
-        kafka,
-        partitions=settings.topic_partitions,
-        replication=settings.topic_replication,
-    )
+    kafka = settings.connected_kafka("carealert-rules")
     partitions = events_partitions(kafka)
     ensure_topics(
         kafka,

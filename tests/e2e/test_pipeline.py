@@ -6,72 +6,19 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from services.common import topics
-from tests.integration.notify_support import API_TOKEN, NotifyStack, start_stack
-from tests.integration.test_ingest import ingest_service
-from tests.integration.test_rules_worker import rules_service
+from tests.integration.notify_support import API_TOKEN, NotifyStack
 from tests.support import Service, make_event, missing_opened, read_topic, wait_until
 
 AUTH = {"Authorization": "Bearer demo-not-a-secret"}
 CASEWORKER = "alex@agency.example"
 SUPERVISOR = "jordan@agency.example"
 DIRECTOR = "director@agency.example"
-
-
-def processed(rules: Service) -> float:
-    text = httpx.get(f"{rules.url}/metrics").text
-    return sum(
-        float(v)
-        for v in re.findall(r"^carealert_rules_events_processed_total\{[^}]*\} (\S+)$", text, re.M)
-    )
-
-
-@pytest.fixture(scope="module")
-def pipeline(
-    bootstrap: str, log_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Service, Service, NotifyStack]]:
-    tmp = tmp_path_factory.mktemp("e2e")
-    ingest = ingest_service(bootstrap, log_dir)
-    rules = rules_service(bootstrap, log_dir, f"rules-e2e-{uuid.uuid4().hex[:6]}", tmp / "rules")
-    ingest.start()
-    rules.start()
-    # Let the new rules group work through what earlier tests left on care.events.v1, so that
-    # notify (which starts at the end of care.escalations.v1) sees only this module's traffic.
-    wait_until(
-        lambda: httpx.get(f"{rules.url}/readyz").status_code == 200,
-        60,
-        "rules to get its partitions",
-    )
-    last = -1.0
-    for _ in range(120):
-        now = processed(rules)
-        if now == last:
-            break
-        last = now
-        time.sleep(1.5)
-    notify = start_stack(
-        bootstrap,
-        log_dir,
-        tmp,
-        repeat="1h",
-        ack="7s",
-        CAREALERT_CANARY_INGEST_URL=ingest.url,
-        CAREALERT_CANARY_API_KEY="demo-canary-not-a-secret",
-        CAREALERT_CANARY_INTERVAL_S="2",
-        CAREALERT_ENV="demo",  # the canary key is the demo one from deploy/local/api-keys.yaml
-    )
-    yield ingest, rules, notify
-    notify.stop()
-    rules.stop()
-    ingest.stop()
 
 
 def post(ingest: Service, *events: dict[str, Any], headers: dict[str, str] | None = None) -> None:

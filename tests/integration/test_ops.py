@@ -8,7 +8,6 @@ import re
 import subprocess
 import tarfile
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +16,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.integration.notify_support import NotifyStack, start_stack
-from tests.integration.test_ingest import ingest_service
-from tests.integration.test_rules_worker import rules_service
+from tests.integration.notify_support import NotifyStack
 from tests.support import ROOT, Service, ensure_debian_tool, free_port, missing_opened, wait_until
 
 PROM = ROOT / "deploy" / "prometheus"
@@ -46,26 +43,10 @@ def test_promtool(promtool: str, args: list[str]) -> None:
     assert "SUCCESS" in result.stdout + result.stderr
 
 
-@pytest.fixture(scope="module")
-def services(
-    bootstrap: str, log_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Service, Service, NotifyStack]]:
-    tmp = tmp_path_factory.mktemp("ops")
-    ingest = ingest_service(bootstrap, log_dir)
-    rules = rules_service(bootstrap, log_dir, f"rules-ops-{uuid.uuid4().hex[:6]}", tmp / "rules")
-    ingest.start()
-    rules.start()
-    notify = start_stack(bootstrap, log_dir, tmp)
-    yield ingest, rules, notify
-    notify.stop()
-    rules.stop()
-    ingest.stop()
-
-
 def test_prometheus_scrapes_all_three_services(
-    promtool: str, services: tuple[Service, Service, NotifyStack], tmp_path: Path
+    promtool: str, pipeline: tuple[Service, Service, NotifyStack], tmp_path: Path
 ) -> None:
-    ingest, rules, notify = services
+    ingest, rules, notify = pipeline
     child = f"C-{uuid.uuid4().hex[:8]}"
     event = missing_opened(child_id=child, description={"name": "Secret Name"})
     r = httpx.post(
