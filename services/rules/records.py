@@ -1,0 +1,100 @@
+"""One consumed record, judged from the record alone: the input to evaluate or why it is a dead
+letter, the partition it belongs on, where it was first written. No I/O, no state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from services.common import topics
+from services.common.dlq import TOMBSTONE_REASON, dlq_headers
+from services.common.escalations import Escalation
+from services.common.events import EventInvalid, parse_event
+from services.common.partitioning import partition_for
+from services.common.unreadable import MARK
+from services.rules.core import Input, Tick
+
+REKEYED_FROM = ("rekeyed-from-partition", "rekeyed-from-offset")
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A record that goes to the DLQ: the `code` of the dlq metric's label and the `reason`
+    the dead letter carries."""
+
+    code: str
+    reason: str
+
+
+def decode(message: Any, ticks_topic: str) -> Input | Rejected:
+    """The event (or tick) a record carries, or why it cannot be evaluated."""
+    if message.topic == ticks_topic:
+        return Tick()
+    unreadable = dict(message.headers or ()).get(MARK)
+    if unreadable is not None:  # a stand-in for a record that could not be decoded
+        return Rejected("unreadable_record", unreadable.decode())
+    if message.value is None:
+        return Rejected("tombstone", TOMBSTONE_REASON)
+    # Plausible timestamps are judged against when Kafka took the record.
+    taken = datetime.fromtimestamp(message.timestamp, UTC) if message.timestamp else None
+    try:
+        item = parse_event(message.value or b"", now=taken)
+    except EventInvalid as exc:
+        code = "undecodable" if exc.errors[0].type == "json_invalid" else "invalid_event"
+        return Rejected(code, exc.reason)
+    if message.key != item.key.encode():
+        return Rejected("key_mismatch", "message key is not '{agency_id}:{child_id}' of the event")
+    return item
+
+
+def misplaced(message: Any, partitions: int) -> int | None:
+    """The partition an event record belongs on, if its producer put it elsewhere."""
+    if message.topic != topics.EVENTS or message.key is None:
+        return None
+    belongs = partition_for(message.key, partitions)
+    return belongs if belongs != message.partition else None
+
+
+def rekeyed_headers(message: Any) -> list[tuple[str, bytes]]:
+    """Where a forwarded record was first written on care.events.v1 (never evaluated)."""
+    return list(
+        zip(
+            REKEYED_FROM,
+            (str(message.partition).encode(), str(message.offset).encode()),
+            strict=True,
+        )
+    )
+
+
+def first_written(message: Any) -> tuple[str, int, int, list[tuple[str, bytes]]]:
+    """(topic, partition, offset, own headers) of a record as its producer wrote it: a
+    forwarded record is traced back to care.events.v1, so its dead letter can be replayed."""
+    headers = list(message.headers or ())
+    found = {name: value for name, value in headers if name in REKEYED_FROM}
+    try:
+        partition, offset = (int(found[name]) for name in REKEYED_FROM)
+    except (KeyError, ValueError):
+        return message.topic, message.partition, message.offset, headers
+    own = [(name, value) for name, value in headers if name not in REKEYED_FROM]
+    return topics.EVENTS, partition, offset, own
+
+
+def dlq_record(
+    message: Any, reason: str, rekeyed_topic: str
+) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
+    """(key, value, headers) of a record's dead letter, naming where it was first written."""
+    topic, partition, offset, own = (
+        first_written(message)
+        if message.topic == rekeyed_topic
+        else (message.topic, message.partition, message.offset, message.headers)
+    )
+    return message.key, message.value or b"", dlq_headers(reason, topic, partition, offset, own)
+
+
+def stamp_accepted(out: list[Escalation], message: Any) -> list[Escalation]:
+    """Escalations caused by an event carry the time Kafka accepted that event."""
+    if not out or not message.timestamp:
+        return out
+    accepted = datetime.fromtimestamp(message.timestamp, UTC)
+    return [e.model_copy(update={"event_accepted_at": accepted}) for e in out]
