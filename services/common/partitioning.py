@@ -4,7 +4,7 @@ carealert keeps each child's state on one partition, the partition Java's defaul
 (`Utils.toPositive(Utils.murmur2(key)) % partitions`) gives the key `{agency_id}:{child_id}`.
 Ingest produces that way. A producer that partitions otherwise (librdkafka clients default to
 CRC32) puts a child's records elsewhere; the rules worker forwards each such record to the
-partition the key belongs on (services.rules.app), so per-child state never depends on the
+partition the key belongs on (services.rules.worker), so per-child state never depends on the
 producer. kafka-python's murmur2 is the same function as Java's, byte for byte.
 """
 
