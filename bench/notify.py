@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.report import report  # noqa: E402
 from services.common import topics  # noqa: E402
-from tests.integration.notify_support import make_escalation, start_stack  # noqa: E402
-from tests.support import Broker, temp_dir  # noqa: E402
+from tests.integration.notify_support import start_stack  # noqa: E402
+from tests.support import Broker, make_escalation, temp_dir  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:

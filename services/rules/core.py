@@ -4,8 +4,9 @@
 a `Tick`. It never mutates `state`, never reads a clock and never does I/O, so the faust agent,
 the replay command and the scenario tests all get the same answers for the same inputs.
 
-Guarantees:
-- An event_id already seen for this child has no effect (at-least-once delivery is safe).
+Guarantees (docs/clocks.md has the clock semantics):
+- An event_id already applied for this child has no effect, for the life of the record
+  (services.rules.dedup): at-least-once delivery and full-history re-sends are safe.
 - Escalation ids depend only on (agency, child, rule, scope, triggering event id): a replay of
   the same events reproduces the same ids.
 - At most one open escalation per (rule, scope); `.overdue` is emitted once per escalation.
@@ -13,22 +14,22 @@ Guarantees:
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from services.common.escalations import Escalation, Severity, Subject
-from services.common.events import EventBase, Jurisdiction, event_bytes
+from services.common.events import EventBase, Jurisdiction
 from services.common.ids import stable_id
 from services.common.ladder import one_up
+from services.common.zones import zone_of
+from services.rules import dedup
+from services.rules.dedup import content_digest
 from services.rules.matcher import Matcher
 from services.rules.policy import Policy, Rule, severity_above
 from services.rules.state import (
     CONGREGATE,
-    DIGEST_CHARS,
     MAX_OPEN,
-    MAX_SEEN,
     TIERS,
     ChildState,
     OpenEscalation,
@@ -45,17 +46,23 @@ class ConflictingDuplicate(ValueError):
     applied: the worker dead-letters it (`conflicting_duplicate`) so that it cannot vanish."""
 
 
-def content_digest(event: EventBase) -> str:
-    """A short digest of an event's canonical encoding: tells a resend from a changed event."""
-    return hashlib.sha256(event_bytes(event)).hexdigest()[:DIGEST_CHARS]
-
-
 @dataclass(frozen=True)
 class Tick:
-    """A clock reading: fire pending rules and overdue escalations due by `now`."""
+    """A clock reading: fire pending rules due by `now` and escalations whose deadline is
+    before `now`."""
 
 
 Input = EventBase | Tick
+
+
+def discharge(due_at: datetime | None, discharged_at: datetime) -> dict[str, Any]:
+    """Evidence on a resolved escalation: when the duty was discharged (the discharging
+    event's occurred_at) and, for a deadline, whether that was on time (at or before due_at),
+    however late the event reached us."""
+    out: dict[str, Any] = {"discharged_at": discharged_at.isoformat()}
+    if due_at is not None:
+        out["on_time"] = discharged_at <= due_at
+    return out
 
 
 def widen(recipients: tuple[str, ...]) -> tuple[str, ...]:
@@ -100,18 +107,22 @@ class Engine:
                 return None, []
             new = state.copy_state()
             out = self._tick(new, now)
+            dedup.prune(new.digests, now, new.open_episodes())
             return (new, out) if out or new != state else (state, [])
         digest = content_digest(item)
         if state is not None:
-            seen = state.seen_digest(item.event_id)
+            seen = dedup.find(state.digests, item.event_id)
             if seen is not None:
                 if seen and seen != digest:
                     raise ConflictingDuplicate(item.event_id)
                 return state, []
         new = state.copy_state() if state is not None else ChildState.new(item)
-        out = self._event(new, item, now)
+        history = dedup.is_history(item.occurred_at, now)
+        out = self._event(new, item, now, history)
         out += self._tick(new, now)
-        new.seen = [*new.seen, f"{item.event_id}#{digest}"][-MAX_SEEN:]
+        key = dedup.bucket_key(episode_id_of(item), item.occurred_at)
+        dedup.remember(new.digests, key, item.event_id, digest, item.occurred_at)
+        dedup.prune(new.digests, now, new.open_episodes())
         _bound_open(new)
         return new, out
 
@@ -158,18 +169,27 @@ class Engine:
             "trafficking_type": text("type"),
         }
 
-    def _event(self, st: ChildState, event: EventBase, now: datetime) -> list[Escalation]:
+    def _event(
+        self, st: ChildState, event: EventBase, now: datetime, history: bool
+    ) -> list[Escalation]:
+        """Apply an event: resolve what it discharges, fire what it triggers (never for a
+        history event: services.rules.dedup)."""
         previous_tier = st.risk_tier
         episode_id = episode_id_of(event)
         seen_before = (
             set(st.episodes[episode_id].seen_types) if episode_id in st.episodes else set()
         )
-        fold(st, event)
-        st.risk_tier = risk_tier(st, event.occurred_at, self.policy.risk)
+        fold(st, event, history)
+        if not history:
+            # At the newest time the state knows: a late event does not set the tier back.
+            latest = max(event.occurred_at, st.jurisdiction_at or event.occurred_at)
+            st.risk_tier = risk_tier(st, latest, self.policy.risk)
         fact = self._fact(st, event, previous_tier)
         matched = self.matcher.match(st.state, fact)
         rules = self._rules(st.state)
         out = self._resolve(st, event, episode_id, matched, rules, now)
+        if history:
+            return out
         for rule in rules.values():
             if rule.triggered_by(event.event_type) and f"fire|{rule.id}" in matched:
                 out += self._fire(st, rule, event, episode_id, fact, matched, seen_before, now)
@@ -203,6 +223,7 @@ class Engine:
                 continue
             del st.open[esc_id]
             esc.triggered_by = [*esc.triggered_by, event.event_id]
+            esc.evidence = {**esc.evidence, **discharge(esc.due_at, event.occurred_at)}
             out.append(self._emit(st, esc, "resolved", now))
             if esc.overdue_id:
                 out.append(self._emit(st, self._overdue_view(esc), "resolved", now))
@@ -313,7 +334,7 @@ class Engine:
             recipients=rule.recipients,
             action=rule.action,
             basis=rule.basis,
-            due_at=None if rule.due is None else start + rule.due,
+            due_at=rule.due.at(start, zone_of(st.state, st.county), st.state, rule.grace),
             evidence=evidence,
             triggered_by=[trigger_event_id],
             created_at=now,
@@ -322,7 +343,7 @@ class Engine:
             overdue_action=(overdue.action or f"OVERDUE: {rule.action}") if overdue else None,
         )
         # Due "now" has no overdue step: it is a broadcast, not a deadline someone can miss.
-        if rule.due is not None and rule.due.total_seconds() == 0:
+        if not rule.due.has_overdue:
             esc.overdue_severity = None
         st.open[esc_id] = esc
         return self._emit(st, esc, "firing", now)
@@ -365,7 +386,8 @@ class Engine:
                 )
             )
         for esc in sorted(st.open.values(), key=lambda e: e.escalation_id):
-            if esc.due_at is None or esc.due_at > now or esc.overdue_id is not None:
+            # Discharged at exactly due_at is on time: overdue only once the clock is past it.
+            if esc.due_at is None or esc.due_at >= now or esc.overdue_id is not None:
                 continue
             if esc.overdue_severity is None:
                 continue

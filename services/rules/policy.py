@@ -19,7 +19,6 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
     ValidationError,
@@ -30,6 +29,8 @@ from services.common.config import ConfigInvalid, ConfigProblem
 from services.common.durations import parse_duration
 from services.common.escalations import RECIPIENT_CLASSES, SEVERITIES, Severity
 from services.common.events import EVENT_TYPES, USPS_STATES, RiskIndicator, require_printable
+from services.common.models import Strict
+from services.rules.clocks import DEFAULT_GRACE, Due, parse_due
 
 # --- facts: what a condition may test ------------------------------------------------------
 
@@ -93,10 +94,6 @@ RuleId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*(\.[a-z0-9_
 # --- file models (strict) --------------------------------------------------------------------
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 Condition = dict[str, Any]
 
 
@@ -140,6 +137,8 @@ class RuleSpec(Strict):
 
 class RulesFile(Strict):
     version: Literal[1]
+    # How long `due: immediately` gives before the duty is overdue.
+    immediately_grace: str = "1h"
     rules: tuple[RuleSpec, ...]
 
 
@@ -154,6 +153,7 @@ class OverlayFile(Strict):
     state: str
     name: str
     basis: str
+    immediately_grace: str | None = None
     overrides: dict[str, Override] = {}
     rules: tuple[RuleSpec, ...] = ()
 
@@ -184,7 +184,8 @@ class Rule:
     action: str
     basis: str
     recipients: tuple[str, ...]
-    due: timedelta | None
+    due: Due
+    grace: timedelta  # what `due: immediately` gives
     fire_after: timedelta | None
     fire_start: str
     cancel_on: frozenset[str]
@@ -325,14 +326,15 @@ def _check_rule(spec: RuleSpec, file: str, path: str, problems: list[PolicyProbl
     for i, sw in enumerate(spec.severity_when):
         for p in check_condition(sw.when, f"severity_when.{i}.when"):
             bad(*p.split(": ", 1))
-    for where, text in (
-        ("due", spec.due),
-        *((("fire_after.duration", spec.fire_after.duration),) if spec.fire_after else ()),
-    ):
+    try:
+        parse_due(spec.due)
+    except ValueError as exc:
+        bad("due", str(exc))
+    if spec.fire_after:
         try:
-            parse_duration(text)
+            parse_duration(spec.fire_after.duration)
         except ValueError as exc:
-            bad(where, str(exc))
+            bad("fire_after.duration", str(exc))
     if spec.id.endswith(".overdue"):
         bad("id", "ids ending in .overdue are made by the engine")
 
@@ -344,7 +346,7 @@ def _minimised(on: tuple[str, ...], classes: tuple[str, ...]) -> tuple[str, ...]
     return tuple(c for c in classes if c not in NEVER_TOLD_OF_FINDINGS)
 
 
-def _compile(spec: RuleSpec, override: Override | None = None) -> Rule:
+def _compile(spec: RuleSpec, grace: timedelta, override: Override | None = None) -> Rule:
     due = override.due if override and override.due else spec.due
     fire_after = parse_duration(spec.fire_after.duration) if spec.fire_after else None
     overdue = override.overdue if override and override.overdue else spec.overdue
@@ -362,7 +364,8 @@ def _compile(spec: RuleSpec, override: Override | None = None) -> Rule:
         recipients=_minimised(
             spec.on, override.recipients if override and override.recipients else spec.recipients
         ),
-        due=parse_duration(due),
+        due=parse_due(due),
+        grace=grace,
         fire_after=fire_after,
         fire_start=spec.fire_after.start if spec.fire_after else "occurred_at",
         cancel_on=frozenset(spec.cancel_on),
@@ -371,23 +374,37 @@ def _compile(spec: RuleSpec, override: Override | None = None) -> Rule:
     )
 
 
-def federal_floor(file: str, rule_id: str, base: RuleSpec, ov: Override) -> list[PolicyProblem]:
+def later_than(state: Due, federal: Due, grace: timedelta) -> bool:
+    """Whether a state's deadline can fall after the federal one for some start."""
+    if federal.kind == "none":
+        return False
+    if state.kind == federal.kind:
+        return state.amount > federal.amount or state.days > federal.days
+    state_bounds, federal_bounds = state.bounds(grace), federal.bounds(grace)
+    if state_bounds is None or federal_bounds is None:
+        return state_bounds is None
+    return state_bounds[1] > federal_bounds[0]
+
+
+def federal_floor(
+    file: str, rule_id: str, base: RuleSpec, ov: Override, grace: timedelta = DEFAULT_GRACE
+) -> list[PolicyProblem]:
     """A state may make a federal duty stricter (sooner, more recipients), never weaker."""
     if not rule_id.startswith("federal."):
         return []
     problems: list[PolicyProblem] = []
     if ov.due:
         try:
-            federal, state = parse_duration(base.due), parse_duration(ov.due)
+            federal, state = parse_due(base.due), parse_due(ov.due)
         except ValueError:
-            federal = state = None  # reported by the caller
+            pass  # reported by the caller
         else:
-            if federal is not None and (state is None or state > federal):
+            if later_than(state, federal, grace):
                 problems.append(
                     PolicyProblem(
                         file,
                         f"overrides.{rule_id}.due",
-                        f"{ov.due!r} is later than the federal deadline {base.due!r}",
+                        f"{ov.due!r} can be later than the federal deadline {base.due!r}",
                     )
                 )
     if ov.severity is not None and SEVERITIES.index(ov.severity) < SEVERITIES.index(base.severity):
@@ -421,6 +438,21 @@ def federal_floor(file: str, rule_id: str, base: RuleSpec, ov: Override) -> list
     return problems
 
 
+def _grace(text: str | None, file: str, problems: list[PolicyProblem]) -> timedelta | None:
+    """`immediately_grace`: an elapsed time from 1 minute to 24 hours."""
+    if text is None:
+        return None
+    try:
+        grace = parse_duration(text)
+    except ValueError as exc:
+        problems.append(PolicyProblem(file, "immediately_grace", str(exc)))
+        return None
+    if grace is None or not timedelta(minutes=1) <= grace <= timedelta(hours=24):
+        problems.append(PolicyProblem(file, "immediately_grace", "must be from 1m to 24h"))
+        return None
+    return grace
+
+
 def load_policy(directory: Path) -> Policy:
     """Load and cross-check the policy in `directory`. Raises PolicyInvalid with every problem."""
     problems: list[PolicyProblem] = []
@@ -432,6 +464,10 @@ def load_policy(directory: Path) -> Policy:
     rules_file = _model(RulesFile, _read_yaml(rules_path, problems), rules_path.name, problems)
     risk = _model(RiskFile, _read_yaml(risk_path, problems), risk_path.name, problems)
 
+    grace = (
+        _grace(rules_file.immediately_grace if rules_file else None, rules_path.name, problems)
+        or DEFAULT_GRACE
+    )
     base_specs: dict[str, RuleSpec] = {}
     if rules_file:
         for i, spec in enumerate(rules_file.rules):
@@ -450,6 +486,7 @@ def load_policy(directory: Path) -> Policy:
         overlay = _model(OverlayFile, _read_yaml(path, problems), name, problems)
         if overlay is None:
             continue
+        overlay_grace = _grace(overlay.immediately_grace, name, problems)
         if overlay.state not in USPS_STATES:
             problems.append(PolicyProblem(name, "state", f"{overlay.state!r} is not a USPS code"))
         elif path.stem != overlay.state:
@@ -465,12 +502,12 @@ def load_policy(directory: Path) -> Policy:
                 )
             if ov.due:
                 try:
-                    parse_duration(ov.due)
+                    parse_due(ov.due)
                 except ValueError as exc:
                     problems.append(PolicyProblem(name, f"overrides.{rule_id}.due", str(exc)))
             base = base_specs.get(rule_id)
             if base is not None:
-                problems += federal_floor(name, rule_id, base, ov)
+                problems += federal_floor(name, rule_id, base, ov, overlay_grace or grace)
             overdue_classes = (ov.overdue.recipients or ()) if ov.overdue else ()
             for i, rc in enumerate(overdue_classes):
                 if rc not in RECIPIENT_CLASSES or (
@@ -512,8 +549,11 @@ def load_policy(directory: Path) -> Policy:
                     )
                 )
         if not problems:
-            compiled = [_compile(s, overlay.overrides.get(s.id)) for s in base_specs.values()]
-            compiled += [_compile(s) for s in overlay.rules]
+            state_grace = overlay_grace or grace
+            compiled = [
+                _compile(s, state_grace, overlay.overrides.get(s.id)) for s in base_specs.values()
+            ]
+            compiled += [_compile(s, state_grace) for s in overlay.rules]
             overlays[overlay.state] = tuple(compiled)
 
     if risk is not None:
@@ -536,7 +576,7 @@ def load_policy(directory: Path) -> Policy:
         digest.update(path.relative_to(directory).as_posix().encode() + b"\0" + path.read_bytes())
     return Policy(
         version=digest.hexdigest(),
-        rules=tuple(_compile(s) for s in base_specs.values()),
+        rules=tuple(_compile(s, grace) for s in base_specs.values()),
         overlays=overlays,
         risk=risk,
         files=tuple(p.relative_to(directory).as_posix() for p in files),

@@ -42,6 +42,7 @@ from services.common.models import Strict
 from services.rules.core import ConflictingDuplicate, Engine
 from services.rules.offline import VirtualRun
 
+SECOND = timedelta(seconds=1)
 OFFSET_RE = re.compile(r"^[+-]?(\d+d)?(\d+h)?(\d+m)?$")
 
 
@@ -135,7 +136,10 @@ def _matches(exp: Expectation, em: Emitted, start: datetime) -> bool:
         return False
     if exp.episode_id is not None and e.episode_id != exp.episode_id:
         return False
-    return exp.emitted_at is None or em.at == start + offset(exp.emitted_at)
+    # An overdue step is emitted the first moment after its deadline (within the second).
+    return (
+        exp.emitted_at is None or timedelta(0) <= em.at - (start + offset(exp.emitted_at)) < SECOND
+    )
 
 
 def _describe(em: Emitted, start: datetime) -> str:

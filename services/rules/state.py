@@ -1,11 +1,17 @@
 """Per-child state: what the rules need to remember about one child, stored as JSON in the faust
 table (its changelog in Kafka is the store of record). `fold(state, event)` is pure bookkeeping;
-the decisions are made in core.evaluate."""
+the decisions are made in core.evaluate.
+
+The state is versioned (`v`). This release writes STATE_VERSION and reads every earlier
+version (`from_bytes` upgrades it), so a deploy never dead-letters a child's next event.
+Version 1 (no `v`): event ids in a bounded `seen` list. Version 2: digests in buckets
+(services.rules.dedup), and the time each fact was last set (latest occurred_at wins).
+"""
 
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -21,14 +27,16 @@ from services.common.events import (
     PlacementStarted,
     TraffickingIdentified,
 )
+from services.rules.clocks import local_date
+from services.rules.dedup import LEGACY, Bucket, from_seen_list
 from services.rules.policy import RiskFile
 
 Tier = Literal["standard", "elevated", "high"]
 TIERS: tuple[Tier, ...] = ("standard", "elevated", "high")
 CONGREGATE = frozenset({"group_home", "institution"})
 YEAR = timedelta(days=365)
-MAX_SEEN = 512
-DIGEST_CHARS = 16
+STATE_VERSION = 2
+MOMENT = timedelta(microseconds=1)  # the first instant after a deadline
 MAX_OPEN = 100
 MAX_HISTORY = 100
 MAX_CLOSED_EPISODES = 20
@@ -95,6 +103,7 @@ class OpenEscalation(Model):
 
 
 class ChildState(Model):
+    v: int = 1  # absent in state the first release wrote; new states are STATE_VERSION
     agency_id: str
     child_id: str
     state: str
@@ -113,16 +122,23 @@ class ChildState(Model):
     pending: list[Pending] = []
     risk_tier: Tier = "standard"
     trafficking_status: str | None = None
-    # Event ids already applied, each as "<event_id>#<content digest>" (a bare id in state
-    # written before digests were kept), newest last, at most MAX_SEEN.
-    seen: list[str] = []
+    # Digests of the events applied (services.rules.dedup), by bucket.
+    digests: dict[str, Bucket] = {}
+    # When the profile, the jurisdiction and the current placement were last set: an event
+    # older than that (late, or re-sent) does not set them back.
+    profile_at: datetime | None = None
+    jurisdiction_at: datetime | None = None
+    placement_at: datetime | None = None
     # The Kafka partition the child's events arrive on (set by the worker, used by its timer).
     partition: int | None = None
 
     @classmethod
     def new(cls, event: EventBase) -> ChildState:
         return cls(
-            agency_id=event.agency_id, child_id=event.child_id, state=event.jurisdiction.state
+            v=STATE_VERSION,
+            agency_id=event.agency_id,
+            child_id=event.child_id,
+            state=event.jurisdiction.state,
         )
 
     def to_bytes(self) -> bytes:
@@ -139,50 +155,74 @@ class ChildState(Model):
         }
         new.open = {k: e.model_copy() for k, e in self.open.items()}
         new.pending = list(self.pending)
+        new.digests = dict(self.digests)
         return new
-
-    def seen_digest(self, event_id: str) -> str | None:
-        """The content digest recorded for `event_id` ("" if only the id was kept), or None
-        if the event was never applied."""
-        prefix = event_id + "#"
-        for entry in reversed(self.seen):
-            if entry == event_id:
-                return ""
-            if entry.startswith(prefix) and len(entry) == len(prefix) + DIGEST_CHARS:
-                return entry[len(prefix) :]
-        return None
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> ChildState:
-        """Load stored state. State written before the text rules were tightened (a line feed
-        or tab in a description) is cleaned on the way in rather than refused."""
+        """Load stored state of this or any earlier version. State written before the text
+        rules were tightened (a line feed or tab in a description) is cleaned on the way in."""
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError("child state is not a JSON object")
+        version = data.get("v", 1)
+        if not isinstance(version, int) or version > STATE_VERSION:
+            raise ValueError(f"child state version {version!r} is newer than this release")
+        if version < 2:
+            data = _upgrade_from_v1(data)
         try:
-            return cls.model_validate_json(raw)
+            return cls.model_validate(data)
         except ValidationError:
-            data = json.loads(raw)
             for episode in (data.get("episodes") or {}).values():
                 if isinstance(episode.get("subject"), dict):
                     episode["subject"] = _printable_only(episode["subject"])
             return cls.model_validate(data)
 
     def age_at(self, when: datetime) -> int | None:
+        """Whole years on the jurisdiction's local calendar date at `when`."""
         if self.date_of_birth is None:
             return None
-        d, b = when.date(), self.date_of_birth
+        d, b = local_date(when, self.state, self.county), self.date_of_birth
         return d.year - b.year - ((d.month, d.day) < (b.month, b.day))
 
     def count_since(self, times: list[datetime], now: datetime) -> int:
         return sum(1 for t in times if now - t <= YEAR)
 
     def next_deadline(self) -> datetime | None:
-        """The earliest time a clock tick could change something for this child."""
+        """The earliest time a clock tick could change something for this child: a pending
+        rule's firing time, or the first moment after an open duty's deadline."""
         times = [p.fire_at for p in self.pending]
         times += [
-            e.due_at
+            e.due_at + MOMENT
             for e in self.open.values()
             if e.due_at is not None and e.overdue_id is None and e.overdue_severity is not None
         ]
         return min(times) if times else None
+
+    def open_episodes(self) -> set[str]:
+        return {k for k, e in self.episodes.items() if e.open}
+
+
+def _upgrade_from_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 → 2: the `seen` list becomes the legacy digest bucket, aged as the newest
+    time the state holds; facts carry no time yet (the next event sets them)."""
+    data = dict(data)
+    seen = data.pop("seen", None) or []
+    times = [
+        *(data.get("placement_starts") or []),
+        *(data.get("runs") or []),
+        *(
+            t
+            for e in (data.get("episodes") or {}).values()
+            for t in (e.get("opened_at"), e.get("located_at"))
+            if t
+        ),
+    ]
+    if seen:
+        last = max(datetime.fromisoformat(t) for t in times) if times else datetime.now(UTC)
+        data["digests"] = {LEGACY: from_seen_list(seen, last).model_dump(mode="json")}
+    data["v"] = STATE_VERSION
+    return data
 
 
 def episode_id_of(event: EventBase) -> str | None:
@@ -198,33 +238,51 @@ def _bounded(items: list[T], limit: int) -> list[T]:
     return items[-limit:]
 
 
-def fold(state: ChildState, event: EventBase) -> None:
+def _newer(stamp: datetime | None, when: datetime) -> bool:
+    return stamp is None or when >= stamp
+
+
+def fold(state: ChildState, event: EventBase, history: bool = False) -> None:
     """Record `event` in `state` (mutates it). Events out of order do not fail: a report for an
-    episode not yet opened is remembered on a placeholder episode."""
+    episode not yet opened is remembered on a placeholder episode. A fact is only set by an
+    event at least as recent as the one that set it last (a late or re-sent event does not
+    set it back); placements and runs are counted once whatever arrives twice. A `history`
+    event (services.rules.dedup) never creates an episode."""
     payload: Any = getattr(event, "payload", None)
-    state.state = event.jurisdiction.state
-    state.county = event.jurisdiction.county
+    at = event.occurred_at
+    if _newer(state.jurisdiction_at, at):
+        state.state = event.jurisdiction.state
+        state.county = event.jurisdiction.county
+        state.jurisdiction_at = at
     if isinstance(payload, ChildProfile):
-        state.date_of_birth = payload.date_of_birth
-        state.sex = payload.sex
-        state.risk_indicators = payload.risk_indicators
-        state.caseworker_id = payload.caseworker_id or state.caseworker_id
-        state.supervisor_id = payload.supervisor_id or state.supervisor_id
+        if _newer(state.profile_at, at):
+            state.date_of_birth = payload.date_of_birth
+            state.sex = payload.sex
+            state.risk_indicators = payload.risk_indicators
+            state.caseworker_id = payload.caseworker_id or state.caseworker_id
+            state.supervisor_id = payload.supervisor_id or state.supervisor_id
+            state.profile_at = at
     elif isinstance(payload, PlacementStarted):
-        state.placement_id = payload.placement_id
-        state.setting = payload.setting
-        state.placement_starts = _bounded([*state.placement_starts, event.occurred_at], MAX_HISTORY)
+        if _newer(state.placement_at, at):
+            state.placement_id = payload.placement_id
+            state.setting = payload.setting
+            state.placement_at = at
+        if at not in state.placement_starts:
+            state.placement_starts = _bounded(sorted([*state.placement_starts, at]), MAX_HISTORY)
     elif isinstance(payload, PlacementEnded):
-        if state.placement_id == payload.placement_id:
+        if state.placement_id == payload.placement_id and _newer(state.placement_at, at):
             state.placement_id = None
             state.setting = None
-    elif isinstance(payload, TraffickingIdentified):
+            state.placement_at = at
+    elif isinstance(payload, TraffickingIdentified) and not history:
         state.trafficking_status = payload.status
 
     episode_id = episode_id_of(event)
     if episode_id is None:
         return
     episode = state.episodes.get(episode_id)
+    if episode is None and history:
+        return
     if isinstance(payload, MissingOpened):
         d = payload.description
         subject = Subject(
@@ -250,8 +308,8 @@ def fold(state: ChildState, event: EventBase) -> None:
             located_at=episode.located_at if episode else None,
             seen_types=episode.seen_types if episode else [],
         )
-        if episode is None:
-            state.runs = _bounded([*state.runs, payload.last_seen_at], MAX_HISTORY)
+        if episode is None and payload.last_seen_at not in state.runs:
+            state.runs = _bounded(sorted([*state.runs, payload.last_seen_at]), MAX_HISTORY)
         episode = opened
     elif episode is None:
         # Out of order: remember what arrived so the opening event sees it.

@@ -192,12 +192,14 @@ def test_state_stays_bounded_for_a_child_with_many_events(engine: Engine) -> Non
             )
         )
     state = run.states["demo-agency:C-1"]
-    assert len(state.seen) <= 512
+    assert sum(len(b.ids) for b in state.digests.values()) == 900  # within retention: all kept
     assert len([e for e in state.episodes.values() if not e.open]) <= 20
     # Live duties are never dropped; already-escalated ones are capped.
     escalated = [e for e in state.open.values() if e.overdue_id is not None or e.due_at is None]
     assert len(escalated) <= 100
     assert len(state.to_bytes()) < 200_000
+    later, _ = engine.evaluate(state, Tick(), T0 + timedelta(days=800))
+    assert later is not None and later.digests == {}  # past retention, every episode closed
 
 
 def test_escalation_carries_subject_for_law_enforcement(engine: Engine) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from services.common.durations import parse_duration
+from services.rules.clocks import DEFAULT_GRACE
 from services.rules.core import Engine
 from services.rules.matcher import compile_condition
 from services.rules.policy import PolicyInvalid, load_policy
@@ -93,7 +94,7 @@ def problems(directory: Path) -> list[str]:
         (
             "due: 72h\n    resolved_by:\n      - event: screening.completed",
             "due: 3 days\n    resolved_by:\n      - event: screening.completed",
-            "escalations.yaml: rules.5.due: '3 days' is not a duration like 2h, 1d12h, 30m, now or none",
+            "escalations.yaml: rules.5.due: '3 days' is not a deadline: use none, now, immediately",
         ),
         (
             "{any: [{immediate_risk_count: {gt: 0}}",
@@ -248,11 +249,11 @@ def test_policy_check_reports_routing_problems(
     [
         (
             "  federal.report-ncmec: {due: 48h}\n",
-            "jurisdictions/MO.yaml: overrides.federal.report-ncmec.due: '48h' is later than the federal deadline '24h'",
+            "jurisdictions/MO.yaml: overrides.federal.report-ncmec.due: '48h' can be later than the federal deadline '24h'",
         ),
         (
             "  federal.report-ncmec: {due: none}\n",
-            "jurisdictions/MO.yaml: overrides.federal.report-ncmec.due: 'none' is later than the federal deadline '24h'",
+            "jurisdictions/MO.yaml: overrides.federal.report-ncmec.due: 'none' can be later than the federal deadline '24h'",
         ),
         (
             "  federal.report-ncmec: {recipients: [caseworker]}\n",
@@ -315,7 +316,7 @@ def test_minimisation_holds_whatever_the_files_say(policy_dir: Path) -> None:
             "overdue": {"recipients": ["director", "parent"]},
         }
     )
-    rule = _compile(spec)
+    rule = _compile(spec, DEFAULT_GRACE)
     assert rule.recipients == ("caseworker",)
     assert rule.overdue is not None and rule.overdue.recipients == ("director",)
 
