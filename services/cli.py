@@ -64,12 +64,39 @@ def _policy_check(directory: Path) -> int:
             sys.stderr.write(f"{directory}/{problem}\n")
         sys.stderr.write(f"policy check: {len(problems)} problem(s)\n")
         return 1
+    from services.rules.explain import duty_list
+
     policy = load_policy(directory)
     rules = len(policy.rules) + sum(len(r) - len(policy.rules) for r in policy.overlays.values())
     sys.stdout.write(
         f"policy ok: {rules} rules, overlays {', '.join(sorted(policy.overlays)) or 'none'}, "
         f"version {policy.version[:12]}\n"
+        "duties by state (`carealert policy explain --state XX` for triggers, formulas and "
+        "sources; states without an overlay have the base rules):\n"
+        f"{duty_list(policy, sorted(policy.overlays))}\n"
     )
+    return 0
+
+
+def _policy_explain(directory: Path, state: str) -> int:
+    from services.common import yamlio
+    from services.common.events import USPS_STATES
+    from services.rules.explain import explain
+    from services.rules.policy import load_policy
+
+    state = state.upper()
+    if state not in USPS_STATES:
+        sys.stderr.write("policy explain: --state must be a two-letter USPS code such as MO\n")
+        return 2
+    if policy_problems(directory):
+        return _policy_check(directory)
+    policy = load_policy(directory)
+    overlay = None
+    path = directory / "jurisdictions" / f"{state}.yaml"
+    if state in policy.overlays and path.is_file():
+        data = yamlio.load(path.read_text())  # checked by load_policy above
+        overlay = (str(data["name"]), str(data["basis"]))
+    sys.stdout.write(explain(policy, state, overlay))
     return 0
 
 
@@ -201,6 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("dir", nargs="?", default="rules", type=Path)
     ptest = policy_sub.add_parser("test", help="run the scenario tests in DIR/tests/*.yaml")
     ptest.add_argument("dir", nargs="?", default="rules", type=Path)
+    pexplain = policy_sub.add_parser(
+        "explain", help="every duty in force in a state: trigger, deadline, recipients, source"
+    )
+    pexplain.add_argument("--state", required=True, help="two-letter USPS code, e.g. TX")
+    pexplain.add_argument("dir", nargs="?", default="rules", type=Path)
     rp = sub.add_parser("replay", help="run events offline, event time as the clock")
     rp.add_argument("file", type=Path, help="JSON lines, one Event per line")
     rp.add_argument("--policy", default="rules", type=Path)
@@ -265,6 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "policy":
             if args.policy_command == "check":
                 return _policy_check(args.dir)
+            if args.policy_command == "explain":
+                return _policy_explain(args.dir, args.state)
             return _policy_test(args.dir)
         if args.command == "replay":
             return _replay(args.file, args.policy, args.until)

@@ -188,9 +188,10 @@ def ordinal(n: int) -> str:
 
 
 def _span(delta: timedelta) -> str:
+    """`24 h`, `90 min`, `1 h 30 min`: hours and minutes, as statutes count elapsed time."""
     seconds = int(delta.total_seconds())
     parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+    for unit, size in (("h", 3600), ("min", 60), ("s", 1)):
         if seconds >= size:
             parts.append(f"{seconds // size} {unit}")
             seconds %= size
