@@ -193,7 +193,7 @@ def test_an_on_time_report_that_reaches_us_late_is_recorded_on_time(engine: Engi
             "GA",
             "2026-11-17T05:00:00+00:00",
         ),
-        # A Saturday start counts from Monday; after DST ends midnight is UTC-6 in Missouri
+        # A Saturday start counts from Monday; daylight time began Sunday: midnight is 05:00 UTC
         ("1 business day", "2026-03-07T18:00:00+00:00", "MO", "2026-03-10T05:00:00+00:00"),
         ("immediately", "2026-11-25T15:00:00+00:00", "GA", "2026-11-25T16:00:00+00:00"),
         ("now", "2026-11-25T15:00:00+00:00", "GA", "2026-11-25T15:00:00+00:00"),
