@@ -19,7 +19,7 @@ from services.notify.channels.base import Delivery, DeliveryError
 from services.notify.config import load_routing
 from services.notify.metrics import NotifyMetrics
 from services.notify.pipeline import Notifier
-from services.notify.records import Ack
+from services.notify.records import Ack, OpenEntry
 from services.notify.retry import RetryPolicy
 from services.notify.routing import Routing
 from services.notify.store import MemoryNotificationLog, MemoryRecordWriter
@@ -217,3 +217,44 @@ def test_resolution_reaches_who_was_told_and_closes_the_escalation(
     run(stack.notifier.handle(resolved, partition=0))
     assert len(stack.email.to("caseworker")) == 2
     assert esc.escalation_id not in stack.log.open
+
+
+def test_an_open_escalation_keeps_its_plan_when_routing_changes(
+    routing: Routing, templates: Templates, tmp_path: Path
+) -> None:
+    """The plan is made when the escalation opens; a notifier started with other routing
+    (its supervisor route removed) still escalates that escalation as first planned."""
+    log = MemoryNotificationLog()
+    first = Stack(routing, templates, log)
+    run(first.notifier.handle(escalation(), partition=0))
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(
+        ROUTING.replace(
+            "    - match: {recipient_class: supervisor}\n      receiver: supervisor\n", ""
+        )
+    )
+    later = Stack(load_routing(changed), templates, log)
+    later.clock.now = T0 + timedelta(minutes=61)
+    run(later.notifier.tick(None))
+    assert [d.address for d in later.email.to("supervisor")] == ["jordan@agency.example"]
+
+
+def test_an_entry_an_older_release_stored_is_planned_once_and_escalates(
+    routing: Routing, templates: Templates
+) -> None:
+    """Open entries from before plans were stored ([receiver, class] pairs) are planned from
+    today's routing on the first tick."""
+    log = MemoryNotificationLog()
+    esc = escalation()
+    older = {
+        "escalation": esc.model_dump(mode="json", exclude_none=True),
+        "partition": 0,
+        "first_sent_at": T0.isoformat(),
+        "targets": [["caseworker", "caseworker"]],
+    }
+    log.open[esc.escalation_id] = OpenEntry.model_validate_json(json.dumps(older))
+    stack = Stack(routing, templates, log)
+    stack.clock.now = T0 + timedelta(minutes=61)
+    run(stack.notifier.tick(None))
+    assert len(stack.email.to("supervisor")) == 1 and len(stack.email.to("caseworker")) == 2
+    assert log.open[esc.escalation_id].planned
