@@ -231,13 +231,32 @@ ImmediateRisk = Literal[
     "medical_need",
     "incapacity",
 ]
-Party = Literal["court", "guardian_ad_litem", "attorney", "parent", "tribe"]
+Party = Literal[
+    "court",
+    "guardian_ad_litem",
+    "attorney",
+    "parent",
+    "tribe",
+    "juvenile_officer",
+    "law_enforcement",
+]
 StaffingLevel = Literal["supervisor", "multidisciplinary", "court"]
 LocationClass = Literal[
     "placement", "family", "friend", "shelter", "law_enforcement", "hospital", "other"
 ]
 ScreeningTool = Literal["cse_it", "tvit", "state_tool", "other"]
 ScreeningResult = Literal["no_concern", "possible_concern", "clear_concern"]
+# What a child disclosed at the return interview they were the victim of while missing: a kind,
+# never the words of the disclosure (docs/domain.md, "Who gets what").
+CrimeKind = Literal[
+    "sex_trafficking",
+    "labor_trafficking",
+    "sexual_assault",
+    "physical_assault",
+    "kidnapping",
+    "robbery",
+    "other",
+]
 
 
 class Strict(models.Strict):
@@ -338,6 +357,17 @@ class DebriefCompleted(Strict):
     factors: tuple[Text, ...] = ()
 
 
+class CrimeDisclosed(Strict):
+    episode_id: Id
+    crimes: tuple[CrimeKind, ...] = Field(min_length=1)
+
+
+class CrimeReported(Strict):
+    episode_id: Id
+    le_agency: Reference
+    report_number: Reference
+
+
 class ScreeningCompleted(Strict):
     episode_id: Id | None = None
     tool: ScreeningTool
@@ -431,6 +461,16 @@ class DebriefCompletedEvent(EventBase):
     payload: DebriefCompleted
 
 
+class CrimeDisclosedEvent(EventBase):
+    event_type: Literal["return.crime_disclosed"]
+    payload: CrimeDisclosed
+
+
+class CrimeReportedEvent(EventBase):
+    event_type: Literal["return.crime_reported"]
+    payload: CrimeReported
+
+
 class ScreeningCompletedEvent(EventBase):
     event_type: Literal["screening.completed"]
     payload: ScreeningCompleted
@@ -459,6 +499,8 @@ Event = Annotated[
     | StaffingHeldEvent
     | MissingLocatedEvent
     | DebriefCompletedEvent
+    | CrimeDisclosedEvent
+    | CrimeReportedEvent
     | ScreeningCompletedEvent
     | TraffickingIdentifiedEvent
     | TraffickingReportedEvent,

@@ -69,6 +69,8 @@ VALID_PAYLOADS: dict[str, dict[str, Any]] = {
         "location_class": "shelter",
     },
     "return.debrief_completed": {"episode_id": "E-1", "factors": ["conflict_in_placement"]},
+    "return.crime_disclosed": {"episode_id": "E-1", "crimes": ["sexual_assault", "robbery"]},
+    "return.crime_reported": {"episode_id": "E-1", "le_agency": "HPD", "report_number": "R-3"},
     "screening.completed": {"tool": "cse_it", "result": "clear_concern"},
     "trafficking.identified": {"status": "suspected", "type": "sex"},
     "trafficking.law_enforcement_reported": {"report_number": "R-2"},
@@ -131,6 +133,8 @@ def test_unknown_payload_field_is_rejected(event_type: str) -> None:
         ("missing.staffing_held", "level"),
         ("missing.located", "located_at"),
         ("return.debrief_completed", "episode_id"),
+        ("return.crime_disclosed", "crimes"),
+        ("return.crime_reported", "report_number"),
         ("screening.completed", "result"),
         ("trafficking.identified", "type"),
         ("trafficking.law_enforcement_reported", "report_number"),
@@ -186,6 +190,30 @@ def test_invalid_envelope_fields_are_named(mutate: Any, expected: list[tuple[str
     obj = envelope("missing.opened")
     mutate(obj)
     assert errors_of(obj) == expected
+
+
+@pytest.mark.parametrize(
+    ("crimes", "expected"),
+    [
+        ([], [("payload.crimes", "too_short")]),
+        (["robbery", "he said he was hit"], [("payload.crimes.1", "literal_error")]),
+        ("sexual_assault", [("payload.crimes", "tuple_type")]),
+    ],
+)
+def test_a_disclosed_crime_is_a_kind_never_the_words_of_the_disclosure(
+    crimes: Any, expected: list[tuple[str, str]]
+) -> None:
+    obj = envelope("return.crime_disclosed")
+    obj["payload"]["crimes"] = crimes
+    assert errors_of(obj) == expected
+
+
+@pytest.mark.parametrize("party", ["juvenile_officer", "law_enforcement"])
+def test_state_packs_add_parties_to_notify(party: str) -> None:
+    obj = envelope("missing.party_notified")
+    obj["payload"]["party"] = party
+    event = parse_event_obj(obj)
+    assert event.payload.party == party  # type: ignore[union-attr]
 
 
 def test_bool_is_not_coerced_from_strings() -> None:
@@ -274,6 +302,8 @@ IDENTIFIERS = [
     ("missing.law_enforcement_reported", ("payload", "le_agency")),
     ("missing.ncmec_reported", ("payload", "ncmec_case_number")),
     ("trafficking.law_enforcement_reported", ("payload", "report_number")),
+    ("return.crime_reported", ("payload", "report_number")),
+    ("return.crime_reported", ("payload", "le_agency")),
 ]
 SINGLE_LINE = [
     ("payload", "description", "name"),
