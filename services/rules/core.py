@@ -16,14 +16,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 
 from services.common.escalations import Escalation, Severity, Subject
-from services.common.events import EventBase, Jurisdiction
+from services.common.events import EventBase, ImmediateRisk, Jurisdiction, RiskIndicator
 from services.common.ids import stable_id
 from services.common.ladder import one_up
 from services.common.zones import zone_of
 from services.rules import dedup
+from services.rules.clocks import Due
 from services.rules.dedup import content_digest
 from services.rules.matcher import Matcher
 from services.rules.policy import Policy, Rule, severity_above
@@ -53,6 +54,8 @@ class Tick:
 
 
 Input = EventBase | Tick
+IMMEDIATE_RISKS: tuple[str, ...] = get_args(ImmediateRisk)
+RISK_INDICATORS: tuple[str, ...] = get_args(RiskIndicator)
 
 
 def discharge(due_at: datetime | None, discharged_at: datetime) -> dict[str, Any]:
@@ -135,6 +138,7 @@ class Engine:
         age = st.age_at(event.occurred_at)
 
         fields = payload.__dict__ if payload is not None else {}
+        risks = set(episode.immediate_risks) if episode else set()
 
         def text(name: str) -> str:
             value = fields.get(name)
@@ -167,6 +171,8 @@ class Engine:
             "location_class": text("location_class"),
             "trafficking_status": st.trafficking_status or "",
             "trafficking_type": text("type"),
+            **{f"immediate_risk_{r}": r in risks for r in IMMEDIATE_RISKS},
+            **{f"risk_indicator_{r}": r in st.risk_indicators for r in RISK_INDICATORS},
         }
 
     def _event(
@@ -196,12 +202,16 @@ class Engine:
         return out
 
     def _resolves(
-        self, rule: Rule, event: EventBase, matched: frozenset[str], plain_only: bool = False
+        self, rule: Rule, event: EventBase, matched: frozenset[str], start: datetime | None
     ) -> bool:
+        """Whether `event` discharges a duty of `rule` that started at `start` (None: not known,
+        for an escalation opened before state v3: any time counts)."""
         for i, res in enumerate(rule.resolved_by):
             if res.event not in (event.event_type, "*"):
                 continue
-            if res.when is None or (not plain_only and f"res|{rule.id}|{i}" in matched):
+            if res.since == "start" and start is not None and event.occurred_at < start:
+                continue  # made before the duty began: it cannot discharge it
+            if res.when is None or f"res|{rule.id}|{i}" in matched:
                 return True
         return False
 
@@ -217,7 +227,7 @@ class Engine:
         out: list[Escalation] = []
         for esc_id, esc in list(st.open.items()):
             rule = rules.get(esc.rule_id)
-            if rule is None or not self._resolves(rule, event, matched):
+            if rule is None or not self._resolves(rule, event, matched, esc.started_at):
                 continue
             if esc.episode_id and episode_id and esc.episode_id != episode_id:
                 continue
@@ -233,7 +243,10 @@ class Engine:
             same_episode = p.episode_id is None or episode_id in (None, p.episode_id)
             cancelled = rule is None or (
                 same_episode
-                and (event.event_type in rule.cancel_on or self._resolves(rule, event, matched))
+                and (
+                    event.event_type in rule.cancel_on
+                    or self._resolves(rule, event, matched, p.fire_at)
+                )
             )
             if not cancelled:
                 kept.append(p)
@@ -256,11 +269,12 @@ class Engine:
         scope_key = episode_id if rule.scope == "episode" and episode_id else "child"
         if any(e.rule_id == rule.id and e.scope_key == scope_key for e in st.open.values()):
             return []
-        # Out of order: the discharging event already arrived for this episode.
+        # Out of order: the discharging event already arrived for this episode. (Not for a
+        # `since: start` resolution: an event before the duty began cannot discharge it.)
         for res in rule.resolved_by:
-            if res.when is None and res.event in seen_before:
+            if res.when is None and res.since == "any" and res.event in seen_before:
                 return []
-        if rule.fire_after is not None:
+        if rule.fire is not None:
             if any(p.rule_id == rule.id and p.scope_key == scope_key for p in st.pending):
                 return []
             episode = st.episodes.get(episode_id) if episode_id else None
@@ -272,7 +286,7 @@ class Engine:
                     rule_id=rule.id,
                     scope_key=scope_key,
                     episode_id=episode_id if rule.scope == "episode" else None,
-                    fire_at=start + rule.fire_after,
+                    fire_at=rule.fire.at(start, zone_of(st.state, st.county)),
                     trigger_event_id=event.event_id,
                 )
             )
@@ -281,6 +295,11 @@ class Engine:
         for i, sw in enumerate(rule.severity_when):
             if f"sev|{rule.id}|{i}" in matched:
                 severity = sw.severity
+                break
+        due = rule.due
+        for i, (_, conditional) in enumerate(rule.due_when):
+            if f"due|{rule.id}|{i}" in matched:
+                due = conditional
                 break
         evidence = self._evidence(st, fact)
         return [
@@ -294,6 +313,7 @@ class Engine:
                 event.event_id,
                 evidence,
                 now,
+                due,
             )
         ]
 
@@ -322,7 +342,11 @@ class Engine:
         trigger_event_id: str,
         evidence: dict[str, Any],
         now: datetime,
+        due: Due | None = None,
     ) -> Escalation:
+        """Open an escalation of `rule` whose deadline counts from `start` (`due`: the deadline
+        chosen by `due_when`, default the rule's)."""
+        due = due if due is not None else rule.due
         esc_id = stable_id(st.agency_id, st.child_id, rule.id, scope_key, trigger_event_id)
         overdue = rule.overdue
         esc = OpenEscalation(
@@ -334,16 +358,17 @@ class Engine:
             recipients=rule.recipients,
             action=rule.action,
             basis=rule.basis,
-            due_at=rule.due.at(start, zone_of(st.state, st.county), st.state, rule.grace),
+            due_at=due.at(start, zone_of(st.state, st.county), st.state, rule.grace),
             evidence=evidence,
             triggered_by=[trigger_event_id],
             created_at=now,
+            started_at=start,
             overdue_severity=(overdue.severity or severity_above(severity)) if overdue else None,
             overdue_recipients=(overdue.recipients or widen(rule.recipients)) if overdue else (),
             overdue_action=(overdue.action or f"OVERDUE: {rule.action}") if overdue else None,
         )
         # Due "now" has no overdue step: it is a broadcast, not a deadline someone can miss.
-        if not rule.due.has_overdue:
+        if not due.has_overdue:
             esc.overdue_severity = None
         st.open[esc_id] = esc
         return self._emit(st, esc, "firing", now)

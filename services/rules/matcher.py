@@ -61,7 +61,7 @@ def _and(*conds: dict[str, Any]) -> dict[str, Any]:
 
 def _ruleset_conditions(rules: tuple[Rule, ...], event_type: str) -> dict[str, dict[str, Any]]:
     """Named conditions that may hold for an event of `event_type`:
-    `fire|<rule>`, `sev|<rule>|<i>` and `res|<rule>|<i>`."""
+    `fire|<rule>`, `sev|<rule>|<i>`, `due|<rule>|<i>` and `res|<rule>|<i>`."""
     out: dict[str, dict[str, Any]] = {}
     for rule in rules:
         if rule.triggered_by(event_type):
@@ -69,6 +69,8 @@ def _ruleset_conditions(rules: tuple[Rule, ...], event_type: str) -> dict[str, d
             out[f"fire|{rule.id}"] = base
             for i, sw in enumerate(rule.severity_when):
                 out[f"sev|{rule.id}|{i}"] = _and(base, compile_condition(sw.when))
+            for i, (when, _) in enumerate(rule.due_when):
+                out[f"due|{rule.id}|{i}"] = _and(base, compile_condition(when))
         for i, res in enumerate(rule.resolved_by):
             if res.when is not None and res.event in (event_type, "*"):
                 out[f"res|{rule.id}|{i}"] = compile_condition(res.when)

@@ -9,11 +9,13 @@ collects them all and raises `PolicyInvalid` with the list.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
+from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import (
@@ -28,7 +30,13 @@ from services.common import yamlio
 from services.common.config import ConfigInvalid, ConfigProblem
 from services.common.durations import parse_duration
 from services.common.escalations import RECIPIENT_CLASSES, SEVERITIES, Severity
-from services.common.events import EVENT_TYPES, USPS_STATES, RiskIndicator, require_printable
+from services.common.events import (
+    EVENT_TYPES,
+    USPS_STATES,
+    ImmediateRisk,
+    RiskIndicator,
+    require_printable,
+)
 from services.common.models import Strict
 from services.rules.clocks import DEFAULT_GRACE, Due, parse_due
 
@@ -64,13 +72,24 @@ FACT_FIELDS: Mapping[str, type] = {
     "location_class": str,
     "trafficking_status": str,
     "trafficking_type": str,
+    # One flag per immediate risk of the episode (missing.opened `immediate_risks`) and per
+    # risk indicator of the child: true when it is present.
+    **{f"immediate_risk_{risk}": bool for risk in get_args(ImmediateRisk)},
+    **{f"risk_indicator_{indicator}": bool for indicator in get_args(RiskIndicator)},
 }
 
 #: Duties that exist because of a screening or trafficking finding (docs/domain.md, "Who gets
 #: what"): their existence tells a reader the finding, so they never reach these classes, not
 #: even as action text, whatever the policy says.
 FINDING_EVENTS: frozenset[str] = frozenset(
-    {"screening.completed", "trafficking.identified", "trafficking.law_enforcement_reported"}
+    {
+        "screening.completed",
+        "trafficking.identified",
+        "trafficking.law_enforcement_reported",
+        # What a child disclosed at the return interview is a finding of the same kind.
+        "return.crime_disclosed",
+        "return.crime_reported",
+    }
 )
 NEVER_TOLD_OF_FINDINGS: frozenset[str] = frozenset(
     {"court", "guardian_ad_litem", "attorney", "parent", "placement_provider", "shelter_network"}
@@ -105,6 +124,14 @@ class SeverityWhen(Strict):
 class Resolution(Strict):
     event: str
     when: Condition | None = None
+    # "start": only an event that occurred at or after the duty's start (the instant its
+    # deadline counts from) discharges it; "any": an event at any time does.
+    since: Literal["any", "start"] = "any"
+
+
+class DueWhen(Strict):
+    when: Condition
+    due: str
 
 
 class Overdue(Strict):
@@ -114,7 +141,8 @@ class Overdue(Strict):
 
 
 class FireAfter(Strict):
-    duration: str
+    duration: str | None = None
+    local_time: str | None = None
     start: Literal["occurred_at", "last_seen_at"] = "occurred_at"
 
 
@@ -129,6 +157,7 @@ class RuleSpec(Strict):
     basis: PolicyText
     recipients: tuple[str, ...] = Field(min_length=1)
     due: str
+    due_when: tuple[DueWhen, ...] = ()
     fire_after: FireAfter | None = None
     cancel_on: tuple[str, ...] = ()
     resolved_by: tuple[Resolution, ...] = ()
@@ -144,6 +173,7 @@ class RulesFile(Strict):
 
 class Override(Strict):
     due: str | None = None
+    due_when: tuple[DueWhen, ...] | None = None
     severity: Severity | None = None
     recipients: tuple[str, ...] | None = None
     overdue: Overdue | None = None
@@ -170,6 +200,75 @@ class RiskFile(Strict):
 
 # --- compiled policy -------------------------------------------------------------------------
 
+LOCAL_TIME_RE = re.compile(r"^(?P<h>[01][0-9]|2[0-3]):(?P<m>[0-5][0-9])$")
+
+
+def parse_local_time(text: str) -> time:
+    """`HH:MM` on a 24-hour clock; ValueError naming the form."""
+    m = LOCAL_TIME_RE.match(text)
+    if m is None:
+        raise ValueError(f"{text!r} is not a time of day: use HH:MM, 00:00 to 23:59")
+    return time(int(m["h"]), int(m["m"]))
+
+
+def next_local_time(start: datetime, zone: ZoneInfo, clock: time) -> datetime:
+    """The first instant strictly after `start` at which the local clock in `zone` reads
+    `clock`, in UTC. As in services.rules.clocks: a time the spring-forward skips counts with the
+    offset before the change (02:30 becomes 03:30 daylight time), a time the fall-back repeats
+    counts once, as the first of the two."""
+    day = start.astimezone(zone).date()
+    while True:
+        candidate = datetime.combine(day, clock).replace(tzinfo=zone, fold=0).astimezone(UTC)
+        if candidate > start:
+            return candidate
+        day += timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class FireAt:
+    """When a `fire_after` rule fires, counted from its start instant in the jurisdiction's
+    zone: an elapsed time (`24h`), calendar days (`7d`, days only: the same local wall-clock
+    time that many days later, as for a `due`), or the next `local_time` (`06:00`)."""
+
+    elapsed: timedelta | None = None
+    days: int = 0
+    local_time: time | None = None
+
+    def at(self, start: datetime, zone: ZoneInfo) -> datetime:
+        if self.local_time is not None:
+            return next_local_time(start, zone, self.local_time)
+        if self.days:
+            found = Due("calendar_days", days=self.days).at(start, zone, "", DEFAULT_GRACE)
+            assert found is not None  # calendar days always give a time
+            return found
+        assert self.elapsed is not None
+        return start + self.elapsed
+
+    @property
+    def nominal(self) -> timedelta | None:
+        """The nominal delay (None for a local time of day): what `Rule.fire_after` shows."""
+        if self.local_time is not None:
+            return None
+        return timedelta(days=self.days) if self.days else self.elapsed
+
+
+def parse_fire_after(spec: FireAfter) -> FireAt:
+    """A checked `fire_after` (ValueError naming the problem; `_check_rule` reports it)."""
+    if (spec.duration is None) == (spec.local_time is None):
+        raise ValueError("give either duration or local_time")
+    if spec.local_time is not None:
+        return FireAt(local_time=parse_local_time(spec.local_time))
+    assert spec.duration is not None
+    due = parse_due(spec.duration)
+    if due.kind == "calendar_days":
+        return FireAt(days=due.days)
+    if due.kind != "elapsed" or due.amount <= timedelta(0):
+        raise ValueError(
+            f"{spec.duration!r} is not a delay: use an elapsed time like 24h or calendar days "
+            "like 7d"
+        )
+    return FireAt(elapsed=due.amount)
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -186,11 +285,14 @@ class Rule:
     recipients: tuple[str, ...]
     due: Due
     grace: timedelta  # what `due: immediately` gives
-    fire_after: timedelta | None
+    fire_after: timedelta | None  # the nominal delay of `fire`; None for a local time of day
     fire_start: str
     cancel_on: frozenset[str]
     resolved_by: tuple[Resolution, ...]
     overdue: Overdue | None
+    # `due_when`: (condition, deadline) pairs; the first whose condition holds replaces `due`.
+    due_when: tuple[tuple[Condition, Due], ...] = ()
+    fire: FireAt | None = None  # when a `fire_after` rule fires
 
     def triggered_by(self, event_type: str) -> bool:
         return event_type in self.on or "*" in self.on
@@ -286,6 +388,18 @@ def check_condition(cond: Any, path: str) -> list[str]:
     return out
 
 
+def check_due_when(entries: tuple[DueWhen, ...], path: str) -> list[str]:
+    """Problems with a `due_when` list, as 'path: reason' strings."""
+    out: list[str] = []
+    for i, entry in enumerate(entries):
+        out += check_condition(entry.when, f"{path}.{i}.when")
+        try:
+            parse_due(entry.due)
+        except ValueError as exc:
+            out.append(f"{path}.{i}.due: {exc}")
+    return out
+
+
 # --- loading ---------------------------------------------------------------------------------
 
 
@@ -330,11 +444,27 @@ def _check_rule(spec: RuleSpec, file: str, path: str, problems: list[PolicyProbl
         parse_due(spec.due)
     except ValueError as exc:
         bad("due", str(exc))
+    for problem in check_due_when(spec.due_when, "due_when"):
+        bad(*problem.split(": ", 1))
+    if spec.due_when and spec.fire_after:
+        bad("due_when", "a rule with fire_after fires on the clock, with no event to test: use due")
     if spec.fire_after:
+        fa = spec.fire_after
+        where = "fire_after.local_time" if fa.local_time is not None else "fire_after.duration"
+        if (fa.duration is None) == (fa.local_time is None):
+            where = "fire_after"
         try:
-            parse_duration(spec.fire_after.duration)
+            parse_fire_after(fa)
         except ValueError as exc:
-            bad("fire_after.duration", str(exc))
+            bad(where, str(exc))
+    for i, res in enumerate(spec.resolved_by):
+        if res.since == "start" and res.event in spec.cancel_on:
+            j = spec.cancel_on.index(res.event)
+            bad(
+                f"cancel_on.{j}",
+                f"{res.event!r} discharges this rule only since its start (resolved_by.{i}); "
+                "cancel_on would cancel it whenever it occurs",
+            )
     if spec.id.endswith(".overdue"):
         bad("id", "ids ending in .overdue are made by the engine")
 
@@ -348,7 +478,8 @@ def _minimised(on: tuple[str, ...], classes: tuple[str, ...]) -> tuple[str, ...]
 
 def _compile(spec: RuleSpec, grace: timedelta, override: Override | None = None) -> Rule:
     due = override.due if override and override.due else spec.due
-    fire_after = parse_duration(spec.fire_after.duration) if spec.fire_after else None
+    due_when = override.due_when if override and override.due_when is not None else spec.due_when
+    fire = parse_fire_after(spec.fire_after) if spec.fire_after else None
     overdue = override.overdue if override and override.overdue else spec.overdue
     if overdue is not None and overdue.recipients:
         overdue = overdue.model_copy(update={"recipients": _minimised(spec.on, overdue.recipients)})
@@ -366,11 +497,13 @@ def _compile(spec: RuleSpec, grace: timedelta, override: Override | None = None)
         ),
         due=parse_due(due),
         grace=grace,
-        fire_after=fire_after,
+        fire_after=fire.nominal if fire else None,
         fire_start=spec.fire_after.start if spec.fire_after else "occurred_at",
         cancel_on=frozenset(spec.cancel_on),
         resolved_by=spec.resolved_by,
         overdue=overdue,
+        due_when=tuple((entry.when, parse_due(entry.due)) for entry in due_when),
+        fire=fire,
     )
 
 
@@ -393,20 +526,30 @@ def federal_floor(
     if not rule_id.startswith("federal."):
         return []
     problems: list[PolicyProblem] = []
-    if ov.due:
+    # Every deadline the state can give must be no later than every one the federal rule can
+    # give (a conservative test when either has conditional deadlines).
+    state_dues = [(f"overrides.{rule_id}.due", ov.due)] if ov.due else []
+    state_dues += [
+        (f"overrides.{rule_id}.due_when.{i}.due", entry.due)
+        for i, entry in enumerate(ov.due_when or ())
+    ]
+    federal_dues = [base.due, *(entry.due for entry in base.due_when)]
+    for path, text in state_dues:
         try:
-            federal, state = parse_due(base.due), parse_due(ov.due)
+            state = parse_due(text)
+            federal = [(f, parse_due(f)) for f in federal_dues]
         except ValueError:
-            pass  # reported by the caller
-        else:
-            if later_than(state, federal, grace):
+            continue  # reported by the caller
+        for federal_text, federal_due in federal:
+            if later_than(state, federal_due, grace):
                 problems.append(
                     PolicyProblem(
                         file,
-                        f"overrides.{rule_id}.due",
-                        f"{ov.due!r} can be later than the federal deadline {base.due!r}",
+                        path,
+                        f"{text!r} can be later than the federal deadline {federal_text!r}",
                     )
                 )
+                break
     if ov.severity is not None and SEVERITIES.index(ov.severity) < SEVERITIES.index(base.severity):
         problems.append(
             PolicyProblem(
@@ -505,7 +648,17 @@ def load_policy(directory: Path) -> Policy:
                     parse_due(ov.due)
                 except ValueError as exc:
                     problems.append(PolicyProblem(name, f"overrides.{rule_id}.due", str(exc)))
+            for problem in check_due_when(ov.due_when or (), f"overrides.{rule_id}.due_when"):
+                problems.append(PolicyProblem(name, *problem.split(": ", 1)))
             base = base_specs.get(rule_id)
+            if base is not None and base.fire_after and ov.due_when:
+                problems.append(
+                    PolicyProblem(
+                        name,
+                        f"overrides.{rule_id}.due_when",
+                        "a rule with fire_after fires on the clock, with no event to test: use due",
+                    )
+                )
             if base is not None:
                 problems += federal_floor(name, rule_id, base, ov, overlay_grace or grace)
             overdue_classes = (ov.overdue.recipients or ()) if ov.overdue else ()

@@ -6,6 +6,9 @@ The state is versioned (`v`). This release writes STATE_VERSION and reads every 
 version (`from_bytes` upgrades it), so a deploy never dead-letters a child's next event.
 Version 1 (no `v`): event ids in a bounded `seen` list. Version 2: digests in buckets
 (services.rules.dedup), and the time each fact was last set (latest occurred_at wins).
+Version 3: an open escalation keeps `started_at`, the instant its deadline counts from (a
+`since: start` resolution needs it); one opened by an earlier release has none, and any
+discharging event counts for it, as before.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ Tier = Literal["standard", "elevated", "high"]
 TIERS: tuple[Tier, ...] = ("standard", "elevated", "high")
 CONGREGATE = frozenset({"group_home", "institution"})
 YEAR = timedelta(days=365)
-STATE_VERSION = 2
+STATE_VERSION = 3
 MOMENT = timedelta(microseconds=1)  # the first instant after a deadline
 MAX_OPEN = 100
 MAX_HISTORY = 100
@@ -96,6 +99,8 @@ class OpenEscalation(Model):
     evidence: dict[str, Any]
     triggered_by: list[str]
     created_at: datetime
+    # The instant the deadline counts from (None: opened by a release before state v3).
+    started_at: datetime | None = None
     overdue_id: str | None = None
     overdue_severity: Severity | None = None
     overdue_recipients: tuple[str, ...] = ()
@@ -170,6 +175,7 @@ class ChildState(Model):
             raise ValueError(f"child state version {version!r} is newer than this release")
         if version < 2:
             data = _upgrade_from_v1(data)
+        data["v"] = STATE_VERSION  # v2 → v3 only adds optional fields
         try:
             return cls.model_validate(data)
         except ValidationError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import textwrap
+from datetime import time, timedelta
 from pathlib import Path
 
 import pytest
@@ -330,3 +331,131 @@ def test_a_state_overlay_cannot_lower_a_federal_severity(policy_dir: Path) -> No
     assert problems(policy_dir) == [
         "jurisdictions/MO.yaml: overrides.federal.report-ncmec.severity: 'low' is lower than the federal duty's 'high'"
     ]
+
+
+# --- state packs: the policy language they added ------------------------------------------
+
+
+def overlay(policy_dir: Path, rules: str, overrides: str = "") -> None:
+    """Write a Nevada overlay (no shipped one) with these rules and overrides (YAML text)."""
+    text = "state: NV\nname: Nevada\nbasis: test\n"
+    if overrides:
+        text += "overrides:\n" + textwrap.indent(textwrap.dedent(overrides), "  ")
+    text += "rules:\n" + textwrap.indent(textwrap.dedent(rules), "  ")
+    (policy_dir / "jurisdictions" / "NV.yaml").write_text(text)
+
+
+RULE = """\
+- id: nv.test
+  on: [missing.opened]
+  severity: medium
+  action: Test
+  basis: test
+  recipients: [caseworker]
+  due: 24h
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (
+            "  due_when: [{when: {age: {lt: 13}}, due: soon}]\n",
+            "jurisdictions/NV.yaml: rules.0.due_when.0.due: 'soon' is not a deadline: use none, now, immediately",
+        ),
+        (
+            "  due_when: [{when: {race: x}, due: immediately}]\n",
+            "jurisdictions/NV.yaml: rules.0.due_when.0.when.race: unknown fact field 'race'",
+        ),
+        (
+            "  due_when: [{when: {age: {lt: 13}}, due: immediately}]\n"
+            "  fire_after: {duration: 24h}\n",
+            "jurisdictions/NV.yaml: rules.0.due_when: a rule with fire_after fires on the clock, with no event to test: use due",
+        ),
+        (
+            "  fire_after: {duration: 24h, local_time: '06:00'}\n",
+            "jurisdictions/NV.yaml: rules.0.fire_after: give either duration or local_time",
+        ),
+        (
+            "  fire_after: {start: last_seen_at}\n",
+            "jurisdictions/NV.yaml: rules.0.fire_after: give either duration or local_time",
+        ),
+        (
+            "  fire_after: {local_time: '24:00'}\n",
+            "jurisdictions/NV.yaml: rules.0.fire_after.local_time: '24:00' is not a time of day: use HH:MM, 00:00 to 23:59",
+        ),
+        (
+            "  fire_after: {duration: 2 business days}\n",
+            "jurisdictions/NV.yaml: rules.0.fire_after.duration: '2 business days' is not a delay: use an elapsed time like 24h or calendar days like 7d",
+        ),
+        (
+            "  cancel_on: [missing.located]\n"
+            "  resolved_by: [{event: missing.located, since: start}]\n",
+            "jurisdictions/NV.yaml: rules.0.cancel_on.0: 'missing.located' discharges this rule only since its start (resolved_by.0); cancel_on would cancel it whenever it occurs",
+        ),
+        (
+            "  resolved_by: [{event: missing.located, since: opened}]\n",
+            "jurisdictions/NV.yaml: rules.0.resolved_by.0.since: Input should be 'any' or 'start' (got 'opened')",
+        ),
+    ],
+)
+def test_state_pack_language_errors_name_file_path_and_value(
+    policy_dir: Path, extra: str, expected: str
+) -> None:
+    overlay(policy_dir, RULE + extra)
+    found = problems(policy_dir)
+    assert len(found) == 1 and found[0].startswith(expected), found
+
+
+def test_a_state_may_not_make_a_conditional_federal_deadline_later(policy_dir: Path) -> None:
+    overlay(
+        policy_dir,
+        RULE,
+        overrides="""\
+        federal.report-ncmec:
+          due: 2h
+          due_when: [{when: {age: {gte: 16}}, due: 2d}, {when: {age: {lt: 13}}, due: immediately}]
+        policy.supervisor-staffing:
+          due_when: [{when: {age: {lt: 13}}, due: immediately}]
+        """,
+    )
+    assert problems(policy_dir) == [
+        "jurisdictions/NV.yaml: overrides.federal.report-ncmec.due_when.0.due: '2d' can be later than the federal deadline '24h'",
+        "jurisdictions/NV.yaml: overrides.policy.supervisor-staffing.due_when: a rule with fire_after fires on the clock, with no event to test: use due",
+    ]
+
+
+def test_a_disclosed_crime_is_a_finding_never_sent_to_parties(policy_dir: Path) -> None:
+    overlay(
+        policy_dir,
+        RULE.replace("[missing.opened]", "[return.crime_disclosed]").replace(
+            "[caseworker]", "[caseworker, parent]"
+        ),
+    )
+    assert problems(policy_dir) == [
+        "jurisdictions/NV.yaml: rules.0.recipients.1: a duty about a screening or trafficking finding must never reach parent"
+    ]
+
+
+def test_state_pack_language_compiles(policy_dir: Path) -> None:
+    overlay(
+        policy_dir,
+        RULE
+        + "  due_when: [{when: {immediate_risk_incapacity: true}, due: immediately}]\n"
+        + RULE.replace("nv.test", "nv.week")
+        + "  fire_after: {duration: 7d}\n"
+        + RULE.replace("nv.test", "nv.hours")
+        + "  fire_after: {duration: 36h}\n"
+        + RULE.replace("nv.test", "nv.morning")
+        + "  fire_after: {local_time: '06:00', start: last_seen_at}\n"
+        + "  resolved_by: [{event: missing.staffing_held, since: start}]\n",
+    )
+    rules = {r.id: r for r in load_policy(policy_dir).rules_for("NV")}
+    [(when, due)] = rules["nv.test"].due_when
+    assert when == {"immediate_risk_incapacity": True} and due.kind == "immediately"
+    week, hours, morning = rules["nv.week"], rules["nv.hours"], rules["nv.morning"]
+    assert week.fire is not None and week.fire.days == 7 and week.fire_after == timedelta(days=7)
+    assert hours.fire is not None and hours.fire.elapsed == timedelta(hours=36)
+    assert morning.fire is not None and morning.fire.local_time == time(6, 0)
+    assert morning.fire_after is None and morning.fire_start == "last_seen_at"
+    assert morning.resolved_by[0].since == "start"
