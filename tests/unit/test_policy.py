@@ -3,12 +3,14 @@ inline YAML and the exact error."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import textwrap
 from datetime import time, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 from services.common.durations import parse_duration
 from services.rules.clocks import DEFAULT_GRACE
@@ -459,3 +461,23 @@ def test_state_pack_language_compiles(policy_dir: Path) -> None:
     assert morning.fire is not None and morning.fire.local_time == time(6, 0)
     assert morning.fire_after is None and morning.fire_start == "last_seen_at"
     assert morning.resolved_by[0].since == "start"
+
+
+def test_the_shipped_state_packs_cite_their_sources() -> None:
+    """Every state rule names a source its overlay cites; where the source sets no deadline
+    the rule says the deadline is the agency's default."""
+    policy = load_policy(ROOT / "rules")
+    assert {"FL", "GA", "KY", "MO", "TX", "WA"} <= set(policy.overlays)
+    federal = {r.id for r in policy.rules}
+    for path in sorted((ROOT / "rules" / "jurisdictions").glob("*.yaml")):
+        raw = yaml.safe_load(path.read_text())
+        sources = [
+            part.split("(")[0].strip() for part in re.split("[;,]", raw["basis"]) if len(part) > 8
+        ]
+        assert sources, path.name
+        for rule in policy.rules_for(raw["state"]):
+            if rule.id in federal:
+                continue
+            assert any(s in rule.basis for s in sources), (path.name, rule.id, rule.basis)
+            if rule.id.startswith("mo.notify-"):
+                assert "agency default, not statute" in rule.basis
