@@ -26,8 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.report import report  # noqa: E402
 from tests.integration.notify_support import start_stack  # noqa: E402
-from tests.integration.test_ingest import ingest_service  # noqa: E402
-from tests.integration.test_rules_worker import rules_service  # noqa: E402
+from tests.integration.services import ingest_service, rules_service  # noqa: E402
 from tests.support import Broker, missing_opened, temp_dir  # noqa: E402
 
 

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.report import report  # noqa: E402
-from tests.integration.test_ingest import ingest_service  # noqa: E402
+from tests.integration.services import ingest_service  # noqa: E402
 from tests.support import Broker, ensure_debian_tool, missing_opened, temp_dir  # noqa: E402
 
 LUA = """

@@ -16,8 +16,7 @@ import pytest
 from kafka import KafkaProducer
 
 from tests.integration.notify_support import NotifyStack, start_stack
-from tests.integration.test_ingest import ingest_service
-from tests.integration.test_rules_worker import rules_service
+from tests.integration.services import ingest_service, rules_service
 from tests.support import Broker, Service, temp_dir, wait_until
 
 

@@ -286,6 +286,21 @@ def make_event(
     }
 
 
+def registered(child: str, at: datetime) -> dict[str, Any]:
+    """child.registered for `child` (born 2011-05-01), with caseworker W-1 and supervisor S-1."""
+    return make_event(
+        "child.registered",
+        {
+            "date_of_birth": "2011-05-01",
+            "sex": "female",
+            "caseworker_id": "W-1",
+            "supervisor_id": "S-1",
+        },
+        child_id=child,
+        occurred_at=at,
+    )
+
+
 def missing_opened(
     *, child_id: str | None = None, episode_id: str = "E-1", at: datetime | None = None, **kw: Any
 ) -> dict[str, Any]:

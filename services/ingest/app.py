@@ -3,7 +3,8 @@ services.common.events, durability in the EventSink."""
 
 import hmac
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -64,15 +65,14 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+def _unauthorized(detail: str) -> ApiError:
+    return ApiError(401, "unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
+
+
 def _bearer(request: Request) -> str:
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
-        raise ApiError(
-            401,
-            "unauthorized",
-            "missing API key: send 'Authorization: Bearer <api key>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise _unauthorized("missing API key: send 'Authorization: Bearer <api key>'")
     return token
 
 
@@ -229,6 +229,116 @@ def _answer_errors(app: FastAPI, metrics: IngestMetrics) -> None:
         return await api_error(request, ApiError(422, "invalid", "the request is not valid", rows))
 
 
+def _key_agency(keys: ApiKeys) -> Callable[[str], str]:
+    """The dependency that gives the agency of the request's API key (401 for an unknown key)."""
+
+    def agency(token: Annotated[str, Depends(_bearer)]) -> str:
+        found = keys.agency_for(token)
+        if found is None:
+            raise _unauthorized("unknown API key")
+        return found
+
+    return agency
+
+
+def _unavailable(exc: SinkUnavailable, retry_after_s: int) -> ApiError:
+    """The 503 for events the sink did not take: nothing was accepted, retry after a while."""
+    detail = (
+        "event store unreachable; nothing was accepted, retry later"
+        if str(exc) == "unreachable"
+        else "event store unavailable; nothing was accepted, retry later"
+    )
+    return ApiError(503, "unavailable", detail, headers={"Retry-After": str(retry_after_s)})
+
+
+@dataclass(frozen=True)
+class _Publisher:
+    """Hands accepted events to the EventSink, with the trace context of the request."""
+
+    sink: EventSink
+    metrics: IngestMetrics
+    retry_after_s: int
+
+    async def publish(self, request: Request, events: Sequence[EventBase]) -> None:
+        """Returns once the sink holds all of `events` (timed, and counted by event type except
+        canaries); raises the 503 ApiError if it does not, with none of them accepted."""
+        started = time.perf_counter()
+        try:
+            await self.sink.publish(events, tracing.parse(request.headers.get(tracing.HEADER)))
+        except SinkUnavailable as exc:
+            raise _unavailable(exc, self.retry_after_s) from None
+        self.metrics.publish_seconds.observe(time.perf_counter() - started)
+        self._count_accepted(events)
+
+    def _count_accepted(self, events: Sequence[EventBase]) -> None:
+        for e in events:
+            if not is_canary(e.agency_id):
+                self.metrics.events_accepted.labels(e.event_type).inc()
+
+
+def _one_event(raw: bytes, now: datetime) -> EventBase:
+    """The event of a postEvent body, or the 422 ApiError (too_deep, invalid) naming each field."""
+    try:
+        return parse_event(raw, now=now)  # checks the depth first
+    except EventInvalid as exc:
+        if exc.errors[0].type == "json_too_deep":
+            raise _too_deep(exc) from None
+        raise _invalid(exc.errors) from None
+
+
+def _batch_events(raw: bytes, now: datetime, max_events: int) -> Sequence[EventBase]:
+    """The events of a postEventBatch body, all of them, or the 422 ApiError naming every bad
+    index and field."""
+    _check_depth(raw)
+    valid = _valid_batch(raw, now, max_events)
+    if valid is not None:
+        return valid
+    return _checked_batch(_decode(raw), now, max_events)
+
+
+def _valid_batch(raw: bytes, now: datetime, max_events: int) -> Sequence[EventBase] | None:
+    """Fast path: a batch valid as a whole, in one pydantic-core pass over the bytes; None for
+    anything else (`_checked_batch` then finds every problem)."""
+    try:
+        batch = BATCH_ADAPTER.validate_json(raw, context=received(now))
+    except ValidationError:
+        return None
+    return batch.events if 1 <= len(batch.events) <= max_events else None
+
+
+def _checked_batch(obj: Any, now: datetime, max_events: int) -> list[EventBase]:
+    """Slow path: the decoded body's shape and size, then each event on its own, so that the
+    422 lists every bad index and field."""
+    raw_events = obj.get("events") if isinstance(obj, dict) else None
+    if not isinstance(obj, dict) or set(obj) != {"events"} or not isinstance(raw_events, list):
+        raise _invalid([FieldError("events", "must be the only field, a list", "batch_shape")])
+    if not 1 <= len(raw_events) <= max_events:
+        problem = f"must hold 1 to {max_events} events"
+        raise _invalid([FieldError("events", problem, "batch_size")])
+    events: list[EventBase] = []
+    errors: list[dict[str, Any]] = []
+    for i, item in enumerate(raw_events):
+        try:
+            events.append(parse_event_obj(item, now=now))
+        except EventInvalid as exc:
+            errors.extend({"index": i, **e.as_dict()} for e in exc.errors)
+    if errors:
+        raise ApiError(422, "invalid", "invalid events; nothing was published", errors)
+    return events
+
+
+def _json_body(schema: str) -> dict[str, Any]:
+    """`openapi_extra` of a POST that reads its body itself: the body's schema (FastAPI sees no
+    body parameter to document) and the API key it needs."""
+    return {
+        "security": SECURITY,
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+        },
+    }
+
+
 def events_router(
     settings: IngestSettings, keys: ApiKeys, sink: EventSink, metrics: IngestMetrics
 ) -> APIRouter:
@@ -236,35 +346,8 @@ def events_router(
     202 once Kafka acknowledged them."""
     router = APIRouter()
     limit = settings.max_body_bytes
-
-    def agency(token: Annotated[str, Depends(_bearer)]) -> str:
-        found = keys.agency_for(token)
-        if found is None:
-            raise ApiError(
-                401, "unauthorized", "unknown API key", headers={"WWW-Authenticate": "Bearer"}
-            )
-        return found
-
-    async def publish(request: Request, events: Sequence[EventBase]) -> None:
-        started = time.perf_counter()
-        try:
-            await sink.publish(events, tracing.parse(request.headers.get(tracing.HEADER)))
-        except SinkUnavailable as exc:
-            detail = (
-                "event store unreachable; nothing was accepted, retry later"
-                if str(exc) == "unreachable"
-                else "event store unavailable; nothing was accepted, retry later"
-            )
-            raise ApiError(
-                503,
-                "unavailable",
-                detail,
-                headers={"Retry-After": str(settings.retry_after_s)},
-            ) from None
-        metrics.publish_seconds.observe(time.perf_counter() - started)
-        for e in events:
-            if not is_canary(e.agency_id):
-                metrics.events_accepted.labels(e.event_type).inc()
+    agency = _key_agency(keys)
+    publisher = _Publisher(sink, metrics, settings.retry_after_s)
 
     @router.post(
         "/v1/events",
@@ -273,13 +356,7 @@ def events_router(
         summary="Submit one event",
         response_model=EventAccepted,
         responses=POST_RESPONSES,
-        openapi_extra={
-            "security": SECURITY,
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Event"}}},
-            },
-        },
+        openapi_extra=_json_body("Event"),
     )
     async def post_event(
         request: Request, agency_id: Annotated[str, Depends(agency)]
@@ -290,14 +367,9 @@ def events_router(
         for it as received and once decoded. A UTF-8 byte order mark before the JSON is
         ignored."""
         raw = await _read_body(request, limit)
-        try:
-            event = parse_event(raw, now=datetime.now(UTC))  # checks the depth first
-        except EventInvalid as exc:
-            if exc.errors[0].type == "json_too_deep":
-                raise _too_deep(exc) from None
-            raise _invalid(exc.errors) from None
+        event = _one_event(raw, now=datetime.now(UTC))
         _check_agency([event], agency_id)
-        await publish(request, [event])
+        await publisher.publish(request, [event])
         return EventAccepted(event_id=event.event_id)
 
     @router.post(
@@ -307,15 +379,7 @@ def events_router(
         summary="Submit events, all or none",
         response_model=BatchAccepted,
         responses=POST_RESPONSES,
-        openapi_extra={
-            "security": SECURITY,
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/EventBatch"}}
-                },
-            },
-        },
+        openapi_extra=_json_body("EventBatch"),
     )
     async def post_batch(
         request: Request, agency_id: Annotated[str, Depends(agency)]
@@ -323,35 +387,9 @@ def events_router(
         """Accept up to max_batch_events events, all or none: if any is invalid, nothing is
         published and the 422 lists every bad index and field. Bodies as for postEvent."""
         raw = await _read_body(request, limit)
-        _check_depth(raw)
-        now = datetime.now(UTC)
-        try:
-            # Fast path: one pydantic-core pass over the bytes when everything is valid.
-            fast = BATCH_ADAPTER.validate_json(raw, context=received(now))
-        except ValidationError:
-            fast = None
-        if fast is not None and 1 <= len(fast.events) <= settings.max_batch_events:
-            _check_agency(fast.events, agency_id)
-            await publish(request, fast.events)
-            return _batch_accepted(fast.events)
-        obj = _decode(raw)
-        raw_events = obj.get("events") if isinstance(obj, dict) else None
-        if not isinstance(obj, dict) or set(obj) != {"events"} or not isinstance(raw_events, list):
-            raise _invalid([FieldError("events", "must be the only field, a list", "batch_shape")])
-        if not 1 <= len(raw_events) <= settings.max_batch_events:
-            problem = f"must hold 1 to {settings.max_batch_events} events"
-            raise _invalid([FieldError("events", problem, "batch_size")])
-        events: list[EventBase] = []
-        errors: list[dict[str, Any]] = []
-        for i, item in enumerate(raw_events):
-            try:
-                events.append(parse_event_obj(item, now=now))
-            except EventInvalid as exc:
-                errors.extend({"index": i, **e.as_dict()} for e in exc.errors)
-        if errors:
-            raise ApiError(422, "invalid", "invalid events; nothing was published", errors)
+        events = _batch_events(raw, now=datetime.now(UTC), max_events=settings.max_batch_events)
         _check_agency(events, agency_id)
-        await publish(request, events)
+        await publisher.publish(request, events)
         return _batch_accepted(events)
 
     return router

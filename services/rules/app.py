@@ -22,21 +22,9 @@ from services.rules.core import Engine
 from services.rules.deadlines import DeadlineIndex, Deadlines
 from services.rules.health import Health
 from services.rules.metrics import RulesMetrics
-from services.rules.records import REKEYED_FROM, first_written, rekeyed_headers
 from services.rules.settings import RulesSettings
 from services.rules.transport import RulesApp
 from services.rules.worker import RulesWorker
-
-__all__ = [
-    "REKEYED_FROM",
-    "REKEYED_SUFFIX",
-    "TICKS_SUFFIX",
-    "DeadlineIndex",
-    "build_app",
-    "first_written",
-    "rekeyed_headers",
-    "utc_now",
-]
 
 TICKS_SUFFIX = "-ticks"
 REKEYED_SUFFIX = "-rekeyed"

@@ -28,11 +28,9 @@ from services.localdev.simulate import SimConfig, generate
 from services.notify.config import load_routing
 from services.notify.records import notification_id
 from tests.integration.notify_support import start_stack
-from tests.integration.test_ingest import ingest_service
-from tests.integration.test_rules_worker import rules_service
+from tests.integration.services import AUTH, ingest_service, rules_service
 from tests.support import Broker, Service, read_topic, supervised, wait_until
 
-AUTH = {"Authorization": "Bearer demo-not-a-secret"}
 MAX_IN_FLIGHT = 16  # escalations notify handles at once: bounds what one kill can repeat
 # A stalled worker exits and the test's supervisor starts it again, sooner than by default.
 STALL = {"CAREALERT_STALL_TIMEOUT_S": "20", "CAREALERT_STALL_EXIT_GRACE_S": "1"}

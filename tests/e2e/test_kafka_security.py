@@ -16,11 +16,9 @@ import pytest
 from pydantic import SecretStr
 
 from services.common.kafka import KafkaClient, KafkaUnavailable, wait_for_kafka
-from tests.e2e.test_pipeline import AUTH, CASEWORKER, registered
-from tests.integration.notify_support import start_stack
-from tests.integration.test_ingest import ingest_service
-from tests.integration.test_rules_worker import rules_service
-from tests.support import Broker, certificate_authority, missing_opened, wait_until
+from tests.integration.notify_support import CASEWORKER, start_stack
+from tests.integration.services import AUTH, ingest_service, rules_service
+from tests.support import Broker, certificate_authority, missing_opened, registered, wait_until
 
 USER = "carealert-svc"
 PASSWORD = "scram-password-made-for-this-test-only"

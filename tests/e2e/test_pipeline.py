@@ -12,13 +12,15 @@ from typing import Any
 import httpx
 
 from services.common import topics
-from tests.integration.notify_support import API_TOKEN, NotifyStack
-from tests.support import Service, make_event, missing_opened, read_topic, wait_until
-
-AUTH = {"Authorization": "Bearer demo-not-a-secret"}
-CASEWORKER = "alex@agency.example"
-SUPERVISOR = "jordan@agency.example"
-DIRECTOR = "director@agency.example"
+from tests.integration.notify_support import (
+    API_TOKEN,
+    CASEWORKER,
+    DIRECTOR,
+    SUPERVISOR,
+    NotifyStack,
+)
+from tests.integration.services import AUTH
+from tests.support import Service, make_event, missing_opened, read_topic, registered, wait_until
 
 
 def post(ingest: Service, *events: dict[str, Any], headers: dict[str, str] | None = None) -> None:
@@ -26,20 +28,6 @@ def post(ingest: Service, *events: dict[str, Any], headers: dict[str, str] | Non
         sent = AUTH | (headers or {})
         r = httpx.post(f"{ingest.url}/v1/events", json=e, headers=sent, timeout=30)
         assert r.status_code == 202, r.text
-
-
-def registered(child: str, at: datetime) -> dict[str, Any]:
-    return make_event(
-        "child.registered",
-        {
-            "date_of_birth": "2011-05-01",
-            "sex": "female",
-            "caseworker_id": "W-1",
-            "supervisor_id": "S-1",
-        },
-        child_id=child,
-        occurred_at=at,
-    )
 
 
 def escalations(bootstrap: str, child: str) -> list[dict[str, Any]]:

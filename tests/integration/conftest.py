@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.notify_support import NotifyStack, start_stack
-from tests.integration.test_ingest import ingest_service
+from tests.integration.services import ingest_service
 from tests.support import Service
 
 

@@ -14,7 +14,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from services.common import topics
 from services.common.escalations import Escalation
 from services.localdev.sinks import HttpSink, SmtpSink
-from tests.support import Service, free_port
+from tests.support import Service, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 WEBHOOK_SECRET = "test-webhook-54DYnPOdzVzryQJlHbVOxKeDshFyKizyBQdTnR9G"
@@ -55,6 +55,11 @@ route:
     - match: {{recipient_class: on_call}}
       receiver: on-call
 """
+
+# The routing file's inboxes: the caseworker (W-1), the supervisor (S-1) and the director.
+CASEWORKER = "alex@agency.example"
+SUPERVISOR = "jordan@agency.example"
+DIRECTOR = "director@agency.example"
 
 
 @dataclass
@@ -153,3 +158,15 @@ def start_stack(
 
 def publish(producer: KafkaProducer, esc: Escalation) -> None:
     producer.send(topics.ESCALATIONS, key=esc.key.encode(), value=esc.to_bytes()).get(timeout=10)
+
+
+def ack_link(mail: object) -> str:
+    body = mail.get_content()  # type: ignore[attr-defined]
+    line = next(ln for ln in body.splitlines() if ln.startswith("Acknowledge:"))
+    return str(line.split(":", 1)[1].strip())
+
+
+def wait_until_mail(stack: NotifyStack, escalation_id: str) -> Any:
+    """The first mail to the caseworker about `escalation_id`, waiting up to 30 s for it."""
+    wait_until(lambda: bool(stack.mails_to(CASEWORKER, escalation_id)), 30, "mail")
+    return stack.mails_to(CASEWORKER, escalation_id)[0]

@@ -21,8 +21,13 @@ from tests.integration.notify_support import (
     NotifyStack,
     skip_existing_records,
 )
-from tests.integration.test_rules_worker import escalations_for, produce, rules_service
-from tests.integration.test_stall import STALL_ENV, stalled_gauge
+from tests.integration.services import (
+    STALL_ENV,
+    escalations_for,
+    produce,
+    rules_service,
+    stalled_gauge,
+)
 from tests.support import ROOT, Service, make_escalation, missing_opened, read_topic, wait_until
 
 CODECS = ("gzip", "lz4", "snappy", "zstd")

@@ -17,10 +17,8 @@ from hypothesis import strategies as st
 from kafka import KafkaProducer
 
 from services.common import topics
-from tests.integration.test_rules_worker import rules_service
+from tests.integration.services import AUTH, rules_service
 from tests.support import Service, missing_opened, wait_for_records
-
-AUTH = {"Authorization": "Bearer demo-not-a-secret"}
 
 
 @pytest.fixture(scope="module")

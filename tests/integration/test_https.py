@@ -9,9 +9,8 @@ import httpx
 import pytest
 from kafka import KafkaProducer
 
-from tests.integration.notify_support import publish, start_stack
-from tests.integration.test_ingest import AUTH, ingest_service
-from tests.integration.test_notify import ack_link, wait_until_mail
+from tests.integration.notify_support import ack_link, publish, start_stack, wait_until_mail
+from tests.integration.services import AUTH, ingest_service
 from tests.support import make_escalation, missing_opened, self_signed_certificate, trusting
 
 

@@ -17,56 +17,19 @@ import pytest
 
 from services.common import topics
 from services.common.events import event_bytes, parse_event_obj
+from tests.integration.services import AUTH, events_with_ids, ingest_service
 from tests.support import (
     Broker,
     Service,
     ensure_debian_tool,
-    free_port,
     missing_opened,
     read_topic,
     wait_for_records,
 )
 
-KEYS_FILE = Path(__file__).resolve().parents[2] / "deploy" / "local" / "api-keys.yaml"
-AUTH = {"Authorization": "Bearer demo-not-a-secret"}
-
-
-def ingest_service(
-    bootstrap: str, log_dir: Path, tls: tuple[Path, Path] | None = None, **env: str
-) -> Service:
-    port = free_port()
-    if tls is not None:
-        env = {"CAREALERT_TLS_CERTFILE": str(tls[0]), "CAREALERT_TLS_KEYFILE": str(tls[1]), **env}
-    return Service(
-        ["ingest"],
-        {
-            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "CAREALERT_INGEST_PORT": str(port),
-            "CAREALERT_API_KEYS_FILE": str(KEYS_FILE),
-            "CAREALERT_ENV": "demo",  # the keys file is make run's, with the public demo keys
-            **env,
-        },
-        port,
-        log_dir,
-        tls_ca=tls[0] if tls else None,
-    )
-
 
 def post(svc: Service, path: str, body: Any, timeout: float = 30) -> httpx.Response:
     return httpx.post(f"{svc.url}{path}", json=body, headers=AUTH, timeout=timeout)
-
-
-def events_with_ids(bootstrap: str, ids: set[str]) -> list[Any]:
-    """Records with these event ids (other tests leave garbage on the topic: skip it)."""
-    out = []
-    for r in read_topic(bootstrap, topics.EVENTS):
-        try:
-            event_id = r.json().get("event_id")
-        except (ValueError, AttributeError):
-            continue
-        if event_id in ids:
-            out.append(r)
-    return out
 
 
 def test_posted_event_is_on_the_topic_with_key_and_bytes(ingest: Service, bootstrap: str) -> None:

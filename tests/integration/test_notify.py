@@ -7,7 +7,6 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import httpx
@@ -21,8 +20,10 @@ from tests.integration.notify_support import (
     ACK_SECRET,
     API_TOKEN,
     NotifyStack,
+    ack_link,
     publish,
     start_stack,
+    wait_until_mail,
 )
 from tests.support import (
     CAREALERT,
@@ -221,12 +222,6 @@ def test_bad_ack_token_is_refused(stack: NotifyStack, producer: KafkaProducer) -
         json={"receiver": "caseworker", "token": "0" * 32},
     )
     assert r.status_code == 403
-
-
-def ack_link(mail: object) -> str:
-    body = mail.get_content()  # type: ignore[attr-defined]
-    line = next(ln for ln in body.splitlines() if ln.startswith("Acknowledge:"))
-    return str(line.split(":", 1)[1].strip())
 
 
 def test_reminders_escalation_ack_and_resolve(
@@ -571,11 +566,6 @@ def test_acknowledgements_are_bound_expire_and_count_once(
     assert again.json()["acknowledged_by"] == "caseworker"
     time.sleep(1)
     assert len(acks_for(bootstrap, esc.escalation_id)) == 1
-
-
-def wait_until_mail(stack: NotifyStack, escalation_id: str) -> Any:
-    wait_until(lambda: bool(stack.mails_to("alex@agency.example", escalation_id)), 30, "mail")
-    return stack.mails_to("alex@agency.example", escalation_id)[0]
 
 
 def test_notifications_carry_the_trace_of_their_escalation(

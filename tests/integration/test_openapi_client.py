@@ -18,7 +18,7 @@ import httpx
 import pytest
 from openapi_spec_validator import validate
 
-from tests.integration.test_ingest import AUTH, events_with_ids
+from tests.integration.services import AUTH, events_with_ids
 from tests.support import Service, missing_opened
 
 PACKAGE = "carealert_ingest_client"

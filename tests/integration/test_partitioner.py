@@ -20,7 +20,7 @@ from kafka import KafkaProducer
 
 from services.common import topics
 from services.common.partitioning import partition_for
-from tests.integration.test_rules_worker import produce, rules_service
+from tests.integration.services import produce, rules_service
 from tests.support import (
     Service,
     make_event,

@@ -11,7 +11,7 @@ from pathlib import Path
 from kafka import KafkaProducer
 
 from services.common import topics
-from tests.integration.test_rules_worker import escalations_for, produce, rules_service
+from tests.integration.services import escalations_for, produce, rules_service
 from tests.support import make_event, missing_opened, read_topic, wait_for_records
 
 

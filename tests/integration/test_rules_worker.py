@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -16,37 +15,15 @@ from kafka import KafkaProducer
 
 from services.common import topics, tracing
 from services.common.dlq import TOMBSTONE_REASON
+from tests.integration.services import escalations_for, produce, rules_service
 from tests.support import (
     Record,
     Service,
-    free_port,
     make_event,
     missing_opened,
     wait_for_records,
     wait_until,
 )
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def rules_service(
-    bootstrap: str, log_dir: Path, app_id: str, data_dir: Path, **extra_env: str
-) -> Service:
-    port = free_port()
-    return Service(
-        ["rules"],
-        {
-            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "CAREALERT_RULES_PORT": str(port),
-            "CAREALERT_RULES_APP_ID": app_id,
-            "CAREALERT_RULES_DATA_DIR": str(data_dir),
-            "CAREALERT_POLICY_DIR": str(ROOT / "rules"),
-            "CAREALERT_TICK_INTERVAL_S": "0.5",
-            **extra_env,
-        },
-        port,
-        log_dir,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -59,23 +36,6 @@ def rules(
     svc.start()
     yield svc
     svc.stop()
-
-
-def produce(producer: KafkaProducer, event: dict[str, Any]) -> None:
-    import json
-
-    key = f"{event['agency_id']}:{event['child_id']}".encode()
-    producer.send(topics.EVENTS, key=key, value=json.dumps(event).encode()).get(timeout=10)
-
-
-def escalations_for(bootstrap: str, child_id: str, count: int, timeout: float = 60) -> list[Record]:
-    return wait_for_records(
-        bootstrap,
-        topics.ESCALATIONS,
-        lambda r: r.json().get("child_id") == child_id,
-        count,
-        timeout,
-    )
 
 
 def test_missing_child_produces_the_federal_escalations(

@@ -5,7 +5,6 @@ STALL_EXIT_CODE for its supervisor to start it again."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import time
 import uuid
@@ -16,21 +15,14 @@ from kafka import KafkaProducer
 
 from services.common.stallwatch import STALL_EXIT_CODE
 from tests.integration.notify_support import publish, start_stack
-from tests.integration.test_rules_worker import escalations_for, produce, rules_service
+from tests.integration.services import (
+    STALL_ENV,
+    escalations_for,
+    produce,
+    rules_service,
+    stalled_gauge,
+)
 from tests.support import ROOT, Service, make_escalation, missing_opened, wait_until
-
-STALL_ENV = {
-    "CAREALERT_STALL_TIMEOUT_S": "4",
-    "CAREALERT_STALL_CHECK_INTERVAL_S": "0.5",
-    "CAREALERT_STALL_EXIT_GRACE_S": "6",
-}
-
-
-def stalled_gauge(service: Service, name: str) -> float:
-    text = httpx.get(f"{service.url}/metrics", timeout=2).text
-    match = re.search(rf"^{name} (\S+)$", text, re.M)
-    assert match, f"{name} is not exported"
-    return float(match.group(1))
 
 
 def see_the_stall_then_the_exit(service: Service, gauge: str) -> None:

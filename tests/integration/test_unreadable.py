@@ -23,8 +23,13 @@ from tests.integration.notify_support import (
     skip_existing_records,
     start_stack,
 )
-from tests.integration.test_rules_worker import escalations_for, produce, rules_service
-from tests.integration.test_stall import STALL_ENV, stalled_gauge
+from tests.integration.services import (
+    STALL_ENV,
+    escalations_for,
+    produce,
+    rules_service,
+    stalled_gauge,
+)
 from tests.support import (
     Record,
     Service,
