@@ -138,7 +138,7 @@ def create_api(
                     "due_at": e.due_at.isoformat() if e.due_at else None,
                     "created_at": e.created_at.isoformat(),
                     "acknowledged_by": entry.acked_by,
-                    "receivers": [t.receiver for t in entry.targets],
+                    "receivers": [r for r, _ in entry.targets],
                 }
             )
         return {"count": len(items), "escalations": items}

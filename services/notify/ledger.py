@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from prometheus_client import Counter
 
 from services.common import topics
 from services.common.kafka import KafkaClient, partition_counts
@@ -27,34 +28,49 @@ log = logging.getLogger(__name__)
 
 class Ledger:
     def __init__(
-        self, kafka: KafkaClient, producer: AIOKafkaProducer, sent_topic: str, open_topic: str
+        self,
+        kafka: KafkaClient,
+        producer: AIOKafkaProducer,
+        sent_topic: str,
+        open_topic: str,
+        unreadable: Counter | None = None,
     ) -> None:
         self.kafka = kafka
         self.producer = producer
         self.sent_topic = sent_topic
         self.open_topic = open_topic
-        self.sent: dict[str, str] = {}  # notification id → its final status
+        self.sent: set[str] = set()  # notification ids whose outcome is final
         self.open: dict[str, OpenEntry] = {}
         self.acks: dict[str, Ack] = {}
         self._consumer: AIOKafkaConsumer | None = None
+        # Skipped records, counted by kind (CarealertLedgerUnreadable pages on it).
+        self.unreadable = unreadable
 
     def _apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         try:
             self._apply_record(topic, key, value)
         except ValueError as exc:  # one unreadable record must not keep notify from starting
+            kind = (
+                "sent"
+                if topic == self.sent_topic
+                else "open"
+                if topic == self.open_topic
+                else "acks"
+            )
             log.error(
                 "unreadable ledger record skipped",
                 extra={"topic": topic, "reason": type(exc).__name__},
             )
+            if self.unreadable is not None:
+                self.unreadable.labels(kind).inc()
 
     def _apply_record(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         if key is None:
             return
         k = key.decode()
         if topic == self.sent_topic:
-            if value is not None:
-                # The key alone makes the notification final; the status is for reading.
-                self.sent[k] = _status_of(value)
+            if value is not None:  # the key alone makes the notification final
+                self.sent.add(k)
         elif topic == self.open_topic:
             if value is None:
                 self.open.pop(k, None)
@@ -118,7 +134,7 @@ class Ledger:
         await self.producer.send_and_wait(
             self.sent_topic, key=nid.encode(), value=record.to_bytes()
         )
-        self.sent[nid] = record.status
+        self.sent.add(nid)
 
     async def put_open(self, entry: OpenEntry) -> None:
         esc_id = entry.escalation.escalation_id
@@ -136,13 +152,6 @@ class Ledger:
             topics.ACKS, key=ack.escalation_id.encode(), value=ack.to_bytes()
         )
         self._acked(ack)
-
-
-def _status_of(value: bytes) -> str:
-    try:
-        return NotificationRecord.model_validate_json(value).status
-    except ValueError:
-        return "unknown"
 
 
 async def wait_stopped(tasks: list[asyncio.Task[Any]]) -> None:

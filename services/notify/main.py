@@ -91,7 +91,7 @@ async def serve(settings: NotifySettings) -> None:
     metrics = NotifyMetrics(CollectorRegistry())
     producer = AIOKafkaProducer(**kafka.aiokafka(acks="all", enable_idempotence=True))
     await producer.start()
-    ledger = Ledger(kafka, producer, sent_topic, open_topic)
+    ledger = Ledger(kafka, producer, sent_topic, open_topic, metrics.ledger_unreadable)
     ready = {"ready": False}
     watch = StallWatch(
         group=settings.notify_group_id,

@@ -79,6 +79,13 @@ class NotifyMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.ledger_unreadable = Counter(
+            "carealert_notify_ledger_unreadable_total",
+            "Records of notify's own topics (sent-log, open escalations, acks) it could not "
+            "read and skipped, by topic kind.",
+            ["kind"],
+            registry=registry,
+        )
         self.dlq = Counter(
             "carealert_notify_dlq_writes_total",
             "Escalation records notify can never handle, sent to care.escalations.dlq, by reason.",

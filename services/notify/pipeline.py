@@ -33,13 +33,14 @@ from services.notify.recorder import Recorder
 from services.notify.records import (
     NotificationRecord,
     OpenEntry,
+    Plan,
     Recipient,
     Status,
     notification_id,
 )
 from services.notify.retry import RetryPolicy
 from services.notify.routing import Routing
-from services.notify.schedule import due_steps, open_entry, plan_entry, recipients
+from services.notify.schedule import due_steps, make_plan, open_entry, recipients
 from services.notify.store import NotificationLog, RecordWriter
 from services.notify.templates import Templates, context_for
 
@@ -125,7 +126,9 @@ class Notifier:
 
     def prepare(self, nid: str, esc: Escalation, target: Recipient) -> Prepared | Unsendable:
         """The receiver's address and the message its recipient class may see."""
-        spec = self.routing.receivers[target.receiver]
+        spec = self.routing.receivers.get(target.receiver)
+        if spec is None:  # in a stored plan, since removed from routing.yaml
+            return Unsendable("none", "unknown_receiver")
         default_channel = "email" if spec.email else "webhook" if spec.webhook else "sms"
         try:
             channel, address, options = resolve_address(spec, esc, self.routing.staff)
@@ -247,44 +250,58 @@ class Notifier:
             entry.acked_by = ack.receiver if ack else None
             # Registered first: if we crash mid-delivery, the timer still knows it.
             await self.ledger.put_open(entry)
-        entry = self._planned(entry)
-        await asyncio.gather(*(self.deliver(esc, t, "0", partition) for t in entry.targets))
+        plan = await self._plan(entry)
+        await asyncio.gather(*(self.deliver(esc, t, "0", partition) for t in plan.recipients))
 
     async def _resolve(self, esc: Escalation, partition: int) -> None:
-        """Tell the first receivers that asked for it (`send_resolved`), routed with the
-        escalation's `resolved` status; forget the open escalation."""
+        """Tell the first receivers whose route asked for it (`send_resolved`), as planned; an
+        escalation this notify never opened is routed with its `resolved` status. Then forget
+        it (a tombstone, written whatever this instance remembers: idempotent)."""
         entry = self.ledger.open.get(esc.escalation_id)
-        told = {t.receiver for t in entry.targets} if entry else None
-        targets = [
-            t
-            for t in recipients(self.routing.route(esc))
-            if t.send_resolved and (told is None or t.receiver in told)
-        ]
-        await asyncio.gather(*(self.deliver(esc, t, "resolved", partition) for t in targets))
         if entry is not None:
-            await self.ledger.close_open(esc.escalation_id)
+            planned = (await self._plan(entry)).recipients
+        else:
+            planned = recipients(self.routing.route(esc))
+        targets = [t for t in planned if t.send_resolved]
+        await asyncio.gather(*(self.deliver(esc, t, "resolved", partition) for t in targets))
+        await self.ledger.close_open(esc.escalation_id)
 
-    def _planned(self, entry: OpenEntry) -> OpenEntry:
-        """An entry written before plans were stored is planned once, from today's routing."""
-        if entry.planned:
-            return entry
-        planned = plan_entry(entry, self.routing)  # keeps acked_by
-        self.ledger.open[entry.escalation.escalation_id] = planned
-        return planned
+    async def _plan(self, entry: OpenEntry) -> Plan:
+        """The entry's plan. An entry an older release stored has none: it is planned once,
+        for the receivers it told, from the routing in force, and stored again."""
+        if entry.plan is not None:
+            return entry.plan
+        planned = entry.model_copy(
+            update={"plan": make_plan(entry.escalation, self.routing, entry.targets)}
+        )
+        await self.ledger.put_open(planned)
+        assert planned.plan is not None
+        return planned.plan
+
+    async def _plan_locked(self, entry: OpenEntry) -> None:
+        async with self.locks[entry.escalation.escalation_id]:
+            current = self.ledger.open.get(entry.escalation.escalation_id)
+            if current is not None:
+                await self._plan(current)
 
     async def tick(self, owned: set[int] | None) -> None:
-        """Send the reminders and escalations that are due now, as each entry's plan says."""
+        """Send the reminders and escalations that are due now, as each entry's plan says
+        (entries an older release stored are planned first)."""
         now = self.clock()
-        max_reminders = self.routing.defaults.max_reminders
+        mine = [e for e in self.ledger.open.values() if owned is None or e.partition in owned]
+        unplanned = [e for e in mine if e.plan is None]
+        if unplanned:
+            await asyncio.gather(*(self._plan_locked(e) for e in unplanned))
         past_due = 0
         work = []
-        for entry in list(self.ledger.open.values()):
-            if owned is not None and entry.partition not in owned:
+        for key in [e.escalation.escalation_id for e in mine]:
+            entry = self.ledger.open.get(key)
+            if entry is None:
                 continue
             esc = entry.escalation
             if entry.acked_by is None and esc.due_at is not None and esc.due_at <= now:
                 past_due += 1
-            for step, target in due_steps(self._planned(entry), max_reminders, now):
+            for step, target in due_steps(entry, now):
                 work.append(self.deliver(esc, target, step))
         self.metrics.unacked_past_due.set(past_due)
         self.metrics.open.set(len(self.ledger.open))

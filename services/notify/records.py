@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from services.common.escalations import Escalation
 from services.common.ids import stable_id
@@ -79,33 +79,31 @@ class Widening(Stored):
     recipient_class: str
 
 
-class OpenEntry(BaseModel):
-    """What notify remembers about a firing escalation until it is resolved: who was told
-    first and the plan of reminders and escalation levels, fixed when it opened (a later
-    routing change applies to escalations opened after it)."""
+class Plan(Stored):
+    """Fixed when an escalation opens: its first receivers with their reminder intervals and
+    whether they hear of the resolution, the ack timeout, the receivers each escalation level
+    adds, and how many reminders at most."""
 
-    model_config = ConfigDict(extra="ignore")
+    recipients: list[Recipient]
+    ack_timeout_s: float | None = None
+    widenings: list[Widening] = []
+    max_reminders: int = 0
+
+
+class OpenEntry(Stored):
+    """What notify remembers about a firing escalation until it is resolved.
+
+    Stored in the compacted open registry, readable by the release before and after this one
+    (they run side by side during a rolling update): `targets` stays the `[receiver, recipient
+    class]` pairs of who was told first, and the plan is a separate key older releases ignore
+    (an entry without one is planned once from the routing in force, and stored again).
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=False)
 
     escalation: Escalation
     partition: int
     first_sent_at: datetime
-    targets: list[Recipient] = []
-    ack_timeout_s: float | None = None
-    widenings: list[Widening] = []
-    # False for entries written before plans were stored: planned again from routing.
-    planned: bool = False
+    targets: list[tuple[str, str]] = []
+    plan: Plan | None = None
     acked_by: str | None = Field(default=None, exclude=True)  # from care.acks.v1, not stored
-
-    @field_validator("targets", mode="before")
-    @classmethod
-    def _pairs(cls, value: Any) -> Any:
-        # Older releases stored [receiver, recipient class] pairs.
-        if isinstance(value, list):
-            return [
-                {"receiver": v[0], "recipient_class": v[1]} if isinstance(v, list) else v
-                for v in value
-            ]
-        return value
-
-    def to_bytes(self) -> bytes:
-        return self.model_dump_json(exclude_none=True).encode()

@@ -1,7 +1,7 @@
 """The delivery plan of a firing escalation and the steps it owes at a given time. Pure: no
 clock reads, everything passed in.
 
-The plan is made once, when the escalation opens (`plan_entry`), from the routing then in force,
+The plan is made once, when the escalation opens (`open_entry`), from the routing then in force,
 and stored with it; each tick reads it (`due_steps`) instead of routing again.
 """
 
@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+from services.common.durations import parse_duration
 from services.common.escalations import Escalation
 from services.common.ladder import LEVELS, climbed
-from services.notify.records import OpenEntry, Recipient, Widening
+from services.notify.records import OpenEntry, Plan, Recipient, Widening
 from services.notify.routing import Routing, Target
 
 
@@ -33,13 +34,23 @@ def recipients(targets: Iterable[Target]) -> list[Recipient]:
     ]
 
 
-def plan_entry(entry: OpenEntry, routing: Routing) -> OpenEntry:
-    """`entry` with its plan: the first receivers and their reminder intervals, the shortest
-    ack timeout among them, and the receivers each escalation level adds (the ladder has
-    len(LEVELS) rungs, so no later level can add anyone)."""
-    esc = entry.escalation
+def make_plan(esc: Escalation, routing: Routing, told: list[tuple[str, str]] | None = None) -> Plan:
+    """The plan for `esc` under `routing`: its first receivers (or, for an entry stored
+    without a plan, the receivers it told, with their route's settings or the defaults), the
+    shortest ack timeout among their routes, and the receivers each escalation level adds
+    (the ladder has len(LEVELS) rungs, so no later level can add anyone)."""
     first = routing.route(esc)
-    known = {t.receiver for t in first}
+    if told is None:
+        planned = recipients(first)
+    else:
+        settings = {r.receiver: r for r in recipients(first)}
+        fallback = recipients_default(routing)
+        planned = [
+            settings.get(receiver)
+            or fallback.model_copy(update={"receiver": receiver, "recipient_class": cls})
+            for receiver, cls in told
+        ]
+    known = {r.receiver for r in planned}
     widenings: list[Widening] = []
     for level in range(1, len(LEVELS) + 1):
         for target in routing.route(esc, widen_classes(esc.recipients, level)):
@@ -53,45 +64,61 @@ def plan_entry(entry: OpenEntry, routing: Routing) -> OpenEntry:
                     )
                 )
     ack_timeout = min((t.route.ack_timeout for t in first), default=None)
-    return entry.model_copy(
-        update={
-            "targets": recipients(first),
-            "ack_timeout_s": ack_timeout.total_seconds() if ack_timeout is not None else None,
-            "widenings": widenings,
-            "planned": True,
-        }
+    return Plan(
+        recipients=planned,
+        ack_timeout_s=ack_timeout.total_seconds() if ack_timeout is not None else None,
+        widenings=widenings,
+        max_reminders=routing.defaults.max_reminders,
+    )
+
+
+def recipients_default(routing: Routing) -> Recipient:
+    """The settings of a receiver no route reaches any more: the routing defaults."""
+    interval = parse_duration(routing.defaults.repeat_interval)
+    return Recipient(
+        receiver="",
+        recipient_class="",
+        repeat_interval_s=interval.total_seconds() if interval else None,
+        send_resolved=routing.defaults.send_resolved,
     )
 
 
 def open_entry(
     escalation: Escalation, partition: int, first_sent_at: datetime, routing: Routing
 ) -> OpenEntry:
-    return plan_entry(
-        OpenEntry(escalation=escalation, partition=partition, first_sent_at=first_sent_at), routing
+    plan = make_plan(escalation, routing)
+    return OpenEntry(
+        escalation=escalation,
+        partition=partition,
+        first_sent_at=first_sent_at,
+        targets=[(r.receiver, r.recipient_class) for r in plan.recipients],
+        plan=plan,
     )
 
 
-def due_steps(entry: OpenEntry, max_reminders: int, now: datetime) -> list[tuple[str, Recipient]]:
-    """Reminders and escalations owed for an unacknowledged escalation at `now`.
+def due_steps(entry: OpenEntry, now: datetime) -> list[tuple[str, Recipient]]:
+    """Reminders and escalations owed for an unacknowledged escalation at `now`, from its plan
+    (none for an entry not planned yet).
 
     Reminder k (step `r<k>`) to each first receiver at first_sent + k × its repeat interval, at
     most `max_reminders`. Escalation level l (step `e<l>`) to the receivers that level adds, at
     first_sent + l × the ack timeout. Steps already done are filtered by the caller through
     the sent-log.
     """
-    if entry.acked_by is not None or entry.escalation.status != "firing":
+    plan = entry.plan
+    if plan is None or entry.acked_by is not None or entry.escalation.status != "firing":
         return []
     age = (now - entry.first_sent_at).total_seconds()
     out: list[tuple[str, Recipient]] = []
-    for target in entry.targets:
+    for target in plan.recipients:
         interval = target.repeat_interval_s
         if not interval:
             continue
-        for step in range(1, min(int(age / interval), max_reminders) + 1):
+        for step in range(1, min(int(age / interval), plan.max_reminders) + 1):
             out.append((f"r{step}", target))
-    if entry.ack_timeout_s:
-        levels = int(age / entry.ack_timeout_s)
-        for w in entry.widenings:
+    if plan.ack_timeout_s:
+        levels = int(age / plan.ack_timeout_s)
+        for w in plan.widenings:
             if w.level <= levels:
                 out.append(
                     (

@@ -17,7 +17,7 @@ from services.notify.records import Ack, NotificationRecord, OpenEntry
 
 
 class NotificationLog(Protocol):
-    sent: dict[str, str]  # notification id → its final status
+    sent: set[str]  # notification ids whose outcome is final
     open: dict[str, OpenEntry]
     acks: dict[str, Ack]
 
@@ -38,12 +38,12 @@ class MemoryNotificationLog:
     """The in-memory twin: survives a "restart" by being handed to the next Notifier."""
 
     def __init__(self) -> None:
-        self.sent: dict[str, str] = {}
+        self.sent: set[str] = set()
         self.open: dict[str, OpenEntry] = {}
         self.acks: dict[str, Ack] = {}
 
-    async def record_sent(self, nid: str, record: NotificationRecord) -> None:
-        self.sent[nid] = record.status
+    async def record_sent(self, nid: str, record: NotificationRecord) -> None:  # noqa: ARG002
+        self.sent.add(nid)
 
     async def put_open(self, entry: OpenEntry) -> None:
         self.open[entry.escalation.escalation_id] = entry

@@ -178,3 +178,13 @@ async def consume(
             task = asyncio.create_task(notifier.tick(owned))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
+            task.add_done_callback(_tick_failed)
+
+
+def _tick_failed(task: asyncio.Task[None]) -> None:
+    """A failed reminder tick is logged (the next tick tries again), never lost unread."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error(
+            "reminder tick failed; trying again on the next tick",
+            extra={"reason": type(task.exception()).__name__},
+        )

@@ -17,7 +17,7 @@ from services.notify.addresses import resolve_address
 from services.notify.config import RoutingInvalid, load_routing
 from services.notify.records import OpenEntry, notification_id
 from services.notify.retry import RetryPolicy
-from services.notify.schedule import due_steps, open_entry, plan_entry, widen_classes
+from services.notify.schedule import due_steps, make_plan, open_entry, widen_classes
 from services.notify.templates import Templates, age_band, context_for, sample_escalation
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -374,7 +374,7 @@ def test_schedule_of_reminders_and_escalation(routing: Any) -> None:
     entry = open_entry(escalation(recipients=["caseworker"]), 0, T0, routing)
 
     def due(after: timedelta) -> list[tuple[str, str]]:
-        return [(s, t.receiver) for s, t in due_steps(entry, 6, T0 + after)]
+        return [(s, t.receiver) for s, t in due_steps(entry, T0 + after)]
 
     assert due(timedelta(minutes=59)) == []
     assert due(timedelta(hours=1)) == [("e1", "supervisor")]
@@ -389,29 +389,28 @@ def test_schedule_of_reminders_and_escalation(routing: Any) -> None:
 
 def test_reminders_stop_at_the_cap(routing: Any) -> None:
     entry = open_entry(escalation(recipients=["caseworker"]), 0, T0, routing)
-    reminders = [s for s, t in due_steps(entry, 6, T0 + timedelta(days=30)) if s.startswith("r")]
+    reminders = [s for s, t in due_steps(entry, T0 + timedelta(days=30)) if s.startswith("r")]
     assert reminders == [f"r{i}" for i in range(1, 7)]
 
 
 def test_the_plan_is_stored_and_an_entry_from_an_older_release_is_planned_again(
     routing: Any,
 ) -> None:
-    """The schedule reads the plan stored with the entry (no routing per tick); an entry an
-    older release wrote ([receiver, class] pairs, no plan) loads and is planned again."""
+    """The schedule reads the plan stored with the entry (no routing per tick). The stored
+    form keeps `targets` as [receiver, class] pairs, so the release before reads it; an entry
+    that release wrote (no plan) loads, owes nothing until planned, and is planned for the
+    receivers it told."""
     entry = open_entry(escalation(recipients=["caseworker"]), 3, T0, routing)
+    stored = json.loads(entry.to_bytes())
+    assert stored["targets"] == [["caseworker", "caseworker"]]
+    assert stored["first_sent_at"] == "2026-11-24T02:00:00+00:00"
     again = OpenEntry.model_validate_json(entry.to_bytes())
-    assert again == entry and again.planned
-    assert [w.receiver for w in again.widenings] == ["supervisor", "director"]
-    older = {
-        "escalation": entry.escalation.model_dump(mode="json", exclude_none=True),
-        "partition": 3,
-        "first_sent_at": T0.isoformat(),
-        "targets": [["caseworker", "caseworker"]],
-    }
-    old = OpenEntry.model_validate_json(json.dumps(older))
-    assert not old.planned and old.targets[0].repeat_interval_s is None
-    assert due_steps(old, 6, T0 + timedelta(hours=4)) == []
-    assert plan_entry(old, routing) == entry
+    assert again == entry and again.plan is not None
+    assert [w.receiver for w in again.plan.widenings] == ["supervisor", "director"]
+    del stored["plan"]
+    old = OpenEntry.model_validate_json(json.dumps(stored))
+    assert old.plan is None and due_steps(old, T0 + timedelta(hours=4)) == []
+    assert make_plan(old.escalation, routing, old.targets) == entry.plan
 
 
 def test_addresses(routing: Any) -> None:
