@@ -23,6 +23,13 @@ SETTINGS = (
     ("institution", 0.10, 3.5),
 )
 STATES = (("MO", 0.3), ("KY", 0.2), ("TX", 0.3), ("OH", 0.2))
+# The parties a state's overlay has the caseworker notify (rules/jurisdictions/): most notices
+# are made in time, some never.
+MISSING_NOTICES = {
+    "TX": ("court", "attorney", "guardian_ad_litem", "parent"),
+    "MO": ("juvenile_officer", "guardian_ad_litem", "parent"),
+}
+RETURN_NOTICES = {"TX": ("court", "attorney", "guardian_ad_litem", "parent", "law_enforcement")}
 NAMES = (
     "Avery",
     "Jordan",
@@ -202,8 +209,9 @@ def _child(
                 learned + timedelta(hours=deadline + rng.uniform(1, 72)),
                 {"episode_id": ep, "ncmec_case_number": f"N-{n}-{episode}"},
             )
-        if state == "TX":
-            for party in ("court", "attorney", "guardian_ad_litem", "parent"):
+        parties = MISSING_NOTICES.get(state, ())
+        if parties:
+            for party in parties:
                 if rng.random() < 0.8:
                     ev(
                         "missing.party_notified",
@@ -234,12 +242,13 @@ def _child(
                 "location_class": rng.choice(["friend", "family", "shelter", "law_enforcement"]),
             },
         )
-        if state == "TX" and rng.random() < 0.8:
-            ev(
-                "missing.party_notified",
-                located + timedelta(hours=rng.uniform(1, 20)),
-                {"episode_id": ep, "party": "court"},
-            )
+        for party in RETURN_NOTICES.get(state, ()):
+            if rng.random() < 0.8:
+                ev(
+                    "missing.party_notified",
+                    located + timedelta(hours=rng.uniform(1, 20)),
+                    {"episode_id": ep, "party": party},
+                )
         if rng.random() < 0.75:
             result = rng.choices(
                 ["no_concern", "possible_concern", "clear_concern"], [0.8, 0.15, 0.05]

@@ -65,10 +65,16 @@ def trigger_words(rule: Rule) -> str:
     text = f"on {events}"
     if rule.when:
         text += f" when {condition_words(rule.when)}"
-    if rule.fire_after is not None:
-        hours = rule.fire_after.total_seconds() / 3600
+    fire = rule.fire
+    if fire is not None:
         start = "last seen" if rule.fire_start == "last_seen_at" else "the event"
-        text += f"; fires {hours:g} h after {start}"
+        if fire.local_time is not None:
+            text += f"; fires at the first local {fire.local_time:%H:%M} after {start}"
+        elif fire.days:
+            days = f"{fire.days} calendar day{'s' if fire.days != 1 else ''}"
+            text += f"; fires {days} after {start} (same local time)"
+        elif fire.elapsed is not None:
+            text += f"; fires {fire.elapsed.total_seconds() / 3600:g} h after {start}"
     if rule.cancel_on:
         text += f" unless {', '.join(sorted(rule.cancel_on))} comes first"
     return text
@@ -78,8 +84,19 @@ def discharge_words(rule: Rule) -> str:
     parts = []
     for res in rule.resolved_by:
         event = "any event" if res.event == "*" else res.event
-        parts.append(f"{event} when {condition_words(res.when)}" if res.when else event)
+        text = f"{event} when {condition_words(res.when)}" if res.when else event
+        parts.append(text + (" made at or after the start" if res.since == "start" else ""))
     return " or ".join(parts) or "nothing (no discharging event)"
+
+
+def deadline_words(rule: Rule) -> str:
+    """The deadline, with any conditional ones first (`due_when`: the first that holds)."""
+    cases = [f"{due.words(rule.grace)} when {condition_words(c)}" for c, due in rule.due_when]
+    return (
+        "; ".join([*cases, f"otherwise {rule.due.words(rule.grace)}"])
+        if cases
+        else (rule.due.words(rule.grace))
+    )
 
 
 def overdue_words(rule: Rule) -> str:
@@ -108,9 +125,13 @@ def explain(policy: Policy, state: str, overlay: tuple[str, str] | None = None) 
             f"{r.id}  [{duty.origin}]",
             f"  what:       {r.action}",
             f"  trigger:    {trigger_words(r)}",
-            f"  deadline:   {r.due.words(r.grace)}",
-            f"  formula:    {r.due.formula(r.grace)}; start = the event's occurred_at"
-            + (" (or its firing time)" if r.fire_after is not None else ""),
+            f"  deadline:   {deadline_words(r)}",
+            f"  formula:    {r.due.formula(r.grace)}; start = "
+            + ("its firing time" if r.fire is not None else "the event's occurred_at"),
+            *(
+                f"              {due.formula(r.grace)} when {condition_words(cond)}"
+                for cond, due in r.due_when
+            ),
             f"  severity:   {r.severity}"
             + "".join(f"; {sw.severity} when {condition_words(sw.when)}" for sw in r.severity_when),
             f"  recipients: {', '.join(r.recipients)}",
@@ -131,7 +152,7 @@ def duty_list(policy: Policy, states: Iterable[str]) -> str:
         for duty in duties(policy, state):
             r = duty.rule
             lines.append(
-                f"  {r.id}: {r.due.words(r.grace)}, to {', '.join(r.recipients)}"
+                f"  {r.id}: {deadline_words(r)}, to {', '.join(r.recipients)}"
                 + ("" if duty.origin == "base rule" else f" ({duty.origin})")
             )
     return "\n".join(lines)

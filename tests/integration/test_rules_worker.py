@@ -283,11 +283,13 @@ def test_escalations_carry_the_trace_of_their_event(
         producer.send(topics.EVENTS, key=key, value=json.dumps(event).encode(), headers=headers)
     producer.flush()
     spans = set()
-    for esc in escalations_for(bootstrap, traced["child_id"], 3):
+    records = escalations_for(bootstrap, traced["child_id"], 3)
+    for esc in records:
         header = esc.headers[tracing.HEADER].decode()
         assert header.startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-") and header.endswith("-01")
         spans.add(header.split("-")[2])
-    assert len(spans) == 3 and "00f067aa0ba902b7" not in spans  # a span of its own each
+    # a span of its own each (Missouri's overlay adds party notices to the federal duties)
+    assert len(spans) == len(records) >= 3 and "00f067aa0ba902b7" not in spans
     assert all(
         tracing.HEADER not in e.headers for e in escalations_for(bootstrap, untraced["child_id"], 3)
     )
