@@ -87,6 +87,22 @@ def produce(producer: KafkaProducer, event: dict[str, Any]) -> None:
     producer.send(topics.EVENTS, key=key, value=json.dumps(event).encode()).get(timeout=10)
 
 
+def escalations_fired_by(event: dict[str, Any]) -> int:
+    """How many escalations the shipped policy fires for `event` alone (a state's overlay adds
+    duties to the federal ones), as the engine computes them offline."""
+    from datetime import UTC, datetime
+
+    from services.common.events import parse_event_obj
+    from services.rules.core import Engine
+    from services.rules.policy import load_policy
+
+    now = datetime.now(UTC)
+    _, out = Engine(load_policy(ROOT / "rules")).evaluate(
+        None, parse_event_obj(event, now=now), now
+    )
+    return len(out)
+
+
 def escalations_for(bootstrap: str, child_id: str, count: int, timeout: float = 60) -> list[Record]:
     return wait_for_records(
         bootstrap,
