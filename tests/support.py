@@ -28,6 +28,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import CorruptRecordError
 
 from services.common.escalations import Escalation
+from services.common.events import EventBase, parse_event_obj
 
 ROOT = Path(__file__).resolve().parents[1]
 KAFKA_SH = ROOT / "deploy" / "kafka" / "kafka.sh"
@@ -298,6 +299,32 @@ def registered(child: str, at: datetime) -> dict[str, Any]:
         },
         child_id=child,
         occurred_at=at,
+    )
+
+
+def engine_event(
+    event_id: str,
+    event_type: str,
+    payload: dict[str, Any],
+    occurred_at: datetime,
+    *,
+    state: str = "MO",
+    county: str | None = None,
+    child: str = "C-1",
+) -> EventBase:
+    """A parsed event for the engine in unit tests (received long after it occurred)."""
+    return parse_event_obj(
+        {
+            "event_id": event_id,
+            "event_type": event_type,
+            "schema_version": 1,
+            "agency_id": "demo-agency",
+            "child_id": child,
+            "occurred_at": occurred_at.isoformat(),
+            "jurisdiction": {"state": state, **({"county": county} if county else {})},
+            "payload": payload,
+        },
+        now=datetime(2030, 1, 1, tzinfo=UTC),
     )
 
 

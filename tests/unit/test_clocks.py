@@ -13,14 +13,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.common.escalations import Escalation
-from services.common.events import EventBase, parse_event_obj
+from services.common.events import EventBase
 from services.common.zones import zone_name
 from services.rules.clocks import DEFAULT_GRACE, parse_due
 from services.rules.core import Engine, Tick
 from services.rules.dedup import RETENTION
 from services.rules.offline import VirtualRun
-from services.rules.policy import later_than, load_policy
+from services.rules.policy import later_than
 from services.rules.state import STATE_VERSION, ChildState
+from tests.support import engine_event
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
@@ -30,34 +31,7 @@ ANY_DAY = settings(
 )
 
 
-@pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine(load_policy(ROOT / "rules"))
-
-
-def event(
-    event_id: str,
-    event_type: str,
-    payload: dict[str, Any],
-    occurred_at: datetime,
-    *,
-    state: str = "MO",
-    county: str | None = None,
-    child: str = "C-1",
-) -> EventBase:
-    return parse_event_obj(
-        {
-            "event_id": event_id,
-            "event_type": event_type,
-            "schema_version": 1,
-            "agency_id": "demo-agency",
-            "child_id": child,
-            "occurred_at": occurred_at.isoformat(),
-            "jurisdiction": {"state": state, **({"county": county} if county else {})},
-            "payload": payload,
-        },
-        now=datetime(2030, 1, 1, tzinfo=UTC),
-    )
+event = engine_event
 
 
 def opened(event_id: str, at: datetime, episode: str = "E-1", **kw: Any) -> EventBase:

@@ -13,16 +13,10 @@ from hypothesis import strategies as st
 from services.common.events import EventBase, parse_event_obj
 from services.rules.core import ConflictingDuplicate, Engine, Tick, widen
 from services.rules.offline import VirtualRun
-from services.rules.policy import load_policy
 from services.rules.state import ChildState
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine(load_policy(ROOT / "rules"))
 
 
 def ev(

@@ -15,11 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.common.escalations import Escalation
-from services.common.events import EventBase, parse_event_obj
+from services.common.events import EventBase
 from services.common.zones import zone_of
 from services.rules.core import Engine, Tick
-from services.rules.policy import FACT_FIELDS, FireAt, load_policy, next_local_time
+from services.rules.policy import FACT_FIELDS, FireAt, next_local_time
 from services.rules.state import STATE_VERSION, ChildState
+from tests.support import engine_event
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
@@ -27,11 +28,6 @@ HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 LA = zone_of("WA")
 NY = zone_of("FL")
-
-
-@pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine(load_policy(ROOT / "rules"))
 
 
 def event(
@@ -42,19 +38,7 @@ def event(
     state: str,
     child: str = "C-1",
 ) -> EventBase:
-    return parse_event_obj(
-        {
-            "event_id": event_id,
-            "event_type": event_type,
-            "schema_version": 1,
-            "agency_id": "demo-agency",
-            "child_id": child,
-            "occurred_at": occurred_at.isoformat(),
-            "jurisdiction": {"state": state},
-            "payload": payload,
-        },
-        now=datetime(2030, 1, 1, tzinfo=UTC),
-    )
+    return engine_event(event_id, event_type, payload, occurred_at, state=state, child=child)
 
 
 def opened(event_id: str, at: datetime, state: str, **payload: Any) -> EventBase:
