@@ -10,10 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.common.events import EventBase, parse_event_obj
+from services.common.events import EventBase
 from services.rules.core import ConflictingDuplicate, Engine, Tick, widen
 from services.rules.offline import VirtualRun
 from services.rules.state import ChildState
+from tests.support import engine_event
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
@@ -27,19 +28,8 @@ def ev(
     state: str = "MO",
     child: str = "C-1",
 ) -> EventBase:
-    return parse_event_obj(
-        {
-            "event_id": f"ev-{n}",
-            "event_type": event_type,
-            "schema_version": 1,
-            "agency_id": "demo-agency",
-            "child_id": child,
-            "occurred_at": (T0 + timedelta(minutes=minutes)).isoformat(),
-            "jurisdiction": {"state": state},
-            "payload": payload,
-        },
-        now=T0 + timedelta(days=400),  # received after the whole virtual timeline
-    )
+    at = T0 + timedelta(minutes=minutes)
+    return engine_event(f"ev-{n}", event_type, payload, at, state=state, child=child)
 
 
 def at(minutes: int) -> str:
