@@ -10,6 +10,8 @@ import asyncio
 import logging
 import os
 from collections import defaultdict
+from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -24,10 +26,6 @@ from services.common.unreadable import MARK, Held
 from services.notify.pipeline import Notifier
 
 log = logging.getLogger(__name__)
-
-
-class Unusable(Exception):
-    """A record on the escalations topic without a value, or one that could not be decoded."""
 
 
 class OffsetTracker:
@@ -72,6 +70,198 @@ async def fetch(
     return batch
 
 
+@dataclass(frozen=True)
+class Rejected:
+    """Why a record goes to care.escalations.dlq: the reason (the metric label) and the detail
+    (the dead-letter header)."""
+
+    reason: str
+    detail: str
+
+
+def judge(record: ConsumerRecord[bytes, bytes]) -> Escalation | Rejected:
+    """The escalation a record carries, or why it is a dead letter: a stand-in for a record
+    that could not be read, a tombstone, not JSON, or not a valid escalation. Pure."""
+    unreadable = dict(record.headers or ()).get(MARK)
+    if unreadable is not None:
+        return Rejected("unreadable_record", unreadable.decode())
+    if record.value is None:
+        return Rejected("tombstone", TOMBSTONE_REASON)
+    try:
+        return Escalation.model_validate_json(record.value)
+    except ValidationError as exc:
+        undecodable = exc.errors(include_input=False)[0]["type"] == "json_invalid"
+        return Rejected(
+            "undecodable" if undecodable else "invalid_escalation",
+            "not JSON" if undecodable else first_problem(exc),
+        )
+
+
+async def dead_letter(
+    notifier: Notifier,
+    tp: TopicPartition,
+    record: ConsumerRecord[bytes, bytes],
+    rejected: Rejected,
+) -> None:
+    await notifier.recorder.dead_letter(
+        tp,
+        record.offset,
+        record.key,
+        record.value,
+        rejected.reason,
+        rejected.detail,
+        record.headers,
+    )
+
+
+async def hand_over(
+    notifier: Notifier, tp: TopicPartition, record: ConsumerRecord[bytes, bytes], esc: Escalation
+) -> None:
+    """The escalation handled, its outcome recorded (Kafka refusals retried in place, the
+    partition counting as retrying meanwhile). A failure of the handling itself is a bug: it
+    is logged and the record dead-lettered (`internal_error`) so the partition moves on."""
+    # Handling is idempotent (sent-log, open registry): safe to run again.
+    try:
+        await notifier.recorder.written(lambda: notifier.handle(esc, tp.partition), tp.partition)
+    except Exception as exc:  # a bug must not stop the partition: DLQ, and page
+        log.exception(
+            "escalation handling failed",
+            extra={"reason": type(exc).__name__, "offset": record.offset},
+        )
+        internal = Rejected("internal_error", f"internal error: {type(exc).__name__}")
+        await dead_letter(notifier, tp, record, internal)
+
+
+async def handle_record(
+    notifier: Notifier, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]
+) -> None:
+    """One record: dead-lettered, or handed to the notifier. Raises only when the dead letter
+    itself could not be written."""
+    verdict = judge(record)
+    if isinstance(verdict, Rejected):
+        await dead_letter(notifier, tp, record, verdict)
+    else:
+        await hand_over(notifier, tp, record, verdict)
+
+
+class InFlight:
+    """Records handled concurrently, at most `max_in_flight` at once; each offset is done in
+    the tracker once its record is handled (or dead-lettered), never before."""
+
+    def __init__(self, notifier: Notifier, max_in_flight: int) -> None:
+        self.notifier = notifier
+        self.tracker = OffsetTracker()
+        self.slots = asyncio.Semaphore(max_in_flight)
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
+        """Waits for a free slot, then handles the record in a task of its own."""
+        await self.slots.acquire()
+        self.tracker.start(tp, record.offset)
+        _keep(self.tasks, self._run(tp, record))
+
+    async def _run(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
+        # This task's own context: what it writes carries the escalation's trace.
+        tracing.current.set(tracing.from_headers(record.headers))
+        try:
+            await handle_record(self.notifier, tp, record)
+        except Exception as exc:  # even the DLQ write failed: the offset stays uncommitted
+            log.exception(
+                "escalation handling failed",
+                extra={"reason": type(exc).__name__, "offset": record.offset},
+            )
+            raise
+        else:
+            self.tracker.done(tp, record.offset)
+        finally:
+            self.slots.release()
+
+
+class Committer:
+    """Commits the offsets done on the partitions this worker owns; a commit that failed is
+    kept and tried again next round, a revoked partition's is dropped (its new owner commits)."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, fault_file: Any = None) -> None:
+        self.consumer = consumer
+        self.fault_file = fault_file
+        self.pending: dict[TopicPartition, int] = {}
+
+    async def commit(self, done: dict[TopicPartition, int]) -> None:
+        self.pending.update(done)
+        owned_now = self.consumer.assignment()
+        for tp in [tp for tp in self.pending if tp not in owned_now]:
+            del self.pending[tp]  # revoked: its new owner commits it
+        if not self.pending:
+            return
+        exit_if_fault_injected(self.fault_file)
+        try:
+            await self.consumer.commit(self.pending)
+            self.pending.clear()
+        except KafkaError as exc:  # kept, and tried again on the next round
+            log.warning("offset commit failed", extra={"reason": type(exc).__name__})
+
+
+class Ticker:
+    """The notifier's timer (reminders, escalation steps) for the partitions this worker owns,
+    every `tick_s`, each tick a background task; a failed tick is logged, the next one tries
+    again."""
+
+    def __init__(self, notifier: Notifier, consumer: AIOKafkaConsumer, tick_s: float) -> None:
+        self.notifier = notifier
+        self.consumer = consumer
+        self.tick_s = tick_s
+        self.last = 0.0
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def tick_if_due(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() - self.last < self.tick_s:
+            return
+        self.last = loop.time()
+        owned = {tp.partition for tp in self.consumer.assignment()}
+        task = _keep(self.tasks, self.notifier.tick(owned))
+        task.add_done_callback(_tick_failed)
+
+
+def _keep(tasks: set[asyncio.Task[None]], work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """Run `work` as a task, referenced in `tasks` until it ends."""
+    task = asyncio.create_task(work)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+    return task
+
+
+def report_lag(
+    notifier: Notifier,
+    consumer: AIOKafkaConsumer,
+    tp: TopicPartition,
+    records: list[ConsumerRecord[bytes, bytes]],
+) -> None:
+    """How many records of the partition are behind the last one fetched."""
+    if not records:
+        return
+    high = consumer.highwater(tp)
+    if high is not None:
+        behind = max(0, high - records[-1].offset - 1)
+        notifier.metrics.lag.labels(tp.topic, str(tp.partition)).set(behind)
+
+
+def pause_if_fault_injected(consumer: AIOKafkaConsumer, pause_file: Any) -> None:
+    """Test hook (CommonSettings.stall_fault_file): fetching stops while records wait."""
+    if pause_file is not None and pause_file.exists() and not consumer.paused():
+        log.warning("fault injection: fetching paused")
+        consumer.pause(*consumer.assignment())
+
+
+def exit_if_fault_injected(fault_file: Any) -> None:
+    """Test hook (NotifySettings.notify_fault_file): a crash after the effects, before the
+    commit."""
+    if fault_file is not None and fault_file.exists():
+        fault_file.unlink()
+        log.warning("fault injection: exiting before commit")
+        os._exit(70)
+
+
 async def consume(
     notifier: Notifier,
     consumer: AIOKafkaConsumer,
@@ -84,101 +274,19 @@ async def consume(
     """The consumer loop: handle escalations concurrently, commit in order, tick the timer.
     `fault_file` and `pause_file` are test hooks (NotifySettings.notify_fault_file,
     CommonSettings.stall_fault_file)."""
-    tracker = OffsetTracker()
-    to_commit: dict[TopicPartition, int] = {}
     held = held or Held("notify")
-    slots = asyncio.Semaphore(max_in_flight)
-    tasks: set[asyncio.Task[None]] = set()
-    last_tick = 0.0
-    loop = asyncio.get_running_loop()
-
-    async def run_one(tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
-        offset, key, value = record.offset, record.key, record.value
-
-        async def dead_letter(reason: str, detail: str) -> None:
-            await notifier.recorder.dead_letter(
-                tp, offset, key, value, reason, detail, record.headers
-            )
-
-        # This task's own context: what it writes carries the escalation's trace.
-        tracing.current.set(tracing.from_headers(record.headers))
-        unreadable = dict(record.headers or ()).get(MARK)
-        try:
-            try:
-                if unreadable is not None or value is None:
-                    raise Unusable
-                esc = Escalation.model_validate_json(value)
-            except Unusable:
-                if unreadable is not None:
-                    await dead_letter("unreadable_record", unreadable.decode())
-                else:
-                    await dead_letter("tombstone", TOMBSTONE_REASON)
-            except ValidationError as exc:
-                undecodable = exc.errors(include_input=False)[0]["type"] == "json_invalid"
-                await dead_letter(
-                    "undecodable" if undecodable else "invalid_escalation",
-                    "not JSON" if undecodable else first_problem(exc),
-                )
-            else:
-                # Handling is idempotent (sent-log, open registry): safe to run again.
-                try:
-                    await notifier.recorder.written(
-                        lambda: notifier.handle(esc, tp.partition), tp.partition
-                    )
-                except Exception as exc:  # a bug must not stop the partition: DLQ, and page
-                    log.exception(
-                        "escalation handling failed",
-                        extra={"reason": type(exc).__name__, "offset": offset},
-                    )
-                    await dead_letter("internal_error", f"internal error: {type(exc).__name__}")
-        except Exception as exc:  # even the DLQ write failed: the offset stays uncommitted
-            log.exception(
-                "escalation handling failed", extra={"reason": type(exc).__name__, "offset": offset}
-            )
-            raise
-        else:
-            tracker.done(tp, offset)
-        finally:
-            slots.release()
-
+    in_flight = InFlight(notifier, max_in_flight)
+    committer = Committer(consumer, fault_file)
+    ticker = Ticker(notifier, consumer, tick_s)
     while True:
-        if pause_file is not None and pause_file.exists() and not consumer.paused():
-            log.warning("fault injection: fetching paused")
-            consumer.pause(*consumer.assignment())
+        pause_if_fault_injected(consumer, pause_file)
         batch = await fetch(consumer, int(min(tick_s, 0.5) * 1000), held)
         for tp, records in batch.items():
-            if records:
-                high = consumer.highwater(tp)
-                if high is not None:
-                    behind = max(0, high - records[-1].offset - 1)
-                    notifier.metrics.lag.labels(tp.topic, str(tp.partition)).set(behind)
-            for r in records:
-                await slots.acquire()
-                tracker.start(tp, r.offset)
-                task = asyncio.create_task(run_one(tp, r))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-        to_commit.update(tracker.committable())
-        owned_now = consumer.assignment()
-        for tp in [tp for tp in to_commit if tp not in owned_now]:
-            del to_commit[tp]  # revoked: its new owner commits it
-        if to_commit:
-            if fault_file is not None and fault_file.exists():
-                fault_file.unlink()
-                log.warning("fault injection: exiting before commit")
-                os._exit(70)
-            try:
-                await consumer.commit(to_commit)
-                to_commit.clear()
-            except KafkaError as exc:  # kept, and tried again on the next round
-                log.warning("offset commit failed", extra={"reason": type(exc).__name__})
-        if loop.time() - last_tick >= tick_s:
-            last_tick = loop.time()
-            owned = {tp.partition for tp in consumer.assignment()}
-            task = asyncio.create_task(notifier.tick(owned))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-            task.add_done_callback(_tick_failed)
+            report_lag(notifier, consumer, tp, records)
+            for record in records:
+                await in_flight.start(tp, record)
+        await committer.commit(in_flight.tracker.committable())
+        ticker.tick_if_due()
 
 
 def _tick_failed(task: asyncio.Task[None]) -> None:
