@@ -2,9 +2,11 @@
 Wiring only: one router per resource; the token checks live in services.notify.acks and
 services.common.bearer, what is remembered in the Ledger."""
 
+import asyncio
 import hmac
+from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
 from typing import Annotated, Any
@@ -21,6 +23,7 @@ from services.notify.ledger import Ledger
 from services.notify.metrics import NotifyMetrics
 from services.notify.records import Ack, OpenEntry
 from services.notify.settings import NotifySettings
+from services.notify.store import NotificationLog
 
 
 class AckIn(Strict):
@@ -67,8 +70,11 @@ class _Acknowledger:
     """Acknowledges an open escalation for a receiver holding its ack token."""
 
     secret: str
-    ledger: Ledger
+    ledger: NotificationLog
     metrics: NotifyMetrics
+    # One acknowledgement of an escalation at a time: two receivers clicking at once get one
+    # 202 and one 200 naming the first.
+    locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
 
     async def acknowledge(self, escalation_id: str, ack: AckIn) -> Response:
         """202 once the acknowledgement is in care.acks.v1 (counted); 200 with the first one if
@@ -76,6 +82,10 @@ class _Acknowledger:
         expired token, 404 for no open escalation with this id, 503 (Retry-After) when Kafka
         did not take the write."""
         self._check_token(escalation_id, ack)
+        async with self.locks[escalation_id]:
+            return await self._acknowledge(escalation_id, ack)
+
+    async def _acknowledge(self, escalation_id: str, ack: AckIn) -> Response:
         first = self.ledger.acks.get(escalation_id)
         if first is not None:  # acknowledged already: the first acknowledgement stands
             return _already_acknowledged(escalation_id, first)

@@ -83,6 +83,11 @@ class Ledger:
             self._acked(Ack.model_validate_json(value))
 
     def _acked(self, ack: Ack) -> None:
+        """The first acknowledgement stands: an earlier one (another notify instance's, read
+        back) replaces a later one, never the other way round."""
+        first = self.acks.get(ack.escalation_id)
+        if first is not None and first.acked_at <= ack.acked_at:
+            return
         self.acks[ack.escalation_id] = ack
         if ack.escalation_id in self.open:
             self.open[ack.escalation_id].acked_by = ack.receiver

@@ -52,6 +52,9 @@ class MemoryNotificationLog:
         self.open.pop(escalation_id, None)
 
     async def record_ack(self, ack: Ack) -> None:
+        first = self.acks.get(ack.escalation_id)
+        if first is not None and first.acked_at <= ack.acked_at:
+            return  # the first acknowledgement stands, as in the Kafka ledger
         self.acks[ack.escalation_id] = ack
         if ack.escalation_id in self.open:
             self.open[ack.escalation_id].acked_by = ack.receiver

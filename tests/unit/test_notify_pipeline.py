@@ -285,3 +285,43 @@ def test_a_planned_receiver_since_removed_from_routing_is_a_failed_record_not_a_
         "unknown_receiver",
         "none",
     )
+
+
+def test_two_receivers_acknowledging_at_once_get_one_202_and_the_first_stands() -> None:
+    """Two clicks on two ack links of one escalation, at the same moment: one acknowledgement
+    is written; the other answer names it. A later ack read back from another notify instance
+    never replaces the first."""
+    from services.notify.acks import ack_token
+    from services.notify.api import AckIn, _Acknowledger
+
+    class SlowLog(MemoryNotificationLog):
+        async def record_ack(self, ack: Ack) -> None:
+            await asyncio.sleep(0.05)  # Kafka taking its time
+            await super().record_ack(ack)
+
+    log = SlowLog()
+    esc = escalation()
+    log.open[esc.escalation_id] = OpenEntry(escalation=esc, partition=0, first_sent_at=T0)
+    acknowledger = _Acknowledger("unit-ack-secret", log, NotifyMetrics(CollectorRegistry()))
+    expires = int((datetime.now(UTC) + timedelta(days=1)).timestamp())
+
+    def ack(receiver: str) -> AckIn:
+        token = ack_token("unit-ack-secret", esc.escalation_id, receiver, expires)
+        return AckIn(receiver=receiver, token=token)
+
+    async def both() -> list[int]:
+        answers = await asyncio.gather(
+            acknowledger.acknowledge(esc.escalation_id, ack("caseworker")),
+            acknowledger.acknowledge(esc.escalation_id, ack("supervisor")),
+        )
+        return sorted(a.status_code for a in answers)
+
+    assert run(both()) == [200, 202]
+    first = log.acks[esc.escalation_id]
+    later = Ack(
+        escalation_id=esc.escalation_id,
+        receiver="director",
+        acked_at=first.acked_at + timedelta(seconds=1),
+    )
+    run(log.record_ack(later))
+    assert log.acks[esc.escalation_id] == first
