@@ -53,7 +53,7 @@ COUNTY_ZONES: Mapping[str, Mapping[str, str]] = {
     ),
     "FL": _counties(
         CENTRAL,
-        "Escambia, Santa Rosa, Okaloosa, Walton, Holmes, Washington, Bay, Jackson, Calhoun, Gulf",
+        "Escambia, Santa Rosa, Okaloosa, Walton, Holmes, Washington, Bay, Jackson, Calhoun",
     ),
     "TN": _counties(
         EASTERN,
@@ -83,7 +83,7 @@ COUNTY_ZONES: Mapping[str, Mapping[str, str]] = {
     "KS": _counties(MOUNTAIN, "Greeley, Hamilton, Sherman, Wallace"),
     "ID": _counties(
         PACIFIC,
-        "Benewah, Bonner, Boundary, Clearwater, Kootenai, Latah, Lewis, Nez Perce, Shoshone",
+        "Benewah, Bonner, Boundary, Clearwater, Idaho, Kootenai, Latah, Lewis, Nez Perce,Shoshone",
     ),
     "OR": _counties(MOUNTAIN, "Malheur"),
     "AK": _counties("America/Adak", "Aleutians West"),

@@ -35,9 +35,10 @@ DEFAULT_GRACE = timedelta(hours=1)
 BUSINESS_RE = re.compile(r"^(?P<n>\d+) business days?$")
 NEXT_BUSINESS_DAY = ("end of next business day", "by end of the next business day")
 MAX_BUSINESS_DAYS = 60
-# The longest run of non-business days in any US calendar (a holiday Thursday and Friday plus a
-# weekend, or a Monday holiday after one): bounds a business-day deadline for the federal floor.
-LONGEST_CLOSURE = timedelta(days=4)
+# The longest run of non-business days in a US state calendar (Texas: 24 to 28 December when
+# Christmas falls on a Thursday, with a weekend; a week for safety): bounds a business-day
+# deadline for the federal floor.
+LONGEST_CLOSURE = timedelta(days=7)
 
 DUE_FORMS = (
     "none, now, immediately, an elapsed time like 24h or 90m, calendar days like 2d, "
@@ -141,12 +142,16 @@ def parse_due(text: str) -> Due:
         return Due("business_days", days=days)
     m = DURATION_RE.match(text)
     if text and m is not None and m["d"] and not (m["h"] or m["m"] or m["s"]):
+        if int(m["d"]) == 0:
+            raise ValueError(f"{text!r} is no time at all: use now or immediately")
         return Due("calendar_days", days=int(m["d"]))
     try:
         amount = parse_duration(text)
     except ValueError:
         raise ValueError(f"{text!r} is not a deadline: use {DUE_FORMS}") from None
     assert amount is not None  # "none" is handled above
+    if amount <= timedelta(0):
+        raise ValueError(f"{text!r} is no time at all: use now or immediately")
     return Due("elapsed", amount=amount)
 
 

@@ -19,7 +19,13 @@ from datetime import datetime
 from typing import Any, get_args
 
 from services.common.escalations import Escalation, Severity, Subject
-from services.common.events import EventBase, ImmediateRisk, Jurisdiction, RiskIndicator
+from services.common.events import (
+    EventBase,
+    ImmediateRisk,
+    Jurisdiction,
+    MissingLocated,
+    RiskIndicator,
+)
 from services.common.ids import stable_id
 from services.common.ladder import one_up
 from services.common.zones import zone_of
@@ -66,6 +72,33 @@ def discharge(due_at: datetime | None, discharged_at: datetime) -> dict[str, Any
     if due_at is not None:
         out["on_time"] = discharged_at <= due_at
     return out
+
+
+def since_start(rule: Rule, since: str) -> bool:
+    """Whether only an event at or after a duty's start discharges it: `since: start`, and
+    always for a child-scope duty (an old report must not discharge a new finding's duty)."""
+    return since == "start" or rule.scope == "child"
+
+
+def effective_at(event: EventBase) -> datetime:
+    """When what an event records happened: the child's return for `missing.located` (often
+    recorded later), else `occurred_at`."""
+    payload = getattr(event, "payload", None)
+    return payload.located_at if isinstance(payload, MissingLocated) else event.occurred_at
+
+
+def early_key(rule_id: str, since: str) -> str:
+    return f"{rule_id}|start" if since == "start" else rule_id
+
+
+def discharged_early(rule: Rule, early: dict[str, datetime], start: datetime) -> bool:
+    """Whether an event that discharges `rule` arrived before the duty (out of order): any
+    such event for a `since: any` episode duty, one at or after `start` otherwise."""
+    for since in ("any", "start"):
+        at = early.get(early_key(rule.id, since))
+        if at is not None and (not since_start(rule, since) or at >= start):
+            return True
+    return False
 
 
 def widen(recipients: tuple[str, ...]) -> tuple[str, ...]:
@@ -194,6 +227,7 @@ class Engine:
         matched = self.matcher.match(st.state, fact)
         rules = self._rules(st.state)
         out = self._resolve(st, event, episode_id, matched, rules, now)
+        self._remember_discharges(st, event, episode_id, matched, rules)
         if history:
             return out
         for rule in rules.values():
@@ -209,7 +243,7 @@ class Engine:
         for i, res in enumerate(rule.resolved_by):
             if res.event not in (event.event_type, "*"):
                 continue
-            if res.since == "start" and start is not None and event.occurred_at < start:
+            if start is not None and event.occurred_at < start and since_start(rule, res.since):
                 continue  # made before the duty began: it cannot discharge it
             if res.when is None or f"res|{rule.id}|{i}" in matched:
                 return True
@@ -225,15 +259,26 @@ class Engine:
         now: datetime,
     ) -> list[Escalation]:
         out: list[Escalation] = []
+        effective = effective_at(event)
         for esc_id, esc in list(st.open.items()):
             rule = rules.get(esc.rule_id)
-            if rule is None or not self._resolves(rule, event, matched, esc.started_at):
+            if rule is None:
                 continue
             if esc.episode_id and episode_id and esc.episode_id != episode_id:
                 continue
+            # A duty that fired on the clock, cancelled by something that happened before it
+            # began but reached us after (the child was found at 04:00, recorded at 09:00).
+            not_owed = (
+                event.event_type in rule.cancel_on
+                and esc.started_at is not None
+                and effective < esc.started_at
+            )
+            if not not_owed and not self._resolves(rule, event, matched, esc.started_at):
+                continue
             del st.open[esc_id]
             esc.triggered_by = [*esc.triggered_by, event.event_id]
-            esc.evidence = {**esc.evidence, **discharge(esc.due_at, event.occurred_at)}
+            settled = {"not_owed": True} if not_owed else discharge(esc.due_at, event.occurred_at)
+            esc.evidence = {**esc.evidence, **settled}
             out.append(self._emit(st, esc, "resolved", now))
             if esc.overdue_id:
                 out.append(self._emit(st, self._overdue_view(esc), "resolved", now))
@@ -244,7 +289,7 @@ class Engine:
             cancelled = rule is None or (
                 same_episode
                 and (
-                    event.event_type in rule.cancel_on
+                    (event.event_type in rule.cancel_on and effective < p.fire_at)
                     or self._resolves(rule, event, matched, p.fire_at)
                 )
             )
@@ -252,6 +297,33 @@ class Engine:
                 kept.append(p)
         st.pending = kept
         return out
+
+    def _remember_discharges(
+        self,
+        st: ChildState,
+        event: EventBase,
+        episode_id: str | None,
+        matched: frozenset[str],
+        rules: dict[str, Rule],
+    ) -> None:
+        """Remember which duties `event` would discharge, for a trigger that arrives after it
+        (out of order): only for episode rules whose trigger has not been seen in the episode
+        (once it has, the rule has fired or never will), and only named event types (a `"*"`
+        resolution is about state, not an act)."""
+        episode = st.episodes.get(episode_id) if episode_id else None
+        early = episode.discharged if episode is not None else st.discharged
+        seen = set(episode.seen_types) if episode is not None else set()
+        for rule in rules.values():
+            if "*" in rule.on or rule.on & seen:
+                continue
+            for i, res in enumerate(rule.resolved_by):
+                if res.event != event.event_type:
+                    continue
+                if res.when is not None and f"res|{rule.id}|{i}" not in matched:
+                    continue
+                key = early_key(rule.id, res.since)
+                if key not in early or early[key] < event.occurred_at:
+                    early[key] = event.occurred_at
 
     def _fire(
         self,
@@ -274,22 +346,30 @@ class Engine:
         for res in rule.resolved_by:
             if res.when is None and res.since == "any" and res.event in seen_before:
                 return []
+        episode = st.episodes.get(episode_id) if episode_id else None
+        early = episode.discharged if episode is not None and rule.scope == "episode" else None
+        early = st.discharged if early is None else early
         if rule.fire is not None:
             if any(p.rule_id == rule.id and p.scope_key == scope_key for p in st.pending):
                 return []
-            episode = st.episodes.get(episode_id) if episode_id else None
             start = event.occurred_at
             if rule.fire_start == "last_seen_at" and episode is not None:
                 start = episode.last_seen_at
+            # Never before the agency knew: a late report starts the clock when it arrives.
+            fire_at = max(rule.fire.at(start, zone_of(st.state, st.county)), event.occurred_at)
+            if discharged_early(rule, early, fire_at):
+                return []
             st.pending.append(
                 Pending(
                     rule_id=rule.id,
                     scope_key=scope_key,
                     episode_id=episode_id if rule.scope == "episode" else None,
-                    fire_at=rule.fire.at(start, zone_of(st.state, st.county)),
+                    fire_at=fire_at,
                     trigger_event_id=event.event_id,
                 )
             )
+            return []
+        if discharged_early(rule, early, event.occurred_at):
             return []
         severity: Severity = rule.severity
         for i, sw in enumerate(rule.severity_when):
@@ -385,8 +465,9 @@ class Engine:
             if rule is None:
                 continue
             episode = st.episodes.get(p.episode_id) if p.episode_id else None
-            if episode is not None and not episode.open:
-                continue
+            if episode is not None and episode.located_at is not None:
+                if episode.located_at <= p.fire_at:
+                    continue  # found before the rule was due to fire
             fact = {
                 "runs_last_12_months": st.count_since(st.runs, p.fire_at),
                 "setting": st.setting or "none",

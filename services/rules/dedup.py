@@ -73,13 +73,16 @@ def remember(
 
 
 def prune(buckets: dict[str, Bucket], now: datetime, open_episodes: Collection[str]) -> bool:
-    """Drop the buckets past retention (never an open episode's). True if any was dropped."""
+    """Drop the buckets past retention: never an open episode's, nor the legacy bucket while
+    any episode is open (its ids may be that episode's). True if any was dropped."""
     horizon = now - RETENTION
-    stale = [
-        key
-        for key, bucket in buckets.items()
-        if bucket.last < horizon and key.removeprefix("e:") not in open_episodes
-    ]
+
+    def kept(key: str) -> bool:
+        if key == LEGACY:
+            return bool(open_episodes)
+        return key.removeprefix("e:") in open_episodes
+
+    stale = [key for key, bucket in buckets.items() if bucket.last < horizon and not kept(key)]
     for key in stale:
         del buckets[key]
     return bool(stale)

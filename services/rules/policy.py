@@ -99,8 +99,39 @@ NEVER_TOLD_OF_FINDINGS: frozenset[str] = frozenset(
 FINDING_DUTY = "a duty about a screening or trafficking finding"
 
 
-def about_a_finding(on: tuple[str, ...] | frozenset[str]) -> bool:
-    return bool(FINDING_EVENTS & set(on))
+#: Fact fields that carry a finding: a condition on one tells a reader the finding.
+FINDING_FIELDS: frozenset[str] = frozenset(
+    {"result", "tool", "trafficking_status", "trafficking_type"}
+)
+
+
+def condition_fields(cond: Any) -> set[str]:
+    """The fact fields a condition names (through `all` and `any`)."""
+    if not isinstance(cond, dict):
+        return set()
+    out: set[str] = set()
+    for key, value in cond.items():
+        if key in ("all", "any") and isinstance(value, list):
+            for sub in value:
+                out |= condition_fields(sub)
+        else:
+            out.add(key)
+    return out
+
+
+def about_a_finding(spec: RuleSpec) -> bool:
+    """Whether a rule's escalations tell of a screening, trafficking or disclosed-crime
+    finding: triggered by a finding event or by any event (`"*"`: it may be one), or with a
+    condition (trigger, severity, deadline or discharge) on a field that carries a finding."""
+    if FINDING_EVENTS & set(spec.on) or "*" in spec.on:
+        return True
+    conditions = [
+        spec.when,
+        *(sw.when for sw in spec.severity_when),
+        *(dw.when for dw in spec.due_when),
+        *(res.when for res in spec.resolved_by),
+    ]
+    return any(FINDING_FIELDS & condition_fields(c) for c in conditions if c)
 
 
 # Action and basis text reaches messages as a single line (escalations carry it): printable,
@@ -422,7 +453,7 @@ def _check_rule(spec: RuleSpec, file: str, path: str, problems: list[PolicyProbl
     for i, rc in enumerate(spec.recipients):
         if rc not in RECIPIENT_CLASSES:
             bad(f"recipients.{i}", f"unknown recipient class {rc!r}")
-    if about_a_finding(spec.on):
+    if about_a_finding(spec):
         for where, classes in (
             ("recipients", spec.recipients),
             ("overdue.recipients", spec.overdue.recipients if spec.overdue else None),
@@ -469,9 +500,9 @@ def _check_rule(spec: RuleSpec, file: str, path: str, problems: list[PolicyProbl
         bad("id", "ids ending in .overdue are made by the engine")
 
 
-def _minimised(on: tuple[str, ...], classes: tuple[str, ...]) -> tuple[str, ...]:
+def _minimised(spec: RuleSpec, classes: tuple[str, ...]) -> tuple[str, ...]:
     """The recipient classes a rule's escalations may reach, whatever the policy file says."""
-    if not about_a_finding(on):
+    if not about_a_finding(spec):
         return classes
     return tuple(c for c in classes if c not in NEVER_TOLD_OF_FINDINGS)
 
@@ -482,7 +513,7 @@ def _compile(spec: RuleSpec, grace: timedelta, override: Override | None = None)
     fire = parse_fire_after(spec.fire_after) if spec.fire_after else None
     overdue = override.overdue if override and override.overdue else spec.overdue
     if overdue is not None and overdue.recipients:
-        overdue = overdue.model_copy(update={"recipients": _minimised(spec.on, overdue.recipients)})
+        overdue = overdue.model_copy(update={"recipients": _minimised(spec, overdue.recipients)})
     return Rule(
         id=spec.id,
         on=frozenset(spec.on),
@@ -493,7 +524,7 @@ def _compile(spec: RuleSpec, grace: timedelta, override: Override | None = None)
         action=spec.action,
         basis=spec.basis,
         recipients=_minimised(
-            spec.on, override.recipients if override and override.recipients else spec.recipients
+            spec, override.recipients if override and override.recipients else spec.recipients
         ),
         due=parse_due(due),
         grace=grace,
@@ -664,7 +695,7 @@ def load_policy(directory: Path) -> Policy:
             overdue_classes = (ov.overdue.recipients or ()) if ov.overdue else ()
             for i, rc in enumerate(overdue_classes):
                 if rc not in RECIPIENT_CLASSES or (
-                    base is not None and about_a_finding(base.on) and rc in NEVER_TOLD_OF_FINDINGS
+                    base is not None and about_a_finding(base) and rc in NEVER_TOLD_OF_FINDINGS
                 ):
                     reason = (
                         f"unknown recipient class {rc!r}"
@@ -675,7 +706,7 @@ def load_policy(directory: Path) -> Policy:
                         PolicyProblem(name, f"overrides.{rule_id}.overdue.recipients.{i}", reason)
                     )
             for i, rc in enumerate(ov.recipients or ()):
-                if base is not None and about_a_finding(base.on) and rc in NEVER_TOLD_OF_FINDINGS:
+                if base is not None and about_a_finding(base) and rc in NEVER_TOLD_OF_FINDINGS:
                     problems.append(
                         PolicyProblem(
                             name,

@@ -40,6 +40,7 @@ CONGREGATE = frozenset({"group_home", "institution"})
 YEAR = timedelta(days=365)
 STATE_VERSION = 3
 MOMENT = timedelta(microseconds=1)  # the first instant after a deadline
+FOREVER = datetime.max.replace(tzinfo=UTC)
 MAX_OPEN = 100
 MAX_HISTORY = 100
 MAX_CLOSED_EPISODES = 20
@@ -70,6 +71,9 @@ class Episode(Model):
     subject: Subject | None = None
     located_at: datetime | None = None
     seen_types: list[str] = []
+    # Discharges that arrived before their duty (out of order): rule id → the newest
+    # occurred_at of an event that discharges it ("<rule id>|start" for `since: start` ones).
+    discharged: dict[str, datetime] = {}
 
     @property
     def open(self) -> bool:
@@ -127,6 +131,8 @@ class ChildState(Model):
     pending: list[Pending] = []
     risk_tier: Tier = "standard"
     trafficking_status: str | None = None
+    # As Episode.discharged, for events that belong to no episode (child-scope duties).
+    discharged: dict[str, datetime] = {}
     # Digests of the events applied (services.rules.dedup), by bucket.
     digests: dict[str, Bucket] = {}
     # When the profile, the jurisdiction and the current placement were last set: an event
@@ -155,9 +161,12 @@ class ChildState(Model):
         and reassigned-only members are shared. Much cheaper than deepcopy."""
         new = self.model_copy()
         new.episodes = {
-            k: e.model_copy(update={"seen_types": list(e.seen_types)})
+            k: e.model_copy(
+                update={"seen_types": list(e.seen_types), "discharged": dict(e.discharged)}
+            )
             for k, e in self.episodes.items()
         }
+        new.discharged = dict(self.discharged)
         new.open = {k: e.model_copy() for k, e in self.open.items()}
         new.pending = list(self.pending)
         new.digests = dict(self.digests)
@@ -224,8 +233,17 @@ def _upgrade_from_v1(data: dict[str, Any]) -> dict[str, Any]:
             if t
         ),
     ]
+    times += [
+        t
+        for e in (data.get("open") or {}).values()
+        for t in (e.get("created_at"), e.get("due_at"))
+        if t
+    ]
+    times += [p["fire_at"] for p in data.get("pending") or [] if p.get("fire_at")]
     if seen:
-        last = max(datetime.fromisoformat(t) for t in times) if times else datetime.now(UTC)
+        # Aged as the newest time the state holds (kept for good when it holds none); never
+        # dropped while an episode is open (dedup.prune).
+        last = max(datetime.fromisoformat(t) for t in times) if times else FOREVER
         data["digests"] = {LEGACY: from_seen_list(seen, last).model_dump(mode="json")}
     data["v"] = STATE_VERSION
     return data
@@ -313,6 +331,7 @@ def fold(state: ChildState, event: EventBase, history: bool = False) -> None:
             subject=subject,
             located_at=episode.located_at if episode else None,
             seen_types=episode.seen_types if episode else [],
+            discharged=episode.discharged if episode else {},
         )
         if episode is None and payload.last_seen_at not in state.runs:
             state.runs = _bounded(sorted([*state.runs, payload.last_seen_at]), MAX_HISTORY)

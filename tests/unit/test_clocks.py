@@ -196,7 +196,7 @@ def test_a_due_that_is_not_a_deadline_names_the_forms() -> None:
         ("immediately", "24h", False),
         ("1d", "24h", True),  # a calendar day is 25 h on the fall-back day
         ("end of next business day", "24h", True),
-        ("2 business days", "10d", False),
+        ("2 business days", "14d", False),
         ("2d", "2d", False),
         ("none", "24h", True),
     ],
@@ -378,3 +378,37 @@ def test_state_the_previous_release_wrote_loads_and_takes_the_next_event(
 def test_state_from_a_newer_release_is_refused_with_a_reason() -> None:
     with pytest.raises(ValueError, match="newer than this release"):
         ChildState.from_bytes(b'{"v": 99, "agency_id": "a", "child_id": "c", "state": "MO"}')
+
+
+def test_the_previous_releases_ids_are_kept_while_its_episode_is_open(engine: Engine) -> None:
+    """The upgraded state's ids have no episode of their own: they are kept as long as any
+    episode is open, however long, so a re-sent event of that episode is still recognised."""
+    raw = (ROOT / "tests" / "unit" / "data" / "state-previous-release.json").read_bytes()
+    state = ChildState.from_bytes(raw)
+    start = datetime(2026, 3, 6, 22, 0, tzinfo=UTC)
+    much_later = start + RETENTION + 30 * timedelta(days=1)
+    ticked, _ = engine.evaluate(state, Tick(), much_later)
+    assert ticked is not None and "legacy" in ticked.digests
+    resent = event(
+        "prev-2",
+        "placement.started",
+        {"placement_id": "P-1", "setting": "group_home"},
+        start + timedelta(minutes=5),
+        state="TX",
+        county="Harris",
+        child="C-prev",
+    )
+    again, out = engine.evaluate(ticked, resent, much_later)
+    assert again is ticked and out == []
+
+
+def test_no_time_at_all_is_not_a_deadline() -> None:
+    for text in ("0d", "0h", "0m"):
+        with pytest.raises(ValueError, match="no time at all"):
+            parse_due(text)
+
+
+def test_counties_that_keep_their_seats_zone() -> None:
+    assert zone_name("FL", "Gulf") == "America/New_York"  # Port St. Joe
+    assert zone_name("FL", "Bay County") == "America/Chicago"
+    assert zone_name("ID", "Idaho County") == "America/Los_Angeles"  # Grangeville

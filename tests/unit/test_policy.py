@@ -481,3 +481,40 @@ def test_the_shipped_state_packs_cite_their_sources() -> None:
             assert any(s in rule.basis for s in sources), (path.name, rule.id, rule.basis)
             if rule.id.startswith("mo.notify-"):
                 assert "agency default, not statute" in rule.basis
+
+
+@pytest.mark.parametrize(
+    ("on", "extra"),
+    [
+        (["*"], {"when": {"event_type": "return.crime_disclosed"}}),
+        (["missing.located"], {"when": {"trafficking_status": {"in": ["suspected"]}}}),
+        (
+            ["missing.located"],
+            {
+                "resolved_by": [
+                    {"event": "screening.completed", "when": {"result": "clear_concern"}}
+                ]
+            },
+        ),
+    ],
+)
+def test_a_finding_can_not_reach_parties_through_any_event_or_a_condition(
+    on: list[str], extra: dict[str, object]
+) -> None:
+    """A rule on any event, or with a condition on a finding field, may tell of a finding: the
+    compiled rule never reaches court, parents and the other parties."""
+    from services.rules.policy import RuleSpec, _compile
+
+    spec = RuleSpec.model_validate(
+        {
+            "id": "x.sneaky",
+            "on": on,
+            "severity": "high",
+            "action": "Tell the court",
+            "basis": "test",
+            "recipients": ["caseworker", "court", "parent"],
+            "due": "24h",
+            **extra,
+        }
+    )
+    assert _compile(spec, DEFAULT_GRACE).recipients == ("caseworker",)

@@ -18,6 +18,7 @@ from services.common.escalations import Escalation
 from services.common.events import EventBase
 from services.common.zones import zone_of
 from services.rules.core import Engine, Tick
+from services.rules.offline import VirtualRun
 from services.rules.policy import FACT_FIELDS, FireAt, next_local_time
 from services.rules.state import STATE_VERSION, ChildState
 from tests.support import engine_event
@@ -26,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
+SECOND = timedelta(seconds=1)
 LA = zone_of("WA")
 NY = zone_of("FL")
 
@@ -280,3 +282,111 @@ def test_a_disclosed_crime_never_reaches_parties_providers_or_shelters(
     for esc in out + later:
         if esc.rule_id.startswith("tx.crime-disclosed-report"):
             assert not forbidden & set(esc.recipients)
+
+
+# --- out of order and late, for the state duties (an independent review's cases) -----------
+
+
+def test_a_notice_that_arrives_before_its_trigger_discharges_the_duty_in_advance(
+    engine: Engine,
+) -> None:
+    """Texas: the court is told of the return at +6 h, and that notice reaches us before the
+    return (+5 h) itself. Missouri: the juvenile officer is told before the episode's opening
+    event arrives. Florida: the first week's search effort arrives before the opening."""
+    run = VirtualRun(engine)
+    run.apply(opened("o", T0, "TX"))
+    run.apply(notified("court", T0 + 6 * HOUR, "court"), now=T0 + 6 * HOUR)
+    out = run.apply(located("back", T0 + 5 * HOUR), now=T0 + 7 * HOUR)
+    out += run.advance(T0 + 3 * DAY)
+    assert "tx.return-notify-court" not in by_rule(out)
+    assert "tx.return-notify-attorney" in by_rule(out)  # nobody told the attorney
+
+    for state, first, rule in (
+        ("MO", notified("jo", T0 + HOUR, "juvenile_officer", "MO"), "mo.notify-juvenile-officer"),
+        ("FL", effort("eff", T0 + DAY), "fl.search-week-1"),
+    ):
+        run = VirtualRun(engine)
+        run.apply(first, now=T0 + 2 * DAY)
+        out = run.apply(opened("o", T0, state), now=T0 + 2 * DAY)
+        out += run.advance(T0 + 10 * DAY)
+        fired = {e.rule_id for e in out if e.status == "firing"}
+        assert rule not in fired and f"{rule}.overdue" not in fired
+
+
+def test_an_old_report_re_sent_does_not_discharge_a_new_findings_duty(engine: Engine) -> None:
+    old = T0 - 600 * DAY
+    identified = ("trafficking.identified", {"status": "suspected", "type": "sex"})
+    reported = ("trafficking.law_enforcement_reported", {"report_number": "T-1"})
+    run = VirtualRun(engine)
+    run.apply(event("i-1", *identified, old, "MO"))
+    run.apply(event("r-1", *reported, old + HOUR, "MO"))
+    out = run.apply(event("i-2", *identified, T0, "MO"))
+    assert "federal.trafficking-report" in by_rule(out)
+    again = run.apply(event("r-1", *reported, old + HOUR, "MO"), now=T0 + HOUR)
+    assert again == []  # re-sent: no effect, and certainly no discharge
+    state = run.states["demo-agency:C-1"]
+    assert any(e.rule_id == "federal.trafficking-report" for e in state.open.values())
+
+
+def test_a_return_recorded_after_the_overnight_rule_fired_means_it_was_never_owed(
+    engine: Engine,
+) -> None:
+    """Washington: last seen 22:00, found 04:00, recorded 09:00 — after the 06:00 tick fired
+    the overnight staffing duty. It resolves as not owed, and never goes overdue."""
+    seen = datetime(2026, 11, 24, 22, 0, tzinfo=LA)
+    run = VirtualRun(engine)
+    run.apply(opened("o", seen + HOUR, "WA", last_seen_at=seen.isoformat()))
+    out = run.advance(seen + 9 * HOUR)
+    assert "wa.supervisor-staffing-overnight" in by_rule(out)
+    back = event(
+        "back",
+        "missing.located",
+        {"episode_id": "E-1", "located_at": (seen + 6 * HOUR).isoformat()},
+        seen + 11 * HOUR,
+        "WA",
+    )
+    out = run.apply(back)
+    out += run.advance(seen + 5 * DAY)
+    [settled] = [e for e in out if e.rule_id == "wa.supervisor-staffing-overnight"]
+    assert settled.status == "resolved" and settled.evidence["not_owed"] is True
+    assert "wa.supervisor-staffing-overnight.overdue" not in by_rule(out)
+
+
+def test_a_return_after_the_firing_time_does_not_cancel_the_duty_whatever_arrives_first(
+    engine: Engine,
+) -> None:
+    """Found at 07:00, after the 06:00 firing time: the child was missing overnight, so the
+    duty is owed, whether the return or the tick is evaluated first."""
+    seen = datetime(2026, 11, 24, 22, 0, tzinfo=LA)
+    back = event(
+        "back",
+        "missing.located",
+        {"episode_id": "E-1", "located_at": (seen + 9 * HOUR).isoformat()},
+        seen + 9 * HOUR,
+        "WA",
+    )
+    for tick_first in (True, False):
+        state, _ = engine.evaluate(
+            None, opened("o", seen + HOUR, "WA", last_seen_at=seen.isoformat()), seen + HOUR
+        )
+        fired: list[Escalation] = []
+        if tick_first:
+            state, out = engine.evaluate(state, Tick(), seen + 8 * HOUR + 30 * 60 * SECOND)
+            fired += out
+        state, out = engine.evaluate(state, back, seen + 9 * HOUR)
+        fired += out
+        state, out = engine.evaluate(state, Tick(), seen + 10 * HOUR)
+        fired += out
+        assert "wa.supervisor-staffing-overnight" in by_rule(fired), tick_first
+
+
+def test_a_rule_that_fires_later_never_starts_before_the_agency_knew(engine: Engine) -> None:
+    """Washington: last seen three days before the agency learned of it; the overnight duty
+    starts when the report arrives, so its two days count from then."""
+    seen = datetime(2026, 11, 21, 22, 0, tzinfo=LA)
+    learned = seen + 3 * DAY
+    run = VirtualRun(engine)
+    out = run.apply(opened("o", learned, "WA", last_seen_at=seen.isoformat()))
+    out += run.advance(learned + HOUR)
+    duty = by_rule(out)["wa.supervisor-staffing-overnight"]
+    assert duty.due_at is not None and duty.due_at > learned
