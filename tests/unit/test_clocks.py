@@ -337,6 +337,22 @@ def test_a_profile_that_arrives_late_does_not_set_a_newer_one_back(engine: Engin
 # --- state written by the previous release -----------------------------------------------------
 
 
+PREVIOUS_START = datetime(2026, 3, 6, 22, 0, tzinfo=UTC)
+
+
+def previous_release_placement() -> EventBase:
+    """prev-2 exactly as the previous release applied it (its digest is in the snapshot)."""
+    return event(
+        "prev-2",
+        "placement.started",
+        {"placement_id": "P-1", "setting": "group_home"},
+        PREVIOUS_START + timedelta(minutes=5),
+        state="TX",
+        county="Harris",
+        child="C-prev",
+    )
+
+
 def test_state_the_previous_release_wrote_loads_and_takes_the_next_event(
     engine: Engine,
 ) -> None:
@@ -350,15 +366,7 @@ def test_state_the_previous_release_wrote_loads_and_takes_the_next_event(
     assert ChildState.from_bytes(state.to_bytes()) == state
     start = datetime(2026, 3, 6, 22, 0, tzinfo=UTC)
     now = start + 31 * HOUR
-    resent = event(
-        "prev-2",
-        "placement.started",
-        {"placement_id": "P-1", "setting": "group_home"},
-        start + timedelta(minutes=5),
-        state="TX",
-        county="Harris",
-        child="C-prev",
-    )
+    resent = previous_release_placement()
     again, out = engine.evaluate(state, resent, now)
     assert again is state and out == []  # the old digest still de-duplicates
     ncmec = event(
@@ -389,15 +397,7 @@ def test_the_previous_releases_ids_are_kept_while_its_episode_is_open(engine: En
     much_later = start + RETENTION + 30 * timedelta(days=1)
     ticked, _ = engine.evaluate(state, Tick(), much_later)
     assert ticked is not None and "legacy" in ticked.digests
-    resent = event(
-        "prev-2",
-        "placement.started",
-        {"placement_id": "P-1", "setting": "group_home"},
-        start + timedelta(minutes=5),
-        state="TX",
-        county="Harris",
-        child="C-prev",
-    )
+    resent = previous_release_placement()
     again, out = engine.evaluate(ticked, resent, much_later)
     assert again is ticked and out == []
 
