@@ -22,6 +22,7 @@ from prometheus_client import Counter
 from services.common import topics
 from services.common.kafka import KafkaClient, partition_counts
 from services.notify.records import Ack, NotificationRecord, OpenEntry
+from services.notify.store import keep_first_ack
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +84,7 @@ class Ledger:
             self._acked(Ack.model_validate_json(value))
 
     def _acked(self, ack: Ack) -> None:
-        """The first acknowledgement stands: an earlier one (another notify instance's, read
-        back) replaces a later one, never the other way round."""
-        first = self.acks.get(ack.escalation_id)
-        if first is not None and first.acked_at <= ack.acked_at:
-            return
-        self.acks[ack.escalation_id] = ack
-        if ack.escalation_id in self.open:
-            self.open[ack.escalation_id].acked_by = ack.receiver
+        keep_first_ack(self.acks, self.open, ack)
 
     async def load(self) -> None:
         """Read the three topics to their current end."""

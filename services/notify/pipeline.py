@@ -271,12 +271,9 @@ class Notifier:
         for the receivers it told, from the routing in force, and stored again."""
         if entry.plan is not None:
             return entry.plan
-        planned = entry.model_copy(
-            update={"plan": make_plan(entry.escalation, self.routing, entry.targets)}
-        )
-        await self.ledger.put_open(planned)
-        assert planned.plan is not None
-        return planned.plan
+        plan = make_plan(entry.escalation, self.routing, entry.targets)
+        await self.ledger.put_open(entry.model_copy(update={"plan": plan}))
+        return plan
 
     async def _plan_locked(self, entry: OpenEntry) -> None:
         async with self.locks[entry.escalation.escalation_id]:

@@ -17,11 +17,6 @@ from services.notify.records import OpenEntry, Plan, Recipient, Widening
 from services.notify.routing import Routing, Target
 
 
-def widen_classes(classes: tuple[str, ...], levels: int) -> tuple[str, ...]:
-    """Recipient classes after `levels` escalation steps (services.common.ladder)."""
-    return climbed(classes, levels)
-
-
 def recipients(targets: Iterable[Target]) -> list[Recipient]:
     return [
         Recipient(
@@ -44,16 +39,13 @@ def make_plan(esc: Escalation, routing: Routing, told: list[tuple[str, str]] | N
         planned = recipients(first)
     else:
         settings = {r.receiver: r for r in recipients(first)}
-        fallback = recipients_default(routing)
         planned = [
-            settings.get(receiver)
-            or fallback.model_copy(update={"receiver": receiver, "recipient_class": cls})
-            for receiver, cls in told
+            settings.get(receiver) or by_default(routing, receiver, cls) for receiver, cls in told
         ]
     known = {r.receiver for r in planned}
     widenings: list[Widening] = []
     for level in range(1, len(LEVELS) + 1):
-        for target in routing.route(esc, widen_classes(esc.recipients, level)):
+        for target in routing.route(esc, climbed(esc.recipients, level)):
             if target.receiver not in known:
                 known.add(target.receiver)
                 widenings.append(
@@ -72,12 +64,12 @@ def make_plan(esc: Escalation, routing: Routing, told: list[tuple[str, str]] | N
     )
 
 
-def recipients_default(routing: Routing) -> Recipient:
-    """The settings of a receiver no route reaches any more: the routing defaults."""
+def by_default(routing: Routing, receiver: str, recipient_class: str) -> Recipient:
+    """A receiver no route reaches any more, with the routing defaults."""
     interval = parse_duration(routing.defaults.repeat_interval)
     return Recipient(
-        receiver="",
-        recipient_class="",
+        receiver=receiver,
+        recipient_class=recipient_class,
         repeat_interval_s=interval.total_seconds() if interval else None,
         send_resolved=routing.defaults.send_resolved,
     )

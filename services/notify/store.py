@@ -34,6 +34,17 @@ class NotificationLog(Protocol):
         """Remember who acknowledged an escalation (reminders and escalation steps stop)."""
 
 
+def keep_first_ack(acks: dict[str, Ack], open_entries: dict[str, OpenEntry], ack: Ack) -> None:
+    """Remember `ack` unless an earlier one of its escalation is known: the first
+    acknowledgement stands (another notify instance's, read back, may be earlier)."""
+    first = acks.get(ack.escalation_id)
+    if first is not None and first.acked_at <= ack.acked_at:
+        return
+    acks[ack.escalation_id] = ack
+    if ack.escalation_id in open_entries:
+        open_entries[ack.escalation_id].acked_by = ack.receiver
+
+
 class MemoryNotificationLog:
     """The in-memory twin: survives a "restart" by being handed to the next Notifier."""
 
@@ -52,12 +63,7 @@ class MemoryNotificationLog:
         self.open.pop(escalation_id, None)
 
     async def record_ack(self, ack: Ack) -> None:
-        first = self.acks.get(ack.escalation_id)
-        if first is not None and first.acked_at <= ack.acked_at:
-            return  # the first acknowledgement stands, as in the Kafka ledger
-        self.acks[ack.escalation_id] = ack
-        if ack.escalation_id in self.open:
-            self.open[ack.escalation_id].acked_by = ack.receiver
+        keep_first_ack(self.acks, self.open, ack)
 
 
 class RecordWriter(Protocol):

@@ -101,11 +101,6 @@ def discharged_early(rule: Rule, early: dict[str, datetime], start: datetime) ->
     return False
 
 
-def widen(recipients: tuple[str, ...]) -> tuple[str, ...]:
-    """Add the next level up (services.common.ladder)."""
-    return one_up(recipients)
-
-
 def _bound_open(st: ChildState) -> None:
     """Keep at most MAX_OPEN open escalations per child. Past that, forget the oldest that have
     already been escalated as overdue (or have no deadline): their firing and overdue records
@@ -444,7 +439,7 @@ class Engine:
             created_at=now,
             started_at=start,
             overdue_severity=(overdue.severity or severity_above(severity)) if overdue else None,
-            overdue_recipients=(overdue.recipients or widen(rule.recipients)) if overdue else (),
+            overdue_recipients=(overdue.recipients or one_up(rule.recipients)) if overdue else (),
             overdue_action=(overdue.action or f"OVERDUE: {rule.action}") if overdue else None,
         )
         # Due "now" has no overdue step: it is a broadcast, not a deadline someone can miss.

@@ -91,12 +91,11 @@ def discharge_words(rule: Rule) -> str:
 
 def deadline_words(rule: Rule) -> str:
     """The deadline, with any conditional ones first (`due_when`: the first that holds)."""
+    plain = rule.due.words(rule.grace)
+    if not rule.due_when:
+        return plain
     cases = [f"{due.words(rule.grace)} when {condition_words(c)}" for c, due in rule.due_when]
-    return (
-        "; ".join([*cases, f"otherwise {rule.due.words(rule.grace)}"])
-        if cases
-        else (rule.due.words(rule.grace))
-    )
+    return "; ".join([*cases, f"otherwise {plain}"])
 
 
 def overdue_words(rule: Rule) -> str:

@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.common.events import EventBase
-from services.rules.core import ConflictingDuplicate, Engine, Tick, widen
+from services.common.ladder import one_up
+from services.rules.core import ConflictingDuplicate, Engine, Tick
 from services.rules.offline import VirtualRun
 from services.rules.state import ChildState
 from tests.support import engine_event
@@ -220,7 +221,7 @@ def test_escalation_carries_subject_for_law_enforcement(engine: Engine) -> None:
     ],
 )
 def test_widen(given_: tuple[str, ...], widened: tuple[str, ...]) -> None:
-    assert widen(given_) == widened
+    assert one_up(given_) == widened
 
 
 def test_state_round_trips(engine: Engine) -> None:

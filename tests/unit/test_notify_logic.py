@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 
 from services.common.escalations import Escalation, Subject
+from services.common.ladder import climbed
 from services.notify.acks import ack_token, ack_url, check_ack_token
 from services.notify.addresses import resolve_address
 from services.notify.config import RoutingInvalid, load_routing
 from services.notify.records import OpenEntry, notification_id
 from services.notify.retry import RetryPolicy
-from services.notify.schedule import due_steps, make_plan, open_entry, widen_classes
+from services.notify.schedule import due_steps, make_plan, open_entry
 from services.notify.templates import Templates, age_band, context_for, sample_escalation
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -367,7 +368,7 @@ def test_backoff_grows_with_jitter_and_caps() -> None:
     ],
 )
 def test_widen_classes(classes: tuple[str, ...], levels: int, out: tuple[str, ...]) -> None:
-    assert widen_classes(classes, levels) == out
+    assert climbed(classes, levels) == out
 
 
 def test_schedule_of_reminders_and_escalation(routing: Any) -> None:

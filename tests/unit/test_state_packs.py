@@ -59,9 +59,12 @@ def notified(event_id: str, at: datetime, party: str, state: str = "TX") -> Even
     return event(event_id, "missing.party_notified", payload, at, state)
 
 
-def located(event_id: str, at: datetime, state: str = "TX") -> EventBase:
+def located(
+    event_id: str, at: datetime, state: str = "TX", recorded: datetime | None = None
+) -> EventBase:
+    """The child found at `at`, recorded by the agency at `recorded` (default: then)."""
     payload = {"episode_id": "E-1", "located_at": at.isoformat()}
-    return event(event_id, "missing.located", payload, at, state)
+    return event(event_id, "missing.located", payload, recorded or at, state)
 
 
 def by_rule(out: list[Escalation], status: str = "firing") -> dict[str, Escalation]:
@@ -338,13 +341,7 @@ def test_a_return_recorded_after_the_overnight_rule_fired_means_it_was_never_owe
     run.apply(opened("o", seen + HOUR, "WA", last_seen_at=seen.isoformat()))
     out = run.advance(seen + 9 * HOUR)
     assert "wa.supervisor-staffing-overnight" in by_rule(out)
-    back = event(
-        "back",
-        "missing.located",
-        {"episode_id": "E-1", "located_at": (seen + 6 * HOUR).isoformat()},
-        seen + 11 * HOUR,
-        "WA",
-    )
+    back = located("back", seen + 6 * HOUR, "WA", recorded=seen + 11 * HOUR)
     out = run.apply(back)
     out += run.advance(seen + 5 * DAY)
     [settled] = [e for e in out if e.rule_id == "wa.supervisor-staffing-overnight"]
@@ -358,13 +355,7 @@ def test_a_return_after_the_firing_time_does_not_cancel_the_duty_whatever_arrive
     """Found at 07:00, after the 06:00 firing time: the child was missing overnight, so the
     duty is owed, whether the return or the tick is evaluated first."""
     seen = datetime(2026, 11, 24, 22, 0, tzinfo=LA)
-    back = event(
-        "back",
-        "missing.located",
-        {"episode_id": "E-1", "located_at": (seen + 9 * HOUR).isoformat()},
-        seen + 9 * HOUR,
-        "WA",
-    )
+    back = located("back", seen + 9 * HOUR, "WA")
     for tick_first in (True, False):
         state, _ = engine.evaluate(
             None, opened("o", seen + HOUR, "WA", last_seen_at=seen.isoformat()), seen + HOUR
