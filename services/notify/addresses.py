@@ -1,42 +1,90 @@
-"""Where a receiver's message goes for one escalation: its channel and address. Pure."""
+"""Where a receiver's message goes for one escalation: its channel, address and, when it is a
+person, who. Pure: people are looked up in a `Directory`, always for the escalation's agency, so
+an escalation of one agency can never reach another agency's people.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 from services.common.escalations import Escalation
 from services.common.models import Strict
-from services.notify.channels.email import EmailTarget
-from services.notify.channels.sms import SmsTarget
-from services.notify.config import ReceiverSpec, StaffContact
+from services.notify.channels.base import Addressee
+from services.notify.config import ReceiverSpec
 
 
 class NoContact(Exception):
     """The receiver has no address for this escalation (e.g. unknown caseworker, no fallback)."""
 
 
-def resolve_address(
-    spec: ReceiverSpec, esc: Escalation, staff: Mapping[str, StaffContact]
-) -> tuple[str, str, Strict]:
-    """(channel, address, the receiver's channel settings) for a receiver and an escalation."""
+class Contactable(Protocol):
+    """What notify needs of a person (services.common.people.Person has it)."""
 
-    def person_or_fixed(target: EmailTarget | SmsTarget, channel: str) -> str:
-        """The fixed address, else the staff member's on file, else the fallback."""
-        found = target.to
-        if found is None and target.to_staff is not None:
-            staff_id = esc.caseworker_id if target.to_staff == "caseworker" else esc.supervisor_id
-            contact = staff.get(staff_id) if staff_id else None
-            if contact is not None:
-                found = contact.email if channel == "email" else contact.sms
-        found = found or target.fallback
-        if not found:
-            raise NoContact("no_contact")
-        return found
+    @property
+    def id(self) -> str: ...
+    @property
+    def agency_id(self) -> str: ...
+    @property
+    def roles(self) -> Sequence[str]: ...
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def sms(self) -> str | None: ...
+    @property
+    def disabled(self) -> bool: ...
 
+
+class Directory(Protocol):
+    """People, found only within one agency (services.common.people.People)."""
+
+    def get(self, agency_id: str, person_id: str) -> Contactable | None: ...
+    def with_role(self, agency_id: str, role: str) -> Sequence[Contactable]: ...
+
+
+@dataclass(frozen=True)
+class Address:
+    channel: str
+    address: str
+    options: Strict
+    person_id: str | None = None  # the person written to; None for an organisation's address
+
+
+def _people(target: Addressee, esc: Escalation, people: Directory) -> list[Contactable]:
+    """The people the target names, in the order they are tried (fallback role last)."""
+    found: list[Contactable | None] = []
+    if target.to_staff is not None:
+        staff_id = esc.caseworker_id if target.to_staff == "caseworker" else esc.supervisor_id
+        found.append(people.get(esc.agency_id, staff_id) if staff_id else None)
+    if target.to_person is not None:
+        found.append(people.get(esc.agency_id, target.to_person))
+    if target.to_role is not None:
+        found.extend(people.with_role(esc.agency_id, target.to_role)[:1])
+    if target.fallback_role is not None:
+        found.extend(people.with_role(esc.agency_id, target.fallback_role)[:1])
+    return [p for p in found if p is not None and not p.disabled]
+
+
+def _address(target: Addressee, channel: str, esc: Escalation, people: Directory) -> Address:
+    for person in _people(target, esc, people):
+        contact = person.email if channel == "email" else person.sms
+        if contact:
+            return Address(channel, contact, target, person.id)
+    fixed = target.to or target.fallback
+    if not fixed:
+        raise NoContact("no_contact")
+    return Address(channel, fixed, target)
+
+
+def resolve_address(spec: ReceiverSpec, esc: Escalation, people: Directory) -> Address:
+    """The receiver's channel and address for `esc`: the person it names (the escalation's
+    caseworker or supervisor, a person by id, the first with a role) if they have an address
+    for the channel, else the fixed or fallback address. Raises NoContact."""
     if spec.email is not None:
-        return "email", person_or_fixed(spec.email, "email"), spec.email
+        return _address(spec.email, "email", esc, people)
     if spec.webhook is not None:
-        return "webhook", spec.webhook.url, spec.webhook
+        return Address("webhook", spec.webhook.url, spec.webhook)
     if spec.sms is not None:
-        return "sms", person_or_fixed(spec.sms, "sms"), spec.sms
+        return _address(spec.sms, "sms", esc, people)
     raise NoContact("no_channel")

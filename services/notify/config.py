@@ -1,43 +1,47 @@
-"""The routing file (rules/routing.yaml): its models, each channel's settings beside its sender
-(services.notify.channels), and the cross-reference pass that compiles it into the routing tree
-(services.notify.routing).
+"""The routing files: `routing.yaml` (the shared tree and the receivers every agency shares) and
+one `agencies/<agency_id>.yaml` per agency (services.notify.agencies); their models, each
+channel's settings beside its sender (services.notify.channels), and the cross-reference pass
+that compiles them into the routing tree (services.notify.routing).
 
-`load_routing(path)` parses strictly, then cross-checks (unknown receiver, unknown recipient
-class or severity in a matcher, unreachable route, unknown staff role), raising
-`RoutingInvalid` with every problem as "file: path: reason".
+`load_routing(path)` parses strictly, then cross-checks (unknown receiver, another agency's
+receiver, a receiver the shared tree names that an agency lacks, unknown recipient class or
+severity in a matcher, unreachable route), raising `RoutingInvalid` with every problem as
+"file: path: reason". References to people are checked against the people registry by
+services.notify.tenancy.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from services.common import yamlio
 from services.common.config import ConfigInvalid, ConfigProblem
 from services.common.durations import parse_duration
+from services.common.events import AgencyId
 from services.common.models import Strict
+from services.notify.agencies import DEFAULT_ACK_ROLES, AckRole, AgencyView
 from services.notify.channels.email import EmailTarget
 from services.notify.channels.sms import SmsTarget
 from services.notify.channels.webhook import WebhookTarget
-from services.notify.routing import KNOWN_VALUES, LABELS, Route, Routing
+from services.notify.routing import KNOWN_VALUES, LABELS, Agency, Route, Routing
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class ReceiverSpec(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    shared: bool = False  # routing.yaml: serves every agency (a state police intake, NCMEC)
     email: EmailTarget | None = None
     webhook: WebhookTarget | None = None
     sms: SmsTarget | None = None
-
-
-class StaffContact(Strict):
-    name: str
-    email: str | None = None
-    sms: str | None = None
 
 
 class RouteSpec(Strict):
@@ -61,11 +65,36 @@ class Defaults(Strict):
 class RoutingFile(Strict):
     version: Literal[1]
     defaults: Defaults = Defaults()
-    agency_contact: dict[str, str] = {}
     shelter_photo: bool = False
-    staff: dict[str, StaffContact] = {}
+    operator_receiver: str | None = None  # a shared receiver paged about unknown agencies
     receivers: list[ReceiverSpec]
     route: RouteSpec
+    # Moved out of policy files: refused with a problem saying where they live now.
+    staff: dict[str, Any] | None = None
+    agency_contact: dict[str, Any] | None = None
+
+
+class AgencyFile(Strict):
+    """`agencies/<agency_id>.yaml`: one tenant (services.notify.agencies)."""
+
+    version: Literal[1]
+    agency_id: AgencyId
+    name: str = Field(min_length=1, max_length=120)
+    time_zone: str
+    locale: str = Field(default="en-US", pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$")
+    contact_24_7: str = Field(min_length=3, max_length=120)
+    acknowledge_roles: tuple[AckRole, ...] = DEFAULT_ACK_ROLES
+    receivers: list[ReceiverSpec] = []
+    routes: list[RouteSpec] = []
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not an IANA time zone (e.g. America/Chicago)") from None
+        return value
 
 
 RoutingProblem = ConfigProblem
@@ -87,20 +116,23 @@ def _duration(text: str, file: str, path: str, problems: list[RoutingProblem]) -
     return d
 
 
+ReceiverCheck = Callable[[str], str | None]  # a receiver name → why it may not be used, or None
+
+
 def _compile(
     spec: RouteSpec,
     path: str,
     parent: Route | None,
-    parsed: RoutingFile,
+    defaults: Defaults,
+    receiver_problem: ReceiverCheck,
     file: str,
     problems: list[RoutingProblem],
 ) -> Route:
-    receivers = {r.name for r in parsed.receivers}
     receiver = spec.receiver or (parent.receiver if parent else "")
     if not receiver:
         problems.append(RoutingProblem(file, f"{path}.receiver", "the root route needs a receiver"))
-    elif receiver not in receivers:
-        problems.append(RoutingProblem(file, f"{path}.receiver", f"unknown receiver {receiver!r}"))
+    elif spec.receiver and (why := receiver_problem(receiver)):
+        problems.append(RoutingProblem(file, f"{path}.receiver", why))
     for kind, matchers in (("match", spec.match), ("match_re", spec.match_re)):
         for label, value in matchers.items():
             where = f"{path}.{kind}.{label}"
@@ -122,9 +154,8 @@ def _compile(
             match_re[label] = re.compile(rx)
         except re.error as exc:
             problems.append(RoutingProblem(file, f"{path}.match_re.{label}", f"bad regex: {exc}"))
-    d = parsed.defaults
-    repeat = spec.repeat_interval or (None if parent else d.repeat_interval)
-    ack = spec.ack_timeout or (None if parent else d.ack_timeout)
+    repeat = spec.repeat_interval or (None if parent else defaults.repeat_interval)
+    ack = spec.ack_timeout or (None if parent else defaults.ack_timeout)
     node = Route(
         path=path,
         match=dict(spec.match),
@@ -139,12 +170,25 @@ def _compile(
         else parent.ack_timeout,  # type: ignore[union-attr]
         send_resolved=spec.send_resolved
         if spec.send_resolved is not None
-        else (parent.send_resolved if parent else d.send_resolved),
+        else (parent.send_resolved if parent else defaults.send_resolved),
         children=(),
     )
+    children = _children(spec.routes, path, node, defaults, receiver_problem, file, problems)
+    return dataclasses.replace(node, children=children)
+
+
+def _children(
+    specs: list[RouteSpec],
+    path: str,
+    parent: Route,
+    defaults: Defaults,
+    receiver_problem: ReceiverCheck,
+    file: str,
+    problems: list[RoutingProblem],
+) -> tuple[Route, ...]:
     children = tuple(
-        _compile(c, f"{path}.routes.{i}", node, parsed, file, problems)
-        for i, c in enumerate(spec.routes)
+        _compile(c, f"{path}.routes.{i}", parent, defaults, receiver_problem, file, problems)
+        for i, c in enumerate(specs)
     )
     # A child after a sibling that matches everything and does not continue is unreachable.
     for i, child in enumerate(children):
@@ -158,13 +202,11 @@ def _compile(
                     )
                 )
             break
-    return dataclasses.replace(node, children=children)
+    return children
 
 
-def load_routing(path: Path) -> Routing:
-    """Load and cross-check a routing file. Raises RoutingInvalid with every problem."""
-    file = path.name
-    problems: list[RoutingProblem] = []
+def _parse(path: Path, model: type[M], file: str) -> M:
+    """Read and validate one YAML file; RoutingInvalid naming file and path otherwise."""
     try:
         raw: Any = yamlio.load(path.read_text())
     except OSError as exc:
@@ -174,7 +216,7 @@ def load_routing(path: Path) -> Routing:
     except Exception as exc:  # yaml errors
         raise RoutingInvalid([RoutingProblem(file, "(file)", f"not valid YAML: {exc}")]) from None
     try:
-        parsed = RoutingFile.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         raise RoutingInvalid(
             [
@@ -186,33 +228,193 @@ def load_routing(path: Path) -> Routing:
                 for e in exc.errors(include_url=False)
             ]
         ) from None
+
+
+def _receiver_problems(
+    receivers: list[ReceiverSpec], file: str, shared_file: bool
+) -> list[RoutingProblem]:
+    """Each receiver alone: unique name, a channel, exactly one way to address it; routing.yaml's
+    serve every agency (shared, naming nobody's people), an agency file's are its own."""
+    problems: list[RoutingProblem] = []
     names: set[str] = set()
-    for i, r in enumerate(parsed.receivers):
+    for i, r in enumerate(receivers):
+        where = f"receivers.{i}"
         if r.name in names:
-            problems.append(
-                RoutingProblem(file, f"receivers.{i}.name", f"duplicate receiver {r.name!r}")
-            )
+            problems.append(RoutingProblem(file, f"{where}.name", f"duplicate receiver {r.name!r}"))
         names.add(r.name)
         if not (r.email or r.webhook or r.sms):
+            problems.append(RoutingProblem(file, where, "a receiver needs email, webhook or sms"))
+        for kind, target in (("email", r.email), ("sms", r.sms)):
+            if target is None:
+                continue
+            ways = [target.to, target.to_staff, target.to_person, target.to_role]
+            if sum(w is not None for w in ways) != 1:
+                problems.append(
+                    RoutingProblem(
+                        file,
+                        f"{where}.{kind}",
+                        "give exactly one of to, to_staff, to_person, to_role",
+                    )
+                )
+            if shared_file and target.names_people():
+                problems.append(
+                    RoutingProblem(
+                        file,
+                        f"{where}.{kind}",
+                        "a shared receiver serves every agency and can not name an agency's"
+                        " people (to_staff, to_person, to_role, fallback_role): declare it in"
+                        " agencies/<agency_id>.yaml",
+                    )
+                )
+        if shared_file and not r.shared:
             problems.append(
-                RoutingProblem(file, f"receivers.{i}", "a receiver needs email, webhook or sms")
+                RoutingProblem(
+                    file,
+                    f"{where}.shared",
+                    "routing.yaml declares only receivers every agency shares: mark it"
+                    " `shared: true`, or declare it in each agencies/<agency_id>.yaml",
+                )
             )
-        if r.email and bool(r.email.to) == bool(r.email.to_staff):
+        if not shared_file and r.shared:
             problems.append(
-                RoutingProblem(file, f"receivers.{i}.email", "give exactly one of to, to_staff")
+                RoutingProblem(
+                    file, f"{where}.shared", "only routing.yaml declares shared receivers"
+                )
             )
-        if r.sms and bool(r.sms.to) == bool(r.sms.to_staff):
+    return problems
+
+
+def _tree_names(route: Route) -> list[tuple[str, str]]:
+    """(path, receiver) of every node of a compiled tree."""
+    return [(route.path, route.receiver)] + [n for c in route.children for n in _tree_names(c)]
+
+
+def _agency(
+    path: Path,
+    parsed_routing: RoutingFile,
+    root: Route,
+    shared: dict[str, ReceiverSpec],
+    owners: dict[str, set[str]],
+    problems: list[RoutingProblem],
+) -> Agency | None:
+    file = f"agencies/{path.name}"
+    try:
+        spec = _parse(path, AgencyFile, file)
+    except RoutingInvalid as exc:
+        problems.extend(exc.problems)
+        return None
+    if spec.agency_id != path.stem:
+        problems.append(
+            RoutingProblem(file, "agency_id", f"must be the file's name ({path.stem!r})")
+        )
+    problems.extend(_receiver_problems(spec.receivers, file, shared_file=False))
+    own = {r.name: r for r in spec.receivers}
+    for i, r in enumerate(spec.receivers):
+        if r.name in shared:
             problems.append(
-                RoutingProblem(file, f"receivers.{i}.sms", "give exactly one of to, to_staff")
+                RoutingProblem(
+                    file, f"receivers.{i}.name", f"{r.name!r} is a shared receiver's name"
+                )
             )
-    root = _compile(parsed.route, "route", None, parsed, file, problems)
+
+    def receiver_problem(name: str) -> str | None:
+        if name in own or name in shared:
+            return None
+        others = sorted(owners.get(name, set()) - {spec.agency_id})
+        if others:
+            return (
+                f"receiver {name!r} is agency {others[0]}'s: an agency's routes reach only its"
+                " own receivers and shared ones"
+            )
+        return f"unknown receiver {name!r}"
+
+    for tree_path, name in _tree_names(root):
+        if name not in own and name not in shared:
+            problems.append(
+                RoutingProblem(
+                    file,
+                    "receivers",
+                    f"no receiver {name!r}, which routing.yaml {tree_path} names",
+                )
+            )
+    children = _children(
+        spec.routes, "routes", root, parsed_routing.defaults, receiver_problem, file, problems
+    )
+    view = AgencyView(spec.agency_id, spec.name, spec.time_zone, spec.contact_24_7)
+    return Agency(
+        view=view,
+        receivers=own,
+        root=dataclasses.replace(root, children=children + root.children),
+        acknowledge_roles=frozenset(spec.acknowledge_roles),
+    )
+
+
+def agency_files(policy_dir: Path) -> list[Path]:
+    return sorted((policy_dir / "agencies").glob("*.yaml"))
+
+
+def load_routing(path: Path) -> Routing:
+    """Load and cross-check routing.yaml and the agency files beside it
+    (`agencies/*.yaml`). Raises RoutingInvalid with every problem."""
+    file = path.name
+    parsed = _parse(path, RoutingFile, file)
+    problems = _receiver_problems(parsed.receivers, file, shared_file=True)
+    for key in ("staff", "agency_contact"):
+        if getattr(parsed, key) is not None:
+            problems.append(
+                RoutingProblem(
+                    file,
+                    key,
+                    "people live in the people registry (CAREALERT_USERS_FILE) and each"
+                    " agency's 24/7 number in agencies/<agency_id>.yaml, not here",
+                )
+            )
+    shared = {r.name: r for r in parsed.receivers}
+    if parsed.operator_receiver is not None and parsed.operator_receiver not in shared:
+        problems.append(
+            RoutingProblem(
+                file, "operator_receiver", f"{parsed.operator_receiver!r} is not a shared receiver"
+            )
+        )
+    files = agency_files(path.parent)
+    owners = _receiver_owners(files)
+    declared = set(owners)
+
+    def receiver_problem(name: str) -> str | None:
+        if name in shared or name in declared:
+            return None
+        return f"unknown receiver {name!r}: not shared, and no agency declares it"
+
+    root = _compile(parsed.route, "route", None, parsed.defaults, receiver_problem, file, problems)
+    agencies = {}
+    for agency_path in files:
+        agency = _agency(agency_path, parsed, root, shared, owners, problems)
+        if agency is not None:
+            agencies[agency.view.agency_id] = agency
     if problems:
         raise RoutingInvalid(problems)
     return Routing(
         root=root,
-        receivers={r.name: r for r in parsed.receivers},
-        staff=parsed.staff,
+        shared=shared,
+        agencies=agencies,
         defaults=parsed.defaults,
-        agency_contact=parsed.agency_contact,
         shelter_photo=parsed.shelter_photo,
+        operator_receiver=parsed.operator_receiver,
     )
+
+
+def _receiver_owners(files: list[Path]) -> dict[str, set[str]]:
+    """Receiver name → the agencies declaring one by that name (read leniently: each file's
+    own problems are reported when it is loaded)."""
+    owners: dict[str, set[str]] = {}
+    for f in files:
+        try:
+            raw = yamlio.load(f.read_text())
+        except Exception:  # reported with the file's own problems
+            continue
+        if not isinstance(raw, dict) or not isinstance(raw.get("receivers"), list):
+            continue
+        for r in raw["receivers"]:
+            if isinstance(r, dict) and isinstance(r.get("name"), str):
+                owners.setdefault(r["name"], set()).add(f.stem)
+    return owners

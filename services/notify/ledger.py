@@ -22,7 +22,7 @@ from prometheus_client import Counter
 from services.common import topics
 from services.common.kafka import KafkaClient, partition_counts
 from services.notify.records import Ack, NotificationRecord, OpenEntry
-from services.notify.store import keep_first_ack
+from services.notify.store import keep_ack, keep_outcome, stopped_by
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,9 @@ class Ledger:
         self.open_topic = open_topic
         self.sent: set[str] = set()  # notification ids whose outcome is final
         self.open: dict[str, OpenEntry] = {}
-        self.acks: dict[str, Ack] = {}
+        self.acks: dict[str, list[Ack]] = {}
+        # The final record of each notification of an open escalation (the operators' API).
+        self.outcomes: dict[str, list[NotificationRecord]] = {}
         self._consumer: AIOKafkaConsumer | None = None
         # Skipped records, counted by kind (CarealertLedgerUnreadable pages on it).
         self.unreadable = unreadable
@@ -72,19 +74,20 @@ class Ledger:
         if topic == self.sent_topic:
             if value is not None:  # the key alone makes the notification final
                 self.sent.add(k)
+                keep_outcome(self.outcomes, NotificationRecord.model_validate_json(value))
         elif topic == self.open_topic:
             if value is None:
                 self.open.pop(k, None)
+                self.outcomes.pop(k, None)
             else:
                 entry = OpenEntry.model_validate_json(value)
-                ack = self.acks.get(k)
-                entry.acked_by = ack.receiver if ack else None
+                entry.acked_by = stopped_by(self.acks.get(k, []))
                 self.open[k] = entry
         elif topic == topics.ACKS and value is not None:
             self._acked(Ack.model_validate_json(value))
 
     def _acked(self, ack: Ack) -> None:
-        keep_first_ack(self.acks, self.open, ack)
+        keep_ack(self.acks, self.open, ack)
 
     async def load(self) -> None:
         """Read the three topics to their current end."""
@@ -111,6 +114,9 @@ class Ledger:
                 for tp in list(remaining):
                     if await consumer.position(tp) >= end[tp]:
                         remaining.discard(tp)
+            # Outcomes of escalations closed long ago (their tombstones compacted away).
+            for esc_id in set(self.outcomes) - set(self.open):
+                del self.outcomes[esc_id]
             self._consumer = consumer
         except BaseException:
             await consumer.stop()
@@ -134,6 +140,7 @@ class Ledger:
             self.sent_topic, key=nid.encode(), value=record.to_bytes()
         )
         self.sent.add(nid)
+        keep_outcome(self.outcomes, record)
 
     async def put_open(self, entry: OpenEntry) -> None:
         esc_id = entry.escalation.escalation_id
@@ -145,6 +152,7 @@ class Ledger:
     async def close_open(self, escalation_id: str) -> None:
         await self.producer.send_and_wait(self.open_topic, key=escalation_id.encode(), value=None)
         self.open.pop(escalation_id, None)
+        self.outcomes.pop(escalation_id, None)
 
     async def record_ack(self, ack: Ack) -> None:
         await self.producer.send_and_wait(

@@ -31,7 +31,6 @@ from services.notify.channels.base import Channel
 from services.notify.channels.email import SmtpChannel, SmtpConfig
 from services.notify.channels.sms import SmsChannel
 from services.notify.channels.webhook import WebhookChannel
-from services.notify.config import load_routing
 from services.notify.ledger import Ledger, wait_stopped
 from services.notify.metrics import NotifyMetrics
 from services.notify.pipeline import Notifier
@@ -39,6 +38,7 @@ from services.notify.retry import RetryPolicy
 from services.notify.routing import Routing
 from services.notify.settings import NotifySettings
 from services.notify.templates import Templates
+from services.notify.tenancy import Tenancy, load_tenancy
 from services.notify.worker import consume
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class MissingSecret(ValueError):
 def webhook_secrets(routing: Routing, settings: NotifySettings) -> dict[str, SecretStr]:
     """Every secret_env named in routing.yaml must be set: checked at start, not at 3 a.m."""
     out: dict[str, SecretStr] = {}
-    for spec in routing.receivers.values():
+    for spec in routing.all_receivers():
         env = spec.webhook.secret_env if spec.webhook else None
         if not env:
             continue
@@ -79,9 +79,9 @@ async def serve(settings: NotifySettings) -> None:
     """Check the policy files and secrets first (a bad file or a missing secret stops notify
     before it touches Kafka), then start; runs until SIGTERM/SIGINT or until a part fails (its
     exception raised here), and stops every part either way."""
-    routing = load_routing(settings.policy_dir / "routing.yaml")
+    tenancy = load_tenancy(settings)
     templates = Templates(settings.policy_dir / "templates")
-    secrets = webhook_secrets(routing, settings)
+    secrets = webhook_secrets(tenancy.routing, settings)
     kafka = await connect_kafka(settings)
     metrics = NotifyMetrics(CollectorRegistry())
     producer = await start_producer(kafka)
@@ -92,13 +92,19 @@ async def serve(settings: NotifySettings) -> None:
     watch = stall_watch(settings, kafka, metrics)
     held = Held("notify")
     api = create_api(
-        settings, ledger, metrics, ready, healthy=lambda: watch.healthy, unready=held.readiness
+        settings,
+        ledger,
+        metrics,
+        ready,
+        tenancy,
+        healthy=lambda: watch.healthy,
+        unready=held.readiness,
     )
     server = http_server(settings, api)
     web = asyncio.create_task(server.serve())
     client = http_client()
     notifier = make_notifier(
-        settings, routing, templates, channels(settings, client, secrets), ledger, producer, metrics
+        settings, tenancy, templates, channels(settings, client, secrets), ledger, producer, metrics
     )
     consumer = escalations_consumer(settings, kafka)
     stop = stop_on_signals()
@@ -195,7 +201,7 @@ def channels(
 
 def make_notifier(
     settings: NotifySettings,
-    routing: Routing,
+    tenancy: Tenancy,
     templates: Templates,
     channels: dict[str, Channel],
     ledger: Ledger,
@@ -203,10 +209,11 @@ def make_notifier(
     metrics: NotifyMetrics,
 ) -> Notifier:
     return Notifier(
-        routing=routing,
+        routing=tenancy.routing,
         templates=templates,
         channels=channels,
         ledger=ledger,
+        people=tenancy.people,
         producer=producer,
         metrics=metrics,
         retry=RetryPolicy(

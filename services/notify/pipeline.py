@@ -24,11 +24,12 @@ from typing import Any
 
 from services.common.canary import is_canary
 from services.common.escalations import Escalation
-from services.notify.acks import ack_url
-from services.notify.addresses import NoContact, resolve_address
+from services.notify.acks import AckSubject, ack_url
+from services.notify.addresses import Address, Directory, NoContact, resolve_address
 from services.notify.canary import canary_returned
 from services.notify.channels.base import Channel, Delivery, DeliveryError
 from services.notify.metrics import NotifyMetrics
+from services.notify.operator import OPERATOR_CLASS, operator_notice, operator_recipient
 from services.notify.recorder import Recorder
 from services.notify.records import (
     NotificationRecord,
@@ -41,8 +42,8 @@ from services.notify.records import (
 from services.notify.retry import RetryPolicy
 from services.notify.routing import Routing
 from services.notify.schedule import due_steps, make_plan, open_entry, recipients
-from services.notify.store import NotificationLog, RecordWriter
-from services.notify.templates import Templates, context_for
+from services.notify.store import NotificationLog, RecordWriter, stopped_by
+from services.notify.templates import Message, Templates, context_for
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class Notifier:
         templates: Templates,
         channels: dict[str, Channel],
         ledger: NotificationLog,
+        people: Directory,
         producer: RecordWriter,
         metrics: NotifyMetrics,
         retry: RetryPolicy,
@@ -87,6 +89,7 @@ class Notifier:
         self.templates = templates
         self.channels = channels
         self.ledger = ledger
+        self.people = people
         self.metrics = metrics
         self.retry = retry
         self.ack_secret = ack_secret
@@ -125,27 +128,38 @@ class Notifier:
             self.inflight.discard(nid)
 
     def prepare(self, nid: str, esc: Escalation, target: Recipient) -> Prepared | Unsendable:
-        """The receiver's address and the message its recipient class may see."""
-        spec = self.routing.receivers.get(target.receiver)
-        if spec is None:  # in a stored plan, since removed from routing.yaml
-            return Unsendable("none", "unknown_receiver")
+        """The receiver's address and the message its recipient class may see. Receivers are
+        looked up for the escalation's agency only: its own, or shared ones."""
+        spec = self.routing.receiver(esc.agency_id, target.receiver)
+        if spec is None:
+            # An agency with no configuration has no receivers of its own to reach; otherwise
+            # the receiver was in a stored plan and has since been removed.
+            known = esc.agency_id in self.routing.agencies
+            return Unsendable("none", "unknown_receiver" if known else "unknown_agency")
         default_channel = "email" if spec.email else "webhook" if spec.webhook else "sms"
         try:
-            channel, address, options = resolve_address(spec, esc, self.routing.staff)
+            address = resolve_address(spec, esc, self.people)
         except NoContact as exc:
             return Unsendable(default_channel, str(exc))
-        expires = self.clock() + timedelta(seconds=self.ack_ttl_s)
+        if target.recipient_class == OPERATOR_CLASS:
+            return Prepared(
+                address.channel, self._delivery(nid, esc, target, address, operator_notice(esc))
+            )
+        now = self.clock()
         link = ack_url(
-            self.public_url, self.ack_secret, esc.escalation_id, target.receiver, expires
+            self.public_url,
+            self.ack_secret,
+            AckSubject(esc.escalation_id, target.receiver, address.person_id),
+            now + timedelta(seconds=self.ack_ttl_s),
         )
         try:
             context = context_for(
                 target.recipient_class,
                 esc,
-                agency_contact=self.routing.agency_contact.get(
-                    esc.agency_id, "your agency contact"
-                ),
+                agency=self.routing.agency(esc.agency_id),
                 ack_url=link if esc.status == "firing" else None,
+                now=now,
+                also_told=self.also_told(esc.escalation_id, target.receiver),
                 shelter_photo=self.routing.shelter_photo,
             )
             message = self.templates.render(target.recipient_class, context)
@@ -154,18 +168,33 @@ class Notifier:
                 "template failed to render",
                 extra={"receiver": target.receiver, "reason": type(exc).__name__},
             )
-            return Unsendable(channel, "template_error")
-        return Prepared(
-            channel,
-            Delivery(
-                nid,
-                esc.escalation_id,
-                target.receiver,
-                target.recipient_class,
-                address,
-                message,
-                options,
-            ),
+            return Unsendable(address.channel, "template_error")
+        return Prepared(address.channel, self._delivery(nid, esc, target, address, message))
+
+    @staticmethod
+    def _delivery(
+        nid: str, esc: Escalation, target: Recipient, address: Address, message: Message
+    ) -> Delivery:
+        return Delivery(
+            nid,
+            esc.escalation_id,
+            target.receiver,
+            target.recipient_class,
+            address.address,
+            message,
+            address.options,
+            address.person_id,
+        )
+
+    def also_told(self, escalation_id: str, receiver: str) -> list[str]:
+        """The recipient classes of the others this escalation was planned to reach first."""
+        entry = self.ledger.open.get(escalation_id)
+        if entry is None or entry.plan is None:
+            return []
+        return list(
+            dict.fromkeys(
+                r.recipient_class for r in entry.plan.recipients if r.receiver != receiver
+            )
         )
 
     async def send(
@@ -246,12 +275,14 @@ class Notifier:
         entry = self.ledger.open.get(esc.escalation_id)
         if entry is None:
             entry = open_entry(esc, partition, self.clock(), self.routing)
-            ack = self.ledger.acks.get(esc.escalation_id)
-            entry.acked_by = ack.receiver if ack else None
+            entry.acked_by = stopped_by(self.ledger.acks.get(esc.escalation_id, []))
             # Registered first: if we crash mid-delivery, the timer still knows it.
             await self.ledger.put_open(entry)
         plan = await self._plan(entry)
-        await asyncio.gather(*(self.deliver(esc, t, "0", partition) for t in plan.recipients))
+        first = list(plan.recipients)
+        if esc.agency_id not in self.routing.agencies and self.routing.operator_receiver:
+            first.append(operator_recipient(self.routing.operator_receiver))
+        await asyncio.gather(*(self.deliver(esc, t, "0", partition) for t in first))
 
     async def _resolve(self, esc: Escalation, partition: int) -> None:
         """Tell the first receivers whose route asked for it (`send_resolved`), as planned; an

@@ -54,12 +54,29 @@ class NotificationRecord(Stored):
     reason: str | None = None
 
 
+AckVia = Literal["link", "api", "console"]
+
+
 class Ack(Stored):
-    """The first acknowledgement of an escalation; reminders and escalation steps stop."""
+    """One acknowledgement of an escalation: who (the person, or the receiver when no person),
+    how, when, and an optional note. One per (escalation, who); a later one by someone else is
+    added. `stops`: whether it stops the reminders and the escalation chain (the owning agency's
+    people do; a receipt from law enforcement or a shelter is recorded and stops nothing).
+    Records an older release wrote name only the receiver, and stopped the chain."""
 
     escalation_id: str
     receiver: str
     acked_at: datetime
+    person_id: str | None = None
+    agency_id: str | None = None  # the acknowledging person's agency
+    via: AckVia | None = None
+    note: str | None = None
+    stops: bool = True
+
+    @property
+    def who(self) -> str:
+        """The person's id, or `receiver:<name>` for a receiver that is no person."""
+        return self.person_id if self.person_id is not None else f"receiver:{self.receiver}"
 
 
 class Recipient(Stored):
@@ -106,4 +123,6 @@ class OpenEntry(Stored):
     first_sent_at: datetime
     targets: list[tuple[str, str]] = []
     plan: Plan | None = None
-    acked_by: str | None = Field(default=None, exclude=True)  # from care.acks.v1, not stored
+    # Who stopped the reminders and chain (the first acknowledgement that stops them), from
+    # care.acks.v1, not stored.
+    acked_by: str | None = Field(default=None, exclude=True)

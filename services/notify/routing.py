@@ -17,9 +17,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from services.common.escalations import RECIPIENT_CLASSES, SEVERITIES, Escalation
+from services.notify.agencies import AgencyView, unknown_agency
 
 if TYPE_CHECKING:
-    from services.notify.config import Defaults, ReceiverSpec, StaffContact
+    from services.notify.config import Defaults, ReceiverSpec
 
 LABELS = ("severity", "rule_id", "recipient_class", "agency", "state", "county", "status")
 KNOWN_VALUES: Mapping[str, frozenset[str]] = {
@@ -59,16 +60,48 @@ class Target:
 
 
 @dataclass(frozen=True)
-class Routing:
-    root: Route
+class Agency:
+    """One tenant: how messages name it, its own receivers, and its tree (routing.yaml's with
+    the agency's own routes tried first)."""
+
+    view: AgencyView
     receivers: Mapping[str, ReceiverSpec]
-    staff: Mapping[str, StaffContact]
+    root: Route
+    acknowledge_roles: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Routing:
+    """routing.yaml's tree and shared receivers, and every configured agency. A receiver name
+    is looked up for one agency only: its own receivers, then the shared ones."""
+
+    root: Route
+    shared: Mapping[str, ReceiverSpec]
+    agencies: Mapping[str, Agency]
     defaults: Defaults
-    agency_contact: Mapping[str, str]
     shelter_photo: bool
+    operator_receiver: str | None = None
+
+    def receiver(self, agency_id: str, name: str) -> ReceiverSpec | None:
+        """The receiver `name` as agency `agency_id` has it; None if it has none by that name
+        (another agency's receiver of that name is never found)."""
+        agency = self.agencies.get(agency_id)
+        own = agency.receivers.get(name) if agency is not None else None
+        return own or self.shared.get(name)
+
+    def agency(self, agency_id: str) -> AgencyView:
+        agency = self.agencies.get(agency_id)
+        return agency.view if agency is not None else unknown_agency(agency_id)
+
+    def all_receivers(self) -> list[ReceiverSpec]:
+        """Every receiver declared anywhere (for start-up checks such as webhook secrets)."""
+        return [*self.shared.values()] + [
+            r for a in self.agencies.values() for r in a.receivers.values()
+        ]
 
     def match(self, labels: Mapping[str, str]) -> list[Route]:
-        return list(_walk(self.root, labels))
+        agency = self.agencies.get(labels.get("agency", ""))
+        return list(_walk(agency.root if agency is not None else self.root, labels))
 
     def route(self, escalation: Escalation, classes: tuple[str, ...] | None = None) -> list[Target]:
         """Receivers for each recipient class of the escalation (each receiver once: the first

@@ -20,7 +20,14 @@ class NotifySettings(CommonSettings):
     ack_token_ttl_s: float = Field(
         default=7 * 86400, gt=0, description="How long an ack link works (default 7 days)."
     )
-    notify_api_token: SecretStr = Field(description="Bearer token for GET /v1/escalations.")
+    users_file: Path | None = Field(
+        default=None,
+        description="The people registry (a YAML file or a directory of them); unset: nobody.",
+    )
+    api_tokens_file: Path | None = Field(
+        default=None,
+        description="Operator API tokens, one agency and role each (hashes only); unset: none.",
+    )
     webhook_secret: SecretStr | None = Field(
         default=None, description="Key for webhooks whose secret_env is CAREALERT_WEBHOOK_SECRET."
     )
@@ -51,7 +58,7 @@ class NotifySettings(CommonSettings):
         "delete it and exit at once (simulates a crash after the effect, before the commit).",
     )
 
-    @field_validator("ack_secret", "notify_api_token", "webhook_secret", "canary_api_key")
+    @field_validator("ack_secret", "webhook_secret", "canary_api_key")
     @classmethod
     def strong(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         """Our own secrets: never a placeholder; strong unless CAREALERT_ENV=demo."""

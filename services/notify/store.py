@@ -19,7 +19,8 @@ from services.notify.records import Ack, NotificationRecord, OpenEntry
 class NotificationLog(Protocol):
     sent: set[str]  # notification ids whose outcome is final
     open: dict[str, OpenEntry]
-    acks: dict[str, Ack]
+    acks: dict[str, list[Ack]]  # escalation id → its acknowledgements, first first
+    outcomes: dict[str, list[NotificationRecord]]  # open escalation id → final records
 
     async def record_sent(self, nid: str, record: NotificationRecord) -> None:
         """Remember that a notification's outcome is final (durably, before returning)."""
@@ -34,15 +35,33 @@ class NotificationLog(Protocol):
         """Remember who acknowledged an escalation (reminders and escalation steps stop)."""
 
 
-def keep_first_ack(acks: dict[str, Ack], open_entries: dict[str, OpenEntry], ack: Ack) -> None:
-    """Remember `ack` unless an earlier one of its escalation is known: the first
-    acknowledgement stands (another notify instance's, read back, may be earlier)."""
-    first = acks.get(ack.escalation_id)
-    if first is not None and first.acked_at <= ack.acked_at:
-        return
-    acks[ack.escalation_id] = ack
-    if ack.escalation_id in open_entries:
-        open_entries[ack.escalation_id].acked_by = ack.receiver
+def keep_ack(acks: dict[str, list[Ack]], open_entries: dict[str, OpenEntry], ack: Ack) -> None:
+    """Remember `ack` unless its escalation has one by the same person (or receiver) already,
+    at or before it: each one's first acknowledgement stands (another notify instance's, read
+    back, may be earlier). Others' are added, never overwriting."""
+    known = acks.setdefault(ack.escalation_id, [])
+    same = next((a for a in known if a.who == ack.who), None)
+    if same is not None:
+        if same.acked_at <= ack.acked_at:
+            return
+        known.remove(same)
+    known.append(ack)
+    known.sort(key=lambda a: a.acked_at)
+    entry = open_entries.get(ack.escalation_id)
+    if entry is not None:
+        entry.acked_by = stopped_by(known)
+
+
+def keep_outcome(outcomes: dict[str, list[NotificationRecord]], record: NotificationRecord) -> None:
+    """Remember a notification's final record with its escalation's (once per notification)."""
+    known = outcomes.setdefault(record.escalation_id, [])
+    if all(r.notification_id != record.notification_id for r in known):
+        known.append(record)
+
+
+def stopped_by(acks: list[Ack]) -> str | None:
+    """Who stopped the reminders and chain: the first acknowledgement that stops them."""
+    return next((a.who for a in acks if a.stops), None)
 
 
 class MemoryNotificationLog:
@@ -51,19 +70,22 @@ class MemoryNotificationLog:
     def __init__(self) -> None:
         self.sent: set[str] = set()
         self.open: dict[str, OpenEntry] = {}
-        self.acks: dict[str, Ack] = {}
+        self.acks: dict[str, list[Ack]] = {}
+        self.outcomes: dict[str, list[NotificationRecord]] = {}
 
-    async def record_sent(self, nid: str, record: NotificationRecord) -> None:  # noqa: ARG002
+    async def record_sent(self, nid: str, record: NotificationRecord) -> None:
         self.sent.add(nid)
+        keep_outcome(self.outcomes, record)
 
     async def put_open(self, entry: OpenEntry) -> None:
         self.open[entry.escalation.escalation_id] = entry
 
     async def close_open(self, escalation_id: str) -> None:
         self.open.pop(escalation_id, None)
+        self.outcomes.pop(escalation_id, None)
 
     async def record_ack(self, ack: Ack) -> None:
-        keep_first_ack(self.acks, self.open, ack)
+        keep_ack(self.acks, self.open, ack)
 
 
 class RecordWriter(Protocol):

@@ -19,28 +19,28 @@ from tests.support import Service, free_port, wait_until
 ROOT = Path(__file__).resolve().parents[2]
 WEBHOOK_SECRET = "test-webhook-54DYnPOdzVzryQJlHbVOxKeDshFyKizyBQdTnR9G"
 ACK_SECRET = "test-ack-8JM5jlWtuOtWLfMIQYXuMYHDuQbN-jUzuy1ptgiX"
-API_TOKEN = "test-operator-Oo9jfrlD49dSQ3x1JSSCVYsDJg2DBj-WwRumR86n"
+# Operator API tokens (CAREALERT_API_TOKENS_FILE): one agency and role each.
+OPERATOR_TOKEN = "test-operator-Oo9jfrlD49dSQ3x1JSSCVYsDJg2DBj-WwRumR86n"
+AUDITOR_TOKEN = "test-auditor-5b1pQ0cT3kXy2wVvL8nMz7Rr4sUa6HjKdEfGiJ"
+OTHER_OPERATOR_TOKEN = "test-other-operator-Zq9Wx8Ec7Rv6Tb5Yn4Um3Il2Ok1Pj0Hg"
+NO_PERSON_TOKEN = "test-operator-no-person-Aa1Bb2Cc3Dd4Ee5Ff6Gg7Hh8Ii9Jj0"
+LE_RECEIVER_TOKEN = "test-receiver-le-Kk1Ll2Mm3Nn4Oo5Pp6Qq7Rr8Ss9Tt0UuVv"
+API_TOKEN = OPERATOR_TOKEN
 
 ROUTING = """\
 version: 1
 defaults: {{repeat_interval: {repeat}, ack_timeout: {ack}, send_resolved: true, max_reminders: 2}}
-agency_contact: {{demo-agency: "+1-555-0100"}}
-staff:
-  W-1: {{name: Alex Rivera, email: alex@agency.example}}
-  S-1: {{name: Jordan Price, email: jordan@agency.example}}
+operator_receiver: operators
 receivers:
-  - name: caseworker
-    email: {{to_staff: caseworker, fallback: intake@agency.example}}
-  - name: supervisor
-    email: {{to_staff: supervisor, fallback: supervisors@agency.example}}
-  - name: director
-    email: {{to: director@agency.example}}
   - name: law-enforcement
+    shared: true
     webhook: {{url: "http://127.0.0.1:{http}/hooks/le", secret_env: CAREALERT_WEBHOOK_SECRET, timeout_s: 2}}
   - name: shelter-network
+    shared: true
     webhook: {{url: "http://127.0.0.1:{http}/hooks/shelters", secret_env: CAREALERT_WEBHOOK_SECRET, timeout_s: 2}}
-  - name: on-call
-    sms: {{gateway_url: "http://127.0.0.1:{http}/sms", to: "+15555550199"}}
+  - name: operators
+    shared: true
+    email: {{to: operators@carealert.example}}
 route:
   receiver: caseworker
   routes:
@@ -56,10 +56,79 @@ route:
       receiver: on-call
 """
 
-# The routing file's inboxes: the caseworker (W-1), the supervisor (S-1) and the director.
+AGENCY = """\
+version: 1
+agency_id: {agency}
+name: {name}
+time_zone: {zone}
+contact_24_7: "{phone}"
+receivers:
+  - name: caseworker
+    email: {{to_staff: caseworker, fallback: intake@{agency}.example}}
+  - name: supervisor
+    email: {{to_staff: supervisor, fallback: supervisors@{agency}.example}}
+  - name: director
+    email: {{to: director@{agency}.example}}
+  - name: on-call
+    sms: {{gateway_url: "http://127.0.0.1:{http}/sms", to_role: on_call}}
+"""
+
+# The people registry: the same staff ids in two agencies, different people.
+PEOPLE = """\
+version: 1
+people:
+  - {id: W-1, agency_id: demo-agency, name: Alex Rivera, email: alex@agency.example, roles: [caseworker]}
+  - {id: S-1, agency_id: demo-agency, name: Jordan Price, email: jordan@agency.example, roles: [supervisor]}
+  - {id: C-1, agency_id: demo-agency, name: Casey Brooks, sms: "+15555550199", roles: [on_call]}
+  - {id: O-1, agency_id: demo-agency, name: Riley Quinn, email: riley@agency.example, roles: [operator]}
+  - {id: A-1, agency_id: demo-agency, name: Taylor Grant, roles: [auditor]}
+  - {id: W-1, agency_id: other-agency, name: Dana Ortiz, email: dana@other-agency.example, roles: [caseworker]}
+  - {id: S-1, agency_id: other-agency, name: Robin Castillo, email: robin@other-agency.example, roles: [supervisor]}
+  - {id: C-1, agency_id: other-agency, name: Jamie Flores, sms: "+15555550299", roles: [on_call]}
+  - {id: O-2, agency_id: other-agency, name: Drew Salazar, roles: [operator]}
+"""
+
+
+def tokens_file(path: Path) -> Path:
+    from services.common.tokens import hash_token
+
+    entries = [
+        (OPERATOR_TOKEN, "demo-agency", "operator", "person_id: O-1"),
+        (AUDITOR_TOKEN, "demo-agency", "auditor", "person_id: A-1"),
+        (OTHER_OPERATOR_TOKEN, "other-agency", "operator", "person_id: O-2"),
+        (NO_PERSON_TOKEN, "demo-agency", "operator", ""),
+        (LE_RECEIVER_TOKEN, "*", "receiver", "receiver: law-enforcement"),
+    ]
+    lines = ["version: 1", "tokens:"]
+    for token, agency, role, extra in entries:
+        lines += [
+            f"  - sha256: {hash_token(token)}",
+            f'    agency_id: "{agency}"',
+            f"    role: {role}",
+            f"    label: test {role}",
+        ] + ([f"    {extra}"] if extra else [])
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_policy(policy: Path, http_port: int, repeat: str, ack: str) -> None:
+    """routing.yaml, and the two agencies' files, pointing at the test's sinks."""
+    (policy / "routing.yaml").write_text(ROUTING.format(repeat=repeat, ack=ack, http=http_port))
+    (policy / "agencies").mkdir(exist_ok=True)
+    for agency, name, zone, phone in (
+        ("demo-agency", "Demo County Children's Division", "America/Chicago", "+1-555-0100"),
+        ("other-agency", "Other County Family Services", "America/Denver", "+1-555-0200"),
+    ):
+        text = AGENCY.format(agency=agency, name=name, zone=zone, phone=phone, http=http_port)
+        (policy / "agencies" / f"{agency}.yaml").write_text(text)
+
+
+# demo-agency's inboxes: the caseworker (W-1), the supervisor (S-1) and the director; and the
+# other agency's caseworker with the same staff id.
 CASEWORKER = "alex@agency.example"
 SUPERVISOR = "jordan@agency.example"
-DIRECTOR = "director@agency.example"
+DIRECTOR = "director@demo-agency.example"
+OTHER_CASEWORKER = "dana@other-agency.example"
 
 
 @dataclass
@@ -124,7 +193,8 @@ def start_stack(
     shutil.copytree(ROOT / "rules" / "templates", policy / "templates")
     for name, text in (templates or {}).items():
         (policy / "templates" / name).write_text(text)
-    (policy / "routing.yaml").write_text(ROUTING.format(repeat=repeat, ack=ack, http=http.port))
+    write_policy(policy, http.port, repeat, ack)
+    (tmp / "people.yaml").write_text(PEOPLE)
     group = f"notify-it-{uuid.uuid4().hex[:8]}"
     from services.common.kafka import KafkaClient, ensure_topics
 
@@ -139,7 +209,8 @@ def start_stack(
         "CAREALERT_POLICY_DIR": str(policy),
         "CAREALERT_NOTIFY_GROUP_ID": group,
         "CAREALERT_ACK_SECRET": ACK_SECRET,
-        "CAREALERT_NOTIFY_API_TOKEN": API_TOKEN,
+        "CAREALERT_USERS_FILE": str(tmp / "people.yaml"),
+        "CAREALERT_API_TOKENS_FILE": str(tokens_file(tmp / "tokens.yaml")),
         "CAREALERT_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "CAREALERT_SMTP_PORT": str(smtp.port),
         "CAREALERT_RETRY_BASE_S": "0.2",
@@ -160,9 +231,13 @@ def publish(producer: KafkaProducer, esc: Escalation) -> None:
     producer.send(topics.ESCALATIONS, key=esc.key.encode(), value=esc.to_bytes()).get(timeout=10)
 
 
+def text_of(mail: Any) -> str:
+    """The plain-text body of a mail (its text/plain part when it has an HTML one too)."""
+    return str(mail.get_body(("plain",)).get_content())
+
+
 def ack_link(mail: object) -> str:
-    body = mail.get_content()  # type: ignore[attr-defined]
-    line = next(ln for ln in body.splitlines() if ln.startswith("Acknowledge:"))
+    line = next(ln for ln in text_of(mail).splitlines() if ln.startswith("Acknowledge:"))
     return str(line.split(":", 1)[1].strip())
 
 

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from services.common import topics
 from services.common.escalations import Escalation
+from services.common.people import People, Person
 from services.notify.channels.base import Delivery, DeliveryError
 from services.notify.config import load_routing
 from services.notify.metrics import NotifyMetrics
@@ -32,17 +33,9 @@ T0 = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
 ROUTING = """\
 version: 1
 defaults: {repeat_interval: 30m, ack_timeout: 1h, send_resolved: true, max_reminders: 2}
-staff:
-  W-1: {name: Alex Rivera, email: alex@agency.example}
-  S-1: {name: Jordan Price, email: jordan@agency.example}
 receivers:
-  - name: caseworker
-    email: {to_staff: caseworker}
-  - name: supervisor
-    email: {to_staff: supervisor}
-  - name: director
-    email: {to: director@agency.example}
   - name: law-enforcement
+    shared: true
     webhook: {url: "https://le.example/hook"}
 route:
   receiver: caseworker
@@ -54,6 +47,55 @@ route:
     - match: {recipient_class: law_enforcement}
       receiver: law-enforcement
 """
+
+AGENCY = """\
+version: 1
+agency_id: demo-agency
+name: Demo County
+time_zone: America/Chicago
+contact_24_7: "+1-555-0100"
+receivers:
+  - name: caseworker
+    email: {to_staff: caseworker}
+  - name: supervisor
+    email: {to_staff: supervisor}
+  - name: director
+    email: {to: director@agency.example}
+"""
+
+PEOPLE = People(
+    [
+        Person(
+            id="W-1",
+            agency_id="demo-agency",
+            name="Alex Rivera",
+            email="alex@agency.example",
+            roles=("caseworker",),
+        ),
+        Person(
+            id="S-1",
+            agency_id="demo-agency",
+            name="Jordan Price",
+            email="jordan@agency.example",
+            roles=("supervisor",),
+        ),
+        Person(
+            id="W-1",
+            agency_id="other-agency",
+            name="Dana Ortiz",
+            email="dana@other.example",
+            roles=("caseworker",),
+        ),
+    ]
+)
+
+
+def write_policy(directory: Path, routing: str = ROUTING, agency: str = AGENCY) -> Path:
+    """routing.yaml and agencies/demo-agency.yaml in `directory`; the routing file's path."""
+    (directory / "agencies").mkdir(parents=True, exist_ok=True)
+    (directory / "agencies" / "demo-agency.yaml").write_text(agency)
+    (directory / "routing.yaml").write_text(routing)
+    return directory / "routing.yaml"
 
 
 class FakeChannel:
@@ -97,6 +139,7 @@ class Stack:
             templates=templates,
             channels={"email": self.email, "webhook": self.webhook, "sms": FakeChannel("sms")},
             ledger=log,
+            people=PEOPLE,
             producer=self.writer,
             metrics=NotifyMetrics(CollectorRegistry()),
             retry=RetryPolicy(max_attempts=3, base_s=1, max_s=4),
@@ -118,9 +161,7 @@ class Stack:
 
 @pytest.fixture
 def routing(tmp_path: Path) -> Routing:
-    path = tmp_path / "routing.yaml"
-    path.write_text(ROUTING)
-    return load_routing(path)
+    return load_routing(write_policy(tmp_path))
 
 
 @pytest.fixture
@@ -266,11 +307,13 @@ def test_a_planned_receiver_since_removed_from_routing_is_a_failed_record_not_a_
     log = MemoryNotificationLog()
     first = Stack(routing, templates, log)
     run(first.notifier.handle(escalation(), partition=0))
-    without = ROUTING.replace(
-        "  - name: supervisor\n    email: {to_staff: supervisor}\n", ""
-    ).replace("    - match: {recipient_class: supervisor}\n      receiver: supervisor\n", "")
-    changed = tmp_path / "without-supervisor.yaml"
-    changed.write_text(without)
+    changed = write_policy(
+        tmp_path / "without-supervisor",
+        ROUTING.replace(
+            "    - match: {recipient_class: supervisor}\n      receiver: supervisor\n", ""
+        ),
+        AGENCY.replace("  - name: supervisor\n    email: {to_staff: supervisor}\n", ""),
+    )
     later = Stack(load_routing(changed), templates, log)
     later.clock.now = T0 + timedelta(minutes=61)
     run(later.notifier.tick(None))
@@ -285,43 +328,3 @@ def test_a_planned_receiver_since_removed_from_routing_is_a_failed_record_not_a_
         "unknown_receiver",
         "none",
     )
-
-
-def test_two_receivers_acknowledging_at_once_get_one_202_and_the_first_stands() -> None:
-    """Two clicks on two ack links of one escalation, at the same moment: one acknowledgement
-    is written; the other answer names it. A later ack read back from another notify instance
-    never replaces the first."""
-    from services.notify.acks import ack_token
-    from services.notify.api import AckIn, _Acknowledger
-
-    class SlowLog(MemoryNotificationLog):
-        async def record_ack(self, ack: Ack) -> None:
-            await asyncio.sleep(0.05)  # Kafka taking its time
-            await super().record_ack(ack)
-
-    log = SlowLog()
-    esc = escalation()
-    log.open[esc.escalation_id] = OpenEntry(escalation=esc, partition=0, first_sent_at=T0)
-    acknowledger = _Acknowledger("unit-ack-secret", log, NotifyMetrics(CollectorRegistry()))
-    expires = int((datetime.now(UTC) + timedelta(days=1)).timestamp())
-
-    def ack(receiver: str) -> AckIn:
-        token = ack_token("unit-ack-secret", esc.escalation_id, receiver, expires)
-        return AckIn(receiver=receiver, token=token)
-
-    async def both() -> list[int]:
-        answers = await asyncio.gather(
-            acknowledger.acknowledge(esc.escalation_id, ack("caseworker")),
-            acknowledger.acknowledge(esc.escalation_id, ack("supervisor")),
-        )
-        return sorted(a.status_code for a in answers)
-
-    assert run(both()) == [200, 202]
-    first = log.acks[esc.escalation_id]
-    later = Ack(
-        escalation_id=esc.escalation_id,
-        receiver="director",
-        acked_at=first.acked_at + timedelta(seconds=1),
-    )
-    run(log.record_ack(later))
-    assert log.acks[esc.escalation_id] == first

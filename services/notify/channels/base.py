@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import httpx
 
 from services.common.models import Strict
 from services.notify.templates import Message
+
+PersonRole = Literal["caseworker", "supervisor", "director", "on_call", "operator", "auditor"]
+
+
+class Addressee(Strict):
+    """Whom an email or SMS receiver writes to: exactly one of a fixed organisational address
+    (`to`), the escalation's own caseworker or supervisor (`to_staff`), one person of the agency
+    by id (`to_person`) or the agency's first person holding a role (`to_role`); then, if that
+    finds nobody with an address, `fallback_role` and then the `fallback` address. People are
+    looked up in the people registry, for the escalation's agency only."""
+
+    to: str | None = None
+    to_staff: Literal["caseworker", "supervisor"] | None = None
+    to_person: str | None = None
+    to_role: PersonRole | None = None
+    fallback_role: PersonRole | None = None
+    fallback: str | None = None
+
+    def names_people(self) -> bool:
+        return bool(self.to_staff or self.to_person or self.to_role or self.fallback_role)
 
 
 class DeliveryError(Exception):
@@ -30,6 +50,7 @@ class Delivery:
     address: str  # email address, phone number or URL
     message: Message
     options: Strict | None = None  # the receiver's channel settings (e.g. WebhookTarget)
+    person_id: str | None = None  # the person it is addressed to, when it is one
 
 
 class Channel(Protocol):

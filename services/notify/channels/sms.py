@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from typing import Literal
 
 import httpx
 from pydantic import Field
 
-from services.common.models import Strict
-from services.notify.channels.base import Delivery, DeliveryError, post_json
+from services.notify.channels.base import Addressee, Delivery, DeliveryError, post_json
 
 MAX_SMS = 320
 
@@ -20,13 +18,10 @@ def sms_text(delivery: Delivery) -> str:
     return text[:MAX_SMS]
 
 
-class SmsTarget(Strict):
-    """A receiver's SMS gateway settings in rules/routing.yaml."""
+class SmsTarget(Addressee):
+    """A receiver's SMS gateway settings (routing.yaml or an agency file) and whom it writes to."""
 
     gateway_url: str = Field(pattern=r"^https?://")
-    to: str | None = None
-    to_staff: Literal["caseworker", "supervisor"] | None = None
-    fallback: str | None = None
     timeout_s: float = Field(default=5.0, gt=0, le=60)
 
 

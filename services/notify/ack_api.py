@@ -1,0 +1,282 @@
+"""Acknowledgements over HTTP: by the link in a message (its token binds escalation, receiver and
+person) or through the API with a bearer token (an operator acting as a person, or a machine
+receiver such as a webhook confirming receipt).
+
+Who may stop an escalation's reminders and chain: a person of the escalation's own agency
+holding one of the roles the agency file lists (`acknowledge_roles`). Everyone else's
+acknowledgement (law enforcement, a shelter, NCMEC, an organisation's mailbox) is recorded as a
+receipt and stops nothing of the agency's. Acknowledgements are unique per (escalation, person):
+a second one by the same person is answered with their first; one by someone else is added.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from html import escape
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import Field, ValidationError
+
+from services.common.bearer import bearer_token
+from services.common.models import Strict
+from services.common.tokens import ApiTokens, Grant
+from services.notify.acks import AckSubject, check_ack_token
+from services.notify.addresses import Directory
+from services.notify.metrics import NotifyMetrics
+from services.notify.records import Ack, AckVia, OpenEntry
+from services.notify.routing import Routing
+from services.notify.store import NotificationLog
+
+NOT_OPEN = "no open escalation with this id"
+
+
+class AckIn(Strict):
+    """An acknowledgement by link: the receiver, person and token from the link."""
+
+    receiver: str = Field(max_length=200)
+    token: str = Field(max_length=200)
+    person: str | None = Field(default=None, max_length=128)
+    note: str | None = Field(default=None, max_length=500)
+
+
+class ApiAckIn(Strict):
+    """An acknowledgement through the API (bearer token): an optional note."""
+
+    note: str | None = Field(default=None, max_length=500)
+
+
+@dataclass(frozen=True)
+class Acknowledging:
+    """Who is acknowledging, and how."""
+
+    receiver: str
+    person_id: str | None
+    via: AckVia
+    note: str | None
+
+
+def _body(escalation_id: str, acks: list[Ack], mine: Ack) -> dict[str, Any]:
+    return {
+        "escalation_id": escalation_id,
+        "status": "acknowledged",
+        "acknowledged_by": [a.who for a in acks],
+        "acknowledged_at": mine.acked_at.isoformat(),
+        "stops_reminders": mine.stops,
+    }
+
+
+def reaches(entry: OpenEntry, receiver: str) -> bool:
+    """Whether the escalation's plan sends to `receiver` (first, or at an escalation level)."""
+    plan = entry.plan
+    if plan is None:
+        return any(r == receiver for r, _ in entry.targets)
+    return any(r.receiver == receiver for r in plan.recipients) or any(
+        w.receiver == receiver for w in plan.widenings
+    )
+
+
+@dataclass(frozen=True)
+class Acknowledger:
+    secret: str
+    ledger: NotificationLog
+    metrics: NotifyMetrics
+    routing: Routing
+    people: Directory
+    # One acknowledgement of an escalation at a time: two clicks by one person at once get one
+    # 202 and one 200 naming the first.
+    locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+
+    def by_link(self, escalation_id: str, ack: AckIn) -> Acknowledging:
+        """Who a link acknowledges as; the 403 HTTPException for a bad or expired token."""
+        subject = AckSubject(escalation_id, ack.receiver, ack.person)
+        problem = check_ack_token(self.secret, subject, ack.token, datetime.now(UTC))
+        if problem == "expired":
+            raise HTTPException(
+                403, "this acknowledgement link has expired; acknowledge in the console"
+            )
+        if problem:
+            raise HTTPException(403, "token does not match this escalation and receiver")
+        return Acknowledging(ack.receiver, ack.person, "link", ack.note)
+
+    def by_grant(self, escalation_id: str, grant: Grant, note: str | None) -> Acknowledging:
+        """Who an API token acknowledges as. 404 (never 403) when the escalation is not one the
+        token's agency or receiver has: another agency's escalation is not confirmed to exist."""
+        entry = self.ledger.open.get(escalation_id)
+        if grant.role == "auditor":
+            raise HTTPException(403, "an auditor's token reads only")
+        if grant.role == "receiver":
+            receiver = grant.receiver or ""
+            spec_shared = receiver in self.routing.shared
+            mine = entry is not None and (
+                grant.agency_id == entry.escalation.agency_id
+                or (grant.agency_id == "*" and spec_shared)
+            )
+            if entry is None or not mine or not reaches(entry, receiver):
+                raise HTTPException(404, NOT_OPEN)
+            return Acknowledging(receiver, None, "api", note)
+        if entry is None or entry.escalation.agency_id != grant.agency_id:
+            raise HTTPException(404, NOT_OPEN)
+        if grant.person_id is None:
+            raise HTTPException(
+                403, "this token names no person; acknowledge with a token issued with --person"
+            )
+        return Acknowledging("api", grant.person_id, "api", note)
+
+    async def acknowledge(self, escalation_id: str, who: Acknowledging) -> Response:
+        """202 once the acknowledgement is in care.acks.v1 (counted); 200 with the earlier one
+        when this person (or receiver) acknowledged already. 404 when the escalation is not
+        open, 403 when the person may no longer act, 503 (Retry-After) when Kafka did not take
+        the write."""
+        async with self.locks[escalation_id]:
+            entry = self.ledger.open.get(escalation_id)
+            if entry is None:
+                raise HTTPException(404, NOT_OPEN)
+            ack = self._ack(entry, who)
+            known = self.ledger.acks.get(escalation_id, [])
+            earlier = next((a for a in known if a.who == ack.who), None)
+            if earlier is not None:
+                return JSONResponse(_body(escalation_id, known, earlier), status_code=200)
+            await self._record(ack)
+            self.metrics.acks.inc()
+            return JSONResponse(
+                _body(escalation_id, self.ledger.acks.get(escalation_id, [ack]), ack),
+                status_code=202,
+            )
+
+    def _ack(self, entry: OpenEntry, who: Acknowledging) -> Ack:
+        """The acknowledgement to record: a person of the escalation's agency with a role the
+        agency names stops the chain; anyone else's is a receipt."""
+        esc = entry.escalation
+        stops = False
+        agency_id = None
+        if who.person_id is not None:
+            person = self.people.get(esc.agency_id, who.person_id)
+            if person is None or person.disabled:
+                raise HTTPException(403, "this person can no longer acknowledge for the agency")
+            agency = self.routing.agencies.get(esc.agency_id)
+            roles = agency.acknowledge_roles if agency is not None else frozenset()
+            stops = bool(roles.intersection(person.roles))
+            agency_id = person.agency_id
+        return Ack(
+            escalation_id=esc.escalation_id,
+            receiver=who.receiver,
+            acked_at=datetime.now(UTC),
+            person_id=who.person_id,
+            agency_id=agency_id,
+            via=who.via,
+            note=who.note,
+            stops=stops,
+        )
+
+    async def _record(self, record: Ack) -> None:
+        """Into care.acks.v1 (the Ledger waits for Kafka's ack); the 503 HTTPException if not."""
+        try:
+            await self.ledger.record_ack(record)
+        except Exception:
+            raise HTTPException(
+                503, "could not record the acknowledgement; retry", headers={"Retry-After": "5"}
+            ) from None
+
+
+async def _ack_in(
+    request: Request, receiver: str | None, token: str | None, person: str | None
+) -> AckIn:
+    """The receiver, person and token of an acknowledgement: from the query parameters if
+    receiver and token are there, else from a JSON body or a form; 422 if they are missing."""
+    if receiver is not None and token is not None:
+        return _valid(receiver=receiver, token=token, person=person)
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/json"):
+        try:
+            return AckIn.model_validate_json(await request.body())
+        except ValueError:
+            raise HTTPException(
+                422, "body needs receiver and token (and person, note if given)"
+            ) from None
+    form = await request.form()
+    if "receiver" not in form or "token" not in form:
+        raise HTTPException(422, "receiver and token are required")
+    fields = {k: str(form[k]) for k in ("receiver", "token", "person", "note") if form.get(k)}
+    return _valid(**fields)
+
+
+def _valid(**fields: str | None) -> AckIn:
+    try:
+        return AckIn.model_validate(fields)
+    except ValidationError as exc:
+        where = ", ".join(sorted({str(e["loc"][0]) for e in exc.errors()}))
+        raise HTTPException(422, f"{where}: too long or not text") from None
+
+
+def ack_form(escalation_id: str, ack: AckIn) -> str:
+    """The HTML of the ack page: one button that POSTs the acknowledgement, with an optional
+    note (values escaped)."""
+    person = f'<input type=hidden name=person value="{escape(ack.person)}">' if ack.person else ""
+    return (
+        "<!doctype html><title>Acknowledge</title><form method=post>"
+        f'<input type=hidden name=receiver value="{escape(ack.receiver)}">'
+        f"{person}"
+        f'<input type=hidden name=token value="{escape(ack.token)}">'
+        f"<p>Acknowledge escalation {escape(escalation_id[:12])}?</p>"
+        "<p><label>Note (optional) <textarea name=note maxlength=500 rows=3 cols=40>"
+        "</textarea></label></p>"
+        "<button type=submit>Acknowledge</button></form>"
+    )
+
+
+def acks_router(acknowledger: Acknowledger, tokens: ApiTokens) -> APIRouter:
+    """POST and GET /v1/escalations/{escalation_id}/ack: a link's token, or a bearer token."""
+    router = APIRouter()
+
+    @router.post("/v1/escalations/{escalation_id}/ack", status_code=202)
+    async def post_ack(
+        escalation_id: str,
+        request: Request,
+        receiver: Annotated[str | None, Query(max_length=200)] = None,
+        token: Annotated[str | None, Query(max_length=200)] = None,
+        person: Annotated[str | None, Query(max_length=128)] = None,
+    ) -> Response:
+        """Acknowledge an escalation: with the link's receiver, person and token (JSON body,
+        form or query), or with `Authorization: Bearer <API token>` and an optional JSON
+        {note}. The owning agency's people stop reminders and escalation."""
+        authorization = request.headers.get("authorization")
+        if authorization is not None:
+            grant = tokens.lookup(bearer_token(authorization))
+            if grant is None:
+                raise HTTPException(
+                    401, "missing or unknown API token", headers={"WWW-Authenticate": "Bearer"}
+                )
+            note = await _api_note(request)
+            who = acknowledger.by_grant(escalation_id, grant, note)
+        else:
+            who = acknowledger.by_link(
+                escalation_id, await _ack_in(request, receiver, token, person)
+            )
+        return await acknowledger.acknowledge(escalation_id, who)
+
+    @router.get("/v1/escalations/{escalation_id}/ack", response_class=HTMLResponse)
+    async def ack_page(
+        escalation_id: str,
+        receiver: Annotated[str, Query(max_length=200)],
+        token: Annotated[str, Query(max_length=200)],
+        person: Annotated[str | None, Query(max_length=128)] = None,
+    ) -> str:
+        """The page an ack link opens: one button that POSTs the acknowledgement."""
+        return ack_form(escalation_id, _valid(receiver=receiver, token=token, person=person))
+
+    return router
+
+
+async def _api_note(request: Request) -> str | None:
+    body = await request.body()
+    if not body.strip():
+        return None
+    try:
+        return ApiAckIn.model_validate_json(body).note
+    except ValueError:
+        raise HTTPException(422, "note: at most 500 characters of text") from None

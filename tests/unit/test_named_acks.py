@@ -1,0 +1,202 @@
+"""Named acknowledgements without Kafka: who may stop an escalation's chain, one per person,
+receipts that stop nothing, and API tokens that only reach their own agency's escalations."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import HTTPException
+from prometheus_client import CollectorRegistry
+
+from services.common.people import People, Person
+from services.common.tokens import Grant
+from services.notify.ack_api import Acknowledger, AckIn
+from services.notify.acks import AckSubject, ack_token
+from services.notify.config import load_routing
+from services.notify.metrics import NotifyMetrics
+from services.notify.records import Ack
+from services.notify.schedule import open_entry
+from services.notify.store import MemoryNotificationLog
+from tests.support import make_escalation
+from tests.unit.test_notify_pipeline import AGENCY, ROUTING, T0, write_policy
+
+SECRET = "unit-ack-secret"
+
+
+class SlowLog(MemoryNotificationLog):
+    async def record_ack(self, ack: Ack) -> None:
+        await asyncio.sleep(0.05)  # Kafka taking its time
+        await super().record_ack(ack)
+
+
+PEOPLE = People(
+    [
+        Person(id="W-1", agency_id="demo-agency", name="A", roles=("caseworker",)),
+        Person(id="S-1", agency_id="demo-agency", name="B", roles=("supervisor",)),
+        Person(id="X-1", agency_id="demo-agency", name="C", roles=("auditor",)),
+        Person(id="G-1", agency_id="demo-agency", name="D", roles=("caseworker",), disabled=True),
+        Person(id="W-9", agency_id="other-agency", name="E", roles=("caseworker",)),
+    ]
+)
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Acknowledger, SlowLog, str]:
+    routing = load_routing(write_policy(tmp_path, ROUTING, AGENCY))
+    log = SlowLog()
+    esc = make_escalation(
+        created_at=T0, due_at=T0 + timedelta(hours=2), recipients=["caseworker", "law_enforcement"]
+    )
+    log.open[esc.escalation_id] = open_entry(esc, 0, T0, routing)
+    metrics = NotifyMetrics(CollectorRegistry())
+    return Acknowledger(SECRET, log, metrics, routing, PEOPLE), log, esc.escalation_id
+
+
+def link(esc_id: str, receiver: str, person: str | None) -> AckIn:
+    expires = int((datetime.now(UTC) + timedelta(days=1)).timestamp())
+    token = ack_token(SECRET, AckSubject(esc_id, receiver, person), expires)
+    return AckIn(receiver=receiver, token=token, person=person)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def body(response: Any) -> dict[str, Any]:
+    return dict(json.loads(response.body))
+
+
+def test_one_person_clicking_twice_at_once_gets_one_202_and_their_first_stands(
+    setup: tuple[Acknowledger, SlowLog, str],
+) -> None:
+    acknowledger, log, esc_id = setup
+
+    async def twice() -> list[Any]:
+        who = acknowledger.by_link(esc_id, link(esc_id, "caseworker", "W-1"))
+        return list(
+            await asyncio.gather(
+                acknowledger.acknowledge(esc_id, who), acknowledger.acknowledge(esc_id, who)
+            )
+        )
+
+    answers = run(twice())
+    assert sorted(a.status_code for a in answers) == [200, 202]
+    assert all(body(a)["acknowledged_by"] == ["W-1"] for a in answers)
+    assert [a.who for a in log.acks[esc_id]] == ["W-1"]
+    assert log.open[esc_id].acked_by == "W-1"
+
+
+def test_a_later_ack_by_someone_else_is_added_never_overwriting(
+    setup: tuple[Acknowledger, SlowLog, str],
+) -> None:
+    acknowledger, log, esc_id = setup
+    for receiver, person in (("caseworker", "W-1"), ("supervisor", "S-1")):
+        answer = run(
+            acknowledger.acknowledge(
+                esc_id, acknowledger.by_link(esc_id, link(esc_id, receiver, person))
+            )
+        )
+        assert answer.status_code == 202
+    assert body(answer)["acknowledged_by"] == ["W-1", "S-1"]
+    assert log.open[esc_id].acked_by == "W-1"  # the first one stopped the chain
+    first = log.acks[esc_id][0]
+    # Read back from another notify instance: a later copy never replaces the first.
+    run(log.record_ack(first.model_copy(update={"acked_at": first.acked_at + timedelta(1)})))
+    assert log.acks[esc_id][0] == first and len(log.acks[esc_id]) == 2
+
+
+def test_a_receipt_from_a_shared_receiver_is_recorded_and_stops_nothing(
+    setup: tuple[Acknowledger, SlowLog, str],
+) -> None:
+    acknowledger, log, esc_id = setup
+    answer = run(
+        acknowledger.acknowledge(
+            esc_id, acknowledger.by_link(esc_id, link(esc_id, "law-enforcement", None))
+        )
+    )
+    assert answer.status_code == 202 and body(answer)["stops_reminders"] is False
+    assert log.open[esc_id].acked_by is None
+    assert [a.who for a in log.acks[esc_id]] == ["receiver:law-enforcement"]
+
+
+def test_a_role_the_agency_does_not_name_records_a_receipt_only(
+    setup: tuple[Acknowledger, SlowLog, str],
+) -> None:
+    acknowledger, log, esc_id = setup
+    who = acknowledger.by_link(esc_id, link(esc_id, "caseworker", "X-1"))  # an auditor
+    assert body(run(acknowledger.acknowledge(esc_id, who)))["stops_reminders"] is False
+    assert log.open[esc_id].acked_by is None
+
+
+@pytest.mark.parametrize(
+    ("person", "why"),
+    [
+        ("G-1", "disabled"),
+        ("W-9", "another agency's person: not found in this agency"),
+        ("nobody", "unknown"),
+    ],
+)
+def test_only_the_owning_agencys_enabled_people_act(
+    setup: tuple[Acknowledger, SlowLog, str], person: str, why: str
+) -> None:
+    acknowledger, log, esc_id = setup
+    who = acknowledger.by_link(esc_id, link(esc_id, "caseworker", person))
+    with pytest.raises(HTTPException) as info:
+        run(acknowledger.acknowledge(esc_id, who))
+    assert info.value.status_code == 403, why
+    assert esc_id not in log.acks
+
+
+def test_a_link_for_one_person_does_not_ack_as_another(
+    setup: tuple[Acknowledger, SlowLog, str],
+) -> None:
+    acknowledger, _, esc_id = setup
+    forged = link(esc_id, "caseworker", "W-1").model_copy(update={"person": "S-1"})
+    with pytest.raises(HTTPException) as info:
+        acknowledger.by_link(esc_id, forged)
+    assert info.value.status_code == 403
+
+
+def grant(agency: str, role: str, person: str | None = None, receiver: str | None = None) -> Grant:
+    return Grant(agency_id=agency, role=role, label="t", person_id=person, receiver=receiver)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("token", "status"),
+    [
+        (grant("other-agency", "operator", "W-9"), 404),  # never 403: no confirmation
+        (grant("demo-agency", "auditor", "X-1"), 403),
+        (grant("demo-agency", "operator"), 403),  # names no person
+        (grant("*", "receiver", receiver="ncmec"), 404),  # not a receiver of this escalation
+        (grant("other-agency", "receiver", receiver="caseworker"), 404),
+    ],
+)
+def test_api_tokens_reach_only_their_own_agencys_escalations(
+    setup: tuple[Acknowledger, SlowLog, str], token: Grant, status: int
+) -> None:
+    acknowledger, _, esc_id = setup
+    with pytest.raises(HTTPException) as info:
+        acknowledger.by_grant(esc_id, token, None)
+    assert info.value.status_code == status
+
+
+def test_an_operator_token_acks_as_its_person_and_a_machine_receiver_as_a_receipt(
+    setup: tuple[Acknowledger, SlowLog, str],
+) -> None:
+    acknowledger, log, esc_id = setup
+    le = acknowledger.by_grant(esc_id, grant("*", "receiver", receiver="law-enforcement"), None)
+    run(acknowledger.acknowledge(esc_id, le))
+    assert log.open[esc_id].acked_by is None
+    op = acknowledger.by_grant(esc_id, grant("demo-agency", "operator", "S-1"), "on it")
+    answer = run(acknowledger.acknowledge(esc_id, op))
+    assert answer.status_code == 202
+    assert [(a.who, a.via, a.stops, a.note) for a in log.acks[esc_id]] == [
+        ("receiver:law-enforcement", "api", False, None),
+        ("S-1", "api", True, "on it"),
+    ]
+    assert log.open[esc_id].acked_by == "S-1"
