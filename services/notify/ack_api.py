@@ -188,9 +188,11 @@ async def _ack_in(
 ) -> AckIn:
     """The receiver, person and token of an acknowledgement: from the query parameters if
     receiver and token are there, else from a JSON body or a form; 422 if they are missing."""
-    if receiver is not None and token is not None:
-        return _valid(receiver=receiver, token=token, person=person)
     content_type = request.headers.get("content-type", "")
+    if receiver is not None and token is not None:  # the link itself; a note may be posted
+        form = await request.form() if "form" in content_type else {}
+        note = str(form["note"]) if form.get("note") else None
+        return _valid(receiver=receiver, token=token, person=person, note=note)
     if content_type.startswith("application/json"):
         try:
             return AckIn.model_validate_json(await request.body())

@@ -4,8 +4,9 @@ router per resource."""
 
 from collections.abc import Callable
 
-from fastapi import APIRouter, FastAPI
-from fastapi.responses import PlainTextResponse, Response
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.notify.ack_api import Acknowledger, acks_router
@@ -28,6 +29,7 @@ def create_api(
     """`healthy()` False (the stall watch saw a partition stall) fails /healthz and /readyz;
     `unready()` answering (a partition held on an unreadable record) fails /readyz."""
     app = FastAPI(title="carealert notify", version="1")
+    app.add_exception_handler(RequestValidationError, invalid_request)
     acknowledger = Acknowledger(
         settings.ack_secret.get_secret_value(), ledger, metrics, tenancy.routing, tenancy.people
     )
@@ -35,6 +37,21 @@ def create_api(
     app.include_router(escalations_router(tenancy.tokens, ledger))
     app.include_router(health_router(metrics, ready, healthy, unready))
     return app
+
+
+async def invalid_request(_: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's own parameter validation: 422 naming each field and the problem, without the
+    submitted values its default answer repeats."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    problems = [
+        {
+            "field": ".".join(str(p) for p in e.get("loc", ()) if p not in ("query", "body")),
+            "problem": e["msg"],
+        }
+        for e in errors
+    ]
+    detail = "; ".join(f"{p['field']}: {p['problem']}" for p in problems) or "invalid request"
+    return JSONResponse({"detail": detail, "errors": problems}, status_code=422)
 
 
 # --- health and metrics -------------------------------------------------------------------------
