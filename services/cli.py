@@ -7,11 +7,16 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from services.common.config import ConfigProblem
 from services.common.kafka import KafkaUnavailable
 from services.ingest.keys import ApiKeysInvalid
+
+if TYPE_CHECKING:
+    from services.common.people import People, Person
 
 
 def _schemas(out_dir: Path) -> int:
@@ -33,6 +38,178 @@ def _apikey_new(agency_id: str, label: str) -> int:
     sys.stdout.write(
         f"  - agency_id: {agency_id}\n    label: {label}\n    sha256: {hash_key(key)}\n"
     )
+    return 0
+
+
+# --- people and API tokens ----------------------------------------------------------------------
+
+# The flag each registry or tokens field comes from, so a problem names what the user typed.
+_FLAGS = {
+    "agency_id": "--agency",
+    "roles": "--role",
+    "person_id": "--person",
+    "receiver": "--receiver",
+    "role": "--role",
+}
+
+
+def _problems(command: str, problems: Sequence[ConfigProblem]) -> int:
+    """Print each problem on its line (a flag for the command line's own); exit status 1."""
+    from services.common.people import NEW_ENTRY
+
+    for p in problems:
+        if p.file == NEW_ENTRY:
+            flag = _FLAGS.get(p.path.split(".")[0], "--" + p.path.split(".")[0])
+            sys.stderr.write(f"carealert {command}: {flag}: {p.reason}\n")
+        else:
+            sys.stderr.write(f"carealert {command}: {p}\n")
+    return 1
+
+
+def _file_option(given: Path | None, variable: str, command: str) -> Path | None:
+    import os
+
+    if given is not None:
+        return given
+    if os.environ.get(variable):
+        return Path(os.environ[variable])
+    sys.stderr.write(f"carealert {command}: no file: give --file or set {variable}\n")
+    return None
+
+
+def _read_password(command: str, from_stdin: bool) -> str | None:
+    """A new password: a line of standard input, or typed twice at a terminal."""
+    import getpass
+
+    if from_stdin or not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("New password: ")
+    if getpass.getpass("Again: ") != first:
+        sys.stderr.write(f"carealert {command}: the two passwords differ; nothing changed\n")
+        return None
+    return first
+
+
+def _holding_file(registry: Path, agency_id: str, person_id: str | None) -> Path:
+    """The file of a registry to edit: the one holding the person (or, for a new person, the
+    agency's first file); a registry directory gets `<agency>.yaml` for a new agency."""
+    from services.common.people import load_file, registry_files
+
+    if not registry.is_dir():
+        return registry
+    files = registry_files(registry)
+    for file in files:
+        people = load_file(file)
+        if any(p.agency_id == agency_id and person_id in (None, p.id) for p in people):
+            return file
+    return registry / f"{agency_id}.yaml"
+
+
+def _user(args: argparse.Namespace) -> int:
+    from services.common.people import People, PeopleInvalid
+
+    command = f"user {args.user_command}"
+    registry = _file_option(args.file, "CAREALERT_USERS_FILE", command)
+    if registry is None:
+        return 2
+    try:
+        if args.user_command == "list":
+            return _user_list(People.load(registry), args.agency)
+        return _user_edit(args, registry, command)
+    except PeopleInvalid as exc:
+        return _problems(command, exc.problems)
+    except ValueError as exc:  # a password too short or too long
+        sys.stderr.write(f"carealert {command}: {exc}\n")
+        return 1
+    except OSError as exc:
+        sys.stderr.write(f"carealert {command}: {exc.filename}: {exc.strerror}\n")
+        return 1
+
+
+def _user_edit(args: argparse.Namespace, registry: Path, command: str) -> int:
+    """add, passwd or disable: the whole registry is checked, then one file rewritten."""
+    from services.common.people import NEW_ENTRY, People, load_file, registry_files, save_people
+
+    adding = args.user_command == "add"
+    absent = not registry.exists() or (registry.is_dir() and not registry_files(registry))
+    everyone = People.empty() if adding and absent else People.load(registry)
+    known = everyone.get(args.agency, args.id)
+    if adding == (known is not None):
+        reason = (
+            f"{args.id} is already a person of {args.agency}"
+            if adding
+            else f"no person {args.id} in {args.agency}"
+        )
+        return _problems(command, [ConfigProblem(NEW_ENTRY, "id", reason)])
+    file = _holding_file(registry, args.agency, None if adding else args.id)
+    people = load_file(file) if file.exists() else []
+    if adding:
+        people.append(_new_person(args, command))
+    else:
+        i = next(n for n, p in enumerate(people) if (p.agency_id, p.id) == (args.agency, args.id))
+        if args.user_command == "disable":
+            people[i] = people[i].model_copy(update={"disabled": True})
+        else:
+            password = _read_password(command, from_stdin=False)
+            if password is None:
+                return 1
+            people[i] = _with_password(people[i], password)
+    save_people(file, people)
+    done = {"add": "added", "passwd": "new password for", "disable": "disabled"}
+    sys.stdout.write(f"{done[args.user_command]} {args.agency} {args.id} in {file}\n")
+    return 0
+
+
+def _new_person(args: argparse.Namespace, command: str) -> Person:
+    from services.common.people import NEW_ENTRY, person_from
+
+    raw = {"id": args.id, "agency_id": args.agency, "name": args.name, "roles": args.role}
+    raw |= {k: v for k, v in (("email", args.email), ("sms", args.sms)) if v is not None}
+    person = person_from(raw, NEW_ENTRY)
+    if args.password_stdin:
+        person = _with_password(person, _read_password(command, from_stdin=True) or "")
+    return person
+
+
+def _with_password(person: Person, password: str) -> Person:
+    """The person with a new argon2id hash (the model is frozen: a copy, validated again)."""
+    from services.common.people import Person, hash_password
+
+    return Person.model_validate({**person.model_dump(), "password_hash": hash_password(password)})
+
+
+def _user_list(people: People, agency_id: str) -> int:
+    listed = people.of_agency(agency_id)
+    if not listed:
+        sys.stderr.write(f"carealert user list: nobody in agency {agency_id}\n")
+    for p in listed:
+        state = "disabled" if p.disabled else "active"
+        sys.stdout.write(f"{p.id}\t{','.join(p.roles)}\t{state}\n")
+    return 0
+
+
+def _token_add(args: argparse.Namespace) -> int:
+    from services.common.tokens import ApiTokensInvalid, append_token, hash_token, new_token
+
+    path = _file_option(args.file, "CAREALERT_API_TOKENS_FILE", "token add")
+    if path is None:
+        return 2
+    token = new_token()
+    entry = {"sha256": hash_token(token), "agency_id": args.agency, "role": args.role}
+    optional = (("label", args.label), ("person_id", args.person), ("receiver", args.receiver))
+    entry |= {k: v for k, v in optional if v is not None}
+    try:
+        append_token(path, entry)
+    except ApiTokensInvalid as exc:
+        return _problems("token add", exc.problems)
+    except OSError as exc:
+        sys.stderr.write(f"carealert token add: {exc.filename}: {exc.strerror}\n")
+        return 1
+    sys.stderr.write(
+        f"added a token (role {args.role}, agency {args.agency}) to {path}; only its hash is"
+        " kept, so this is the only time the token is shown:\n"
+    )
+    sys.stdout.write(token + "\n")
     return 0
 
 
@@ -261,7 +438,45 @@ def build_parser() -> argparse.ArgumentParser:
     apikey = sub.add_parser("apikey", help="generate an API key and its keys-file entry")
     apikey.add_argument("--agency", required=True)
     apikey.add_argument("--label", default="")
+    _people_parsers(sub)
     return parser
+
+
+def _people_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from services.common.people import ROLES
+    from services.common.tokens import TOKEN_ROLES
+
+    user = sub.add_parser("user", help="the people registry (CAREALERT_USERS_FILE)")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    helps = {
+        "add": "add a person to an agency",
+        "passwd": "set a person's password (standard input, or typed twice)",
+        "disable": "disable a person (kept in the registry, no longer notified or signed in)",
+        "list": "an agency's people: id, roles, active or disabled",
+    }
+    for name, text in helps.items():
+        cmd = user_sub.add_parser(name, help=text)
+        cmd.add_argument("--agency", required=True)
+        if name != "list":
+            cmd.add_argument("--id", required=True, help="the agency's staff id, e.g. W-1")
+        cmd.add_argument("--file", type=Path, help="default: $CAREALERT_USERS_FILE")
+        if name == "add":
+            cmd.add_argument("--name", required=True)
+            cmd.add_argument("--email")
+            cmd.add_argument("--sms", help="E.164, e.g. +15555550101")
+            cmd.add_argument("--role", required=True, action="append", choices=ROLES)
+            cmd.add_argument(
+                "--password-stdin", action="store_true", help="read a password from stdin"
+            )
+    token = sub.add_parser("token", help="API tokens (CAREALERT_API_TOKENS_FILE)")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    tadd = token_sub.add_parser("add", help="issue a token: printed once, its hash stored")
+    tadd.add_argument("--agency", required=True, help='agency id, or "*" for a shared receiver')
+    tadd.add_argument("--role", required=True, choices=TOKEN_ROLES)
+    tadd.add_argument("--person", help="the person the token acts as (staff id)")
+    tadd.add_argument("--receiver", help="the receiver (role receiver only)")
+    tadd.add_argument("--label", help="who holds it, for people (never logged with the token)")
+    tadd.add_argument("--file", type=Path, help="default: $CAREALERT_API_TOKENS_FILE")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -310,6 +525,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _dlq_replay(args)
         if args.command == "apikey":
             return _apikey_new(args.agency, args.label)
+        if args.command == "user":
+            return _user(args)
+        if args.command == "token":
+            return _token_add(args)
     except ValidationError as exc:
         # Settings errors: name the variable and the problem, never the value (it may be a secret).
         for err in exc.errors(include_input=False, include_url=False):

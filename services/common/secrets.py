@@ -14,9 +14,28 @@ from typing import Final
 MIN_LENGTH: Final = 32
 MIN_DISTINCT: Final = 12
 
+# The API tokens of deploy/local/tokens.yaml (services.common.tokens): an operator and an
+# auditor token per demo agency, and one for the shared NCMEC receiver (every agency).
+DEMO_OPERATOR_TOKEN_MO_JACKSON: Final = "demo-operator-mo-jackson-not-a-secret"
+DEMO_AUDITOR_TOKEN_MO_JACKSON: Final = "demo-auditor-mo-jackson-not-a-secret"
+DEMO_OPERATOR_TOKEN_TX_EL_PASO: Final = "demo-operator-tx-el-paso-not-a-secret"
+DEMO_AUDITOR_TOKEN_TX_EL_PASO: Final = "demo-auditor-tx-el-paso-not-a-secret"
+DEMO_RECEIVER_TOKEN_NCMEC: Final = "demo-receiver-ncmec-not-a-secret"
+DEMO_API_TOKENS: Final = (
+    DEMO_OPERATOR_TOKEN_MO_JACKSON,
+    DEMO_AUDITOR_TOKEN_MO_JACKSON,
+    DEMO_OPERATOR_TOKEN_TX_EL_PASO,
+    DEMO_AUDITOR_TOKEN_TX_EL_PASO,
+    DEMO_RECEIVER_TOKEN_NCMEC,
+)
+# The password of every person in deploy/local/users.yaml (services.common.people).
+DEMO_PASSWORD: Final = "demo-password-not-for-production"
+
 # Published in this repository (deploy/local, docker-compose, tests): anyone can read them.
 DEMO_SECRETS: Final = frozenset(
     {
+        *DEMO_API_TOKENS,
+        DEMO_PASSWORD,
         "demo-ack-secret-not-for-production",
         "demo-operator-token",
         "demo-webhook-secret",
@@ -25,7 +44,7 @@ DEMO_SECRETS: Final = frozenset(
         "demo-canary-not-a-secret",
     }
 )
-# The SHA-256 of the demo API keys: a keys file holding one is a demo keys file.
+# The SHA-256 of the demo API keys and tokens: a keys or tokens file holding one is a demo file.
 DEMO_KEY_HASHES: Final = frozenset(hashlib.sha256(s.encode()).hexdigest() for s in DEMO_SECRETS)
 
 # Parts of the placeholders in .env.example and the like.
