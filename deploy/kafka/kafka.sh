@@ -16,6 +16,17 @@
 # KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD (a SCRAM-SHA-256 and SCRAM-SHA-512 user, added when
 # the storage is first formatted; the broker uses it too). Clients then need TLS that trusts
 # the broker's CA and SCRAM credentials; a client without them is refused.
+# KAFKA_LISTENER_PROTOCOL=SASL_PLAINTEXT is the same without TLS (no KAFKA_SSL_* needed).
+#
+# With a SASL listener:
+#   KAFKA_SASL_EXTRA_USERS="agency-a:pw1,gate:pw2"  more SCRAM users (SHA-256 and SHA-512), added
+#       with the broker's own when the storage is first formatted (user names: letters, digits,
+#       . _ -; passwords: no spaces, quotes, backslashes, commas, '=' or square brackets).
+#   KAFKA_AUTHORIZER=on  ACLs: KRaft's StandardAuthorizer, with the broker's own user
+#       (KAFKA_SASL_USERNAME) as the only super user; everyone else may do only what an ACL
+#       allows (services/gate/grants.py, docs/agency-topics.md). The controller listener then
+#       authenticates too (SASL PLAIN, the broker's own user), so no anonymous connection is
+#       ever a super user.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -69,40 +80,101 @@ java_run() {
     -cp "$LIBS_DIR/*" "$@"
 }
 
+# A password kafka.sh can write into JAAS settings and StorageTool's --add-scram as it is.
+passable() {
+  [[ -n "$1" && "$1" != *[[:space:]\"\\,=\[\]]* ]]
+}
+
+# Checks KAFKA_SASL_EXTRA_USERS and prints one "name password" line per user.
+extra_users() {
+  local entry name password
+  local -a entries
+  IFS=',' read -r -a entries <<<"${KAFKA_SASL_EXTRA_USERS:-}"
+  for entry in "${entries[@]}"; do
+    [[ -z "$entry" ]] && continue
+    name="${entry%%:*}"
+    password="${entry#*:}"
+    [[ "$entry" == *:* && "$name" =~ ^[A-Za-z0-9._-]+$ ]] && passable "$password" \
+      || die "KAFKA_SASL_EXTRA_USERS: each entry is name:password (see the header of $0)"
+    echo "$name $password"
+  done
+}
+
+# The listener settings for KAFKA_LISTENER_PROTOCOL=SASL_SSL or SASL_PLAINTEXT (appended: later
+# keys override the template's, java.util.Properties keeps the last one).
+sasl_properties() {
+  local protocol="$1" listener jaas controller_map="CONTROLLER:PLAINTEXT"
+  listener="$(tr '[:upper:]' '[:lower:]' <<<"$protocol")"
+  jaas="org.apache.kafka.common.security.scram.ScramLoginModule required"
+  jaas+=" username=\"$KAFKA_SASL_USERNAME\" password=\"$KAFKA_SASL_PASSWORD\";"
+  if [[ "${KAFKA_AUTHORIZER:-off}" == on ]]; then
+    controller_map="CONTROLLER:SASL_PLAINTEXT"
+  fi
+  echo "listeners=$protocol://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT"
+  echo "advertised.listeners=$protocol://127.0.0.1:$PORT"
+  echo "inter.broker.listener.name=$protocol"
+  echo "listener.security.protocol.map=$controller_map,$protocol:$protocol"
+  echo "sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512"
+  echo "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-256"
+  echo "listener.name.$listener.scram-sha-256.sasl.jaas.config=$jaas"
+  echo "listener.name.$listener.scram-sha-512.sasl.jaas.config=$jaas"
+  if [[ "$protocol" == SASL_SSL ]]; then
+    echo "ssl.keystore.type=PEM"
+    echo "ssl.keystore.location=$KAFKA_SSL_KEYSTORE_PEM"
+    echo "ssl.truststore.type=PEM"
+    echo "ssl.truststore.location=$KAFKA_SSL_TRUSTSTORE_PEM"
+    echo "ssl.client.auth=none"
+  fi
+  if [[ "${KAFKA_AUTHORIZER:-off}" == on ]]; then
+    # SCRAM users live in the metadata log, which the controller listener must not depend on:
+    # it uses PLAIN with the broker's own user, the only one it knows.
+    local plain="org.apache.kafka.common.security.plain.PlainLoginModule required"
+    plain+=" username=\"$KAFKA_SASL_USERNAME\" password=\"$KAFKA_SASL_PASSWORD\""
+    plain+=" user_$KAFKA_SASL_USERNAME=\"$KAFKA_SASL_PASSWORD\";"
+    echo "sasl.mechanism.controller.protocol=PLAIN"
+    echo "listener.name.controller.sasl.enabled.mechanisms=PLAIN"
+    echo "listener.name.controller.plain.sasl.jaas.config=$plain"
+    echo "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    echo "super.users=User:$KAFKA_SASL_USERNAME"
+    echo "allow.everyone.if.no.acl.found=false"
+  fi
+}
+
 configure() {
   mkdir -p "$DATA_DIR"
   sed -e "s|@PORT@|$PORT|g" -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" \
       -e "s|@DATA_DIR@|$DATA_DIR|g" "$HERE/server.properties.in" > "$DATA_DIR/server.properties"
-  local scram=()
-  if [[ "${KAFKA_LISTENER_PROTOCOL:-PLAINTEXT}" == SASL_SSL ]]; then
-    [[ -f "${KAFKA_SSL_KEYSTORE_PEM:-}" ]] \
-      || die "KAFKA_SSL_KEYSTORE_PEM must name the broker's key and certificate (PEM)"
-    [[ -f "${KAFKA_SSL_TRUSTSTORE_PEM:-}" ]] \
-      || die "KAFKA_SSL_TRUSTSTORE_PEM must name the CA certificate that signed the broker's"
-    [[ -n "${KAFKA_SASL_USERNAME:-}" && -n "${KAFKA_SASL_PASSWORD:-}" ]] \
-      || die "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD are required for SASL_SSL"
-    local jaas="org.apache.kafka.common.security.scram.ScramLoginModule required"
-    jaas+=" username=\"$KAFKA_SASL_USERNAME\" password=\"$KAFKA_SASL_PASSWORD\";"
-    # Later keys override the template's (java.util.Properties keeps the last one).
-    {
-      echo "listeners=SASL_SSL://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT"
-      echo "advertised.listeners=SASL_SSL://127.0.0.1:$PORT"
-      echo "inter.broker.listener.name=SASL_SSL"
-      echo "listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL"
-      echo "sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512"
-      echo "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-256"
-      echo "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=$jaas"
-      echo "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=$jaas"
-      echo "ssl.keystore.type=PEM"
-      echo "ssl.keystore.location=$KAFKA_SSL_KEYSTORE_PEM"
-      echo "ssl.truststore.type=PEM"
-      echo "ssl.truststore.location=$KAFKA_SSL_TRUSTSTORE_PEM"
-      echo "ssl.client.auth=none"
-    } >>"$DATA_DIR/server.properties"
-    chmod 600 "$DATA_DIR/server.properties"
-    scram=(--add-scram "SCRAM-SHA-256=[name=$KAFKA_SASL_USERNAME,password=$KAFKA_SASL_PASSWORD]"
-           --add-scram "SCRAM-SHA-512=[name=$KAFKA_SASL_USERNAME,password=$KAFKA_SASL_PASSWORD]")
-  fi
+  local scram=() protocol="${KAFKA_LISTENER_PROTOCOL:-PLAINTEXT}"
+  case "$protocol" in
+    PLAINTEXT)
+      [[ "${KAFKA_AUTHORIZER:-off}" != on ]] \
+        || die "KAFKA_AUTHORIZER=on needs KAFKA_LISTENER_PROTOCOL=SASL_SSL or SASL_PLAINTEXT"
+      [[ -z "${KAFKA_SASL_EXTRA_USERS:-}" ]] \
+        || die "KAFKA_SASL_EXTRA_USERS needs KAFKA_LISTENER_PROTOCOL=SASL_SSL or SASL_PLAINTEXT"
+      ;;
+    SASL_SSL|SASL_PLAINTEXT)
+      if [[ "$protocol" == SASL_SSL ]]; then
+        [[ -f "${KAFKA_SSL_KEYSTORE_PEM:-}" ]] \
+          || die "KAFKA_SSL_KEYSTORE_PEM must name the broker's key and certificate (PEM)"
+        [[ -f "${KAFKA_SSL_TRUSTSTORE_PEM:-}" ]] \
+          || die "KAFKA_SSL_TRUSTSTORE_PEM must name the CA certificate that signed the broker's"
+      fi
+      [[ -n "${KAFKA_SASL_USERNAME:-}" && -n "${KAFKA_SASL_PASSWORD:-}" ]] \
+        || die "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD are required for $protocol"
+      [[ "$KAFKA_SASL_USERNAME" =~ ^[A-Za-z0-9._-]+$ ]] && passable "$KAFKA_SASL_PASSWORD" \
+        || die "KAFKA_SASL_USERNAME or KAFKA_SASL_PASSWORD has a character kafka.sh cannot pass on"
+      [[ "${KAFKA_AUTHORIZER:-off}" =~ ^(on|off)$ ]] || die "KAFKA_AUTHORIZER is on or off"
+      sasl_properties "$protocol" >>"$DATA_DIR/server.properties"
+      chmod 600 "$DATA_DIR/server.properties"
+      local users name password
+      users="$(extra_users)"
+      while read -r name password; do
+        scram+=(--add-scram "SCRAM-SHA-256=[name=$name,password=$password]"
+                --add-scram "SCRAM-SHA-512=[name=$name,password=$password]")
+      done <<<"$KAFKA_SASL_USERNAME $KAFKA_SASL_PASSWORD${users:+$'\n'$users}"
+      ;;
+    *) die "KAFKA_LISTENER_PROTOCOL is PLAINTEXT, SASL_SSL or SASL_PLAINTEXT" ;;
+  esac
   if [[ ! -f "$DATA_DIR/logs/meta.properties" ]]; then
     local cluster_id
     cluster_id="$(java_run kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)"
