@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -213,41 +214,92 @@ def _token_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def policy_problems(directory: Path) -> list[str]:
-    """Every problem in the policy directory: rules, overlays, risk, routing, templates."""
+@dataclass(frozen=True)
+class TenancyFiles:
+    """The files outside the policy directory that `policy check` cross-checks it against."""
+
+    users: Path | None = None
+    api_keys: Path | None = None
+    tokens: Path | None = None
+
+
+def policy_problems(directory: Path, files: TenancyFiles | None = None) -> list[str]:
+    """Every problem in the policy directory (rules, overlays, risk, routing, agencies,
+    templates), each as "path: where: reason"; with `files`, also the cross-checks against the
+    people registry, the ingest API keys and the operators' tokens."""
+    from services.common.config import ConfigInvalid
+    from services.common.people import People
+    from services.common.tokens import ApiTokens
     from services.notify.config import RoutingInvalid, load_routing
     from services.notify.templates import check_templates
+    from services.notify.tenancy import tenancy_problems
     from services.rules.policy import PolicyInvalid, load_policy
 
     problems: list[str] = []
     try:
         load_policy(directory)
     except PolicyInvalid as exc:
-        problems += [str(p) for p in exc.problems]
+        problems += [f"{directory}/{p}" for p in exc.problems]
+    routing = None
     try:
-        load_routing(directory / "routing.yaml")
+        routing = load_routing(directory / "routing.yaml")
     except RoutingInvalid as exc:
-        problems += [str(p) for p in exc.problems]
-    problems += check_templates(directory / "templates")
+        problems += [f"{directory}/{p}" for p in exc.problems]
+    problems += [f"{directory}/{p}" for p in check_templates(directory / "templates")]
+    if files is None or routing is None:
+        return problems
+    try:
+        people = People.load(files.users) if files.users is not None else People.empty()
+        tokens = ApiTokens.load(files.tokens, demo=True) if files.tokens is not None else None
+    except ConfigInvalid as exc:
+        return problems + [str(p) for p in exc.problems]
+    for p in tenancy_problems(
+        routing,
+        people,
+        tokens,
+        api_keys_file=files.api_keys,
+        tokens_file=files.tokens,
+        users_file=files.users,
+    ):
+        problems.append(f"{directory}/{p}" if p.file.startswith("agencies/") else str(p))
     return problems
 
 
-def _policy_check(directory: Path) -> int:
+def _tenancy_files(args: argparse.Namespace) -> TenancyFiles:
+    """--users, --api-keys and --tokens, else CAREALERT_USERS_FILE, CAREALERT_API_KEYS_FILE and
+    CAREALERT_API_TOKENS_FILE."""
+    import os
+
+    def given(flag: Path | None, variable: str) -> Path | None:
+        return flag or (Path(os.environ[variable]) if os.environ.get(variable) else None)
+
+    return TenancyFiles(
+        users=given(args.users, "CAREALERT_USERS_FILE"),
+        api_keys=given(args.api_keys, "CAREALERT_API_KEYS_FILE"),
+        tokens=given(args.tokens, "CAREALERT_API_TOKENS_FILE"),
+    )
+
+
+def _policy_check(directory: Path, files: TenancyFiles) -> int:
     from services.rules.policy import load_policy
 
-    problems = policy_problems(directory)
+    problems = policy_problems(directory, files)
     if problems:
         for problem in problems:
-            sys.stderr.write(f"{directory}/{problem}\n")
+            sys.stderr.write(f"{problem}\n")
         sys.stderr.write(f"policy check: {len(problems)} problem(s)\n")
         return 1
     from services.rules.explain import duty_list
 
     policy = load_policy(directory)
     rules = len(policy.rules) + sum(len(r) - len(policy.rules) for r in policy.overlays.values())
+    checked = [str(f) for f in (files.users, files.api_keys, files.tokens) if f is not None] or [
+        "nothing (no --users, --api-keys, --tokens)"
+    ]
     sys.stdout.write(
         f"policy ok: {rules} rules, overlays {', '.join(sorted(policy.overlays)) or 'none'}, "
         f"version {policy.version[:12]}\n"
+        f"cross-checked against: {', '.join(checked)}\n"
         "duties by state (`carealert policy explain --state XX` for triggers, formulas and "
         "sources; states without an overlay have the base rules):\n"
         f"{duty_list(policy, sorted(policy.overlays))}\n"
@@ -266,7 +318,7 @@ def _policy_explain(directory: Path, state: str) -> int:
         sys.stderr.write("policy explain: --state must be a two-letter USPS code such as MO\n")
         return 2
     if policy_problems(directory):
-        return _policy_check(directory)
+        return _policy_check(directory, TenancyFiles())
     policy = load_policy(directory)
     overlay = None
     path = directory / "jurisdictions" / f"{state}.yaml"
@@ -283,7 +335,7 @@ def _policy_test(directory: Path) -> int:
     from services.rules.scenarios import run_directory
 
     if policy_problems(directory):
-        return _policy_check(directory)
+        return _policy_check(directory, TenancyFiles())
     policy = load_policy(directory)
     from services.notify.config import load_routing
     from services.notify.routing_cases import run_routing_cases
@@ -315,7 +367,7 @@ def _replay(path: Path, directory: Path, until: str | None) -> int:
     try:
         policy = load_policy(directory)
     except PolicyInvalid:
-        return _policy_check(directory)
+        return _policy_check(directory, TenancyFiles())
     run = VirtualRun(Engine(policy))
     bad = 0
     with path.open("rb") as lines:
@@ -348,7 +400,15 @@ def _simulate(args: argparse.Namespace) -> int:
     from services.localdev.simulate import SimConfig, generate, to_jsonl
 
     events = generate(
-        SimConfig(children=args.children, days=args.days, seed=args.seed, agency_id=args.agency)
+        SimConfig(
+            children=args.children,
+            days=args.days,
+            seed=args.seed,
+            agency_id=args.agency,
+            state=args.state,
+            caseworkers=tuple(args.caseworkers.split(",")),
+            supervisor=args.supervisor,
+        )
     )
     if args.post:
         headers = {"Authorization": f"Bearer {args.api_key}"}
@@ -403,6 +463,15 @@ def build_parser() -> argparse.ArgumentParser:
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)
     check = policy_sub.add_parser("check", help="validate rules, overlays, routing, templates")
     check.add_argument("dir", nargs="?", default="rules", type=Path)
+    check.add_argument(
+        "--users", type=Path, help="the people registry (default: $CAREALERT_USERS_FILE)"
+    )
+    check.add_argument(
+        "--api-keys", type=Path, help="ingest's API keys (default: $CAREALERT_API_KEYS_FILE)"
+    )
+    check.add_argument(
+        "--tokens", type=Path, help="operators' API tokens (default: $CAREALERT_API_TOKENS_FILE)"
+    )
     ptest = policy_sub.add_parser("test", help="run the scenario tests in DIR/tests/*.yaml")
     ptest.add_argument("dir", nargs="?", default="rules", type=Path)
     pexplain = policy_sub.add_parser(
@@ -419,6 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--days", type=int, default=30)
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--agency", default="demo-agency")
+    sim.add_argument("--state", help="every child in this state (default: a mix of states)")
+    sim.add_argument("--caseworkers", default="W-1,W-2", help="staff ids, comma-separated")
+    sim.add_argument("--supervisor", default="S-1", help="the supervisor's staff id")
     sim.add_argument("--out", help="file for JSON lines (default: standard output)")
     sim.add_argument("--post", help="ingest base URL to POST the events to, in batches")
     sim.add_argument("--api-key", default="demo-not-a-secret")
@@ -511,7 +583,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "policy":
             if args.policy_command == "check":
-                return _policy_check(args.dir)
+                return _policy_check(args.dir, _tenancy_files(args))
             if args.policy_command == "explain":
                 return _policy_explain(args.dir, args.state)
             return _policy_test(args.dir)

@@ -99,7 +99,7 @@ def pipeline(
         CAREALERT_CANARY_INGEST_URL=ingest.url,
         CAREALERT_CANARY_API_KEY="demo-canary-not-a-secret",
         CAREALERT_CANARY_INTERVAL_S="2",
-        CAREALERT_ENV="demo",  # the canary key is the demo one from deploy/local/api-keys.yaml
+        CAREALERT_ENV="demo",  # the canary key is the demo one from tests/fixtures/api-keys.yaml
     )
     yield ingest, rules, notify
     notify.stop()

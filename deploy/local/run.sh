@@ -11,6 +11,10 @@ BIN="$ROOT/.venv/bin"
 mkdir -p "$RUN_DIR"
 
 export CAREALERT_API_KEYS_FILE="${CAREALERT_API_KEYS_FILE:-$ROOT/deploy/local/api-keys.yaml}"
+# Two demo agencies (rules/agencies/): Jackson County, Missouri and El Paso County, Texas, each
+# with its own people in the demo registry and its own operator and auditor API tokens.
+export CAREALERT_USERS_FILE="${CAREALERT_USERS_FILE:-$ROOT/deploy/local/users.yaml}"
+export CAREALERT_API_TOKENS_FILE="${CAREALERT_API_TOKENS_FILE:-$ROOT/deploy/local/tokens.yaml}"
 export CAREALERT_INGEST_PORT="${CAREALERT_INGEST_PORT:-8080}"
 export CAREALERT_RULES_PORT="${CAREALERT_RULES_PORT:-8081}"
 export CAREALERT_NOTIFY_PORT="${CAREALERT_NOTIFY_PORT:-8082}"
@@ -20,7 +24,6 @@ export CAREALERT_RULES_DATA_DIR="${CAREALERT_RULES_DATA_DIR:-$RUN_DIR/rules}"
 export CAREALERT_ENV="${CAREALERT_ENV:-demo}"
 # Demo secrets: public, for a laptop only. Set your own in any real deployment.
 export CAREALERT_ACK_SECRET="${CAREALERT_ACK_SECRET:-demo-ack-secret-not-for-production}"
-export CAREALERT_NOTIFY_API_TOKEN="${CAREALERT_NOTIFY_API_TOKEN:-demo-operator-token}"
 export CAREALERT_WEBHOOK_SECRET="${CAREALERT_WEBHOOK_SECRET:-demo-webhook-secret}"
 export CAREALERT_SMTP_PORT="${CAREALERT_SMTP_PORT:-2525}"
 # The canary: notify posts a synthetic event of the reserved agency carealert-canary every
@@ -103,9 +106,14 @@ for spec in "${SERVICES[@]}"; do
 done
 
 if [[ ! -f "$RUN_DIR/demo-fed" ]]; then
-  # A small synthetic caseload, once, so there is something to look at right away.
-  "$BIN/carealert" simulate --children 60 --days 21 --seed 5 \
-    --post "http://127.0.0.1:$CAREALERT_INGEST_PORT" --api-key demo-not-a-secret && touch "$RUN_DIR/demo-fed"
+  # A small synthetic caseload per agency, once, so there is something to look at right away.
+  "$BIN/carealert" simulate --children 40 --days 21 --seed 5 --agency mo-jackson --state MO \
+    --caseworkers W-1,W-2 --supervisor S-1 \
+    --post "http://127.0.0.1:$CAREALERT_INGEST_PORT" --api-key demo-not-a-secret \
+  && "$BIN/carealert" simulate --children 20 --days 21 --seed 6 --agency tx-el-paso --state TX \
+    --caseworkers W-1,W-7 --supervisor S-3 \
+    --post "http://127.0.0.1:$CAREALERT_INGEST_PORT" --api-key other-demo-not-a-secret \
+  && touch "$RUN_DIR/demo-fed"
 fi
 
 cat <<EOF2
@@ -114,15 +122,22 @@ carealert is running (stop it with: make stop)
 
   ingest    http://127.0.0.1:$CAREALERT_INGEST_PORT   (OpenAPI: /docs, /openapi.json; /metrics, /readyz)
   rules     http://127.0.0.1:$CAREALERT_RULES_PORT/metrics   (policy: rules/, check with .venv/bin/carealert policy test)
-  notify    http://127.0.0.1:$CAREALERT_NOTIFY_PORT   (open escalations: GET /v1/escalations?status=open
-                                      with 'Authorization: Bearer $CAREALERT_NOTIFY_API_TOKEN')
-  delivered email     $SINK_DIR/mail/*.eml        (SMTP sink on 127.0.0.1:$CAREALERT_SMTP_PORT)
+  notify    http://127.0.0.1:$CAREALERT_NOTIFY_PORT   (an agency's open escalations: GET /v1/escalations
+                                      with 'Authorization: Bearer <its operator token>')
+  delivered email     $SINK_DIR/mail/index.html   (open in a browser; SMTP sink on 127.0.0.1:$CAREALERT_SMTP_PORT)
   delivered webhooks  $SINK_DIR/webhooks/*.json   (webhook + SMS sink on 127.0.0.1:$SINK_HTTP_PORT)
   kafka     $KAFKA_BOOTSTRAP_SERVERS   (topics care.events.v1, care.events.dlq, care.escalations.v1, ...)
   logs      $RUN_DIR/*.log
 
 Demo mode (CAREALERT_ENV=demo): public demo secrets and API keys are accepted; never expose
-this stack. Demo API key (agency demo-agency): demo-not-a-secret
+this stack. Two agencies, each seeing only its own children (docs/tenancy.md):
+
+  agency       ingest API key            operator API token
+  mo-jackson   demo-not-a-secret         demo-operator-mo-jackson-not-a-secret
+  tx-el-paso   other-demo-not-a-secret   demo-operator-tx-el-paso-not-a-secret
+
+  curl -s http://127.0.0.1:$CAREALERT_NOTIFY_PORT/v1/escalations \
+    -H 'Authorization: Bearer demo-operator-mo-jackson-not-a-secret'
 
 Try it:
   curl -i -X POST http://127.0.0.1:$CAREALERT_INGEST_PORT/v1/events \\

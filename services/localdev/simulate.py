@@ -52,6 +52,9 @@ class SimConfig:
     end: datetime | None = None
     seed: int = 1
     agency_id: str = "demo-agency"
+    state: str | None = None  # every child in this state (default: a mix)
+    caseworkers: tuple[str, ...] = ("W-1", "W-2")
+    supervisor: str = "S-1"
 
 
 def _pick(rng: random.Random, weighted: tuple[tuple[Any, ...], ...]) -> tuple[Any, ...]:
@@ -79,7 +82,7 @@ def _child(
     rng: random.Random, config: SimConfig, n: int, start: datetime, end: datetime
 ) -> list[dict[str, Any]]:
     child = f"SIM-{config.seed}-{n:05d}"
-    state = str(_pick(rng, STATES)[0])
+    state = config.state or str(_pick(rng, STATES)[0])
     age = rng.randint(9, 17)
     dob = date(start.year - age, rng.randint(1, 12), rng.randint(1, 28))
     out: list[dict[str, Any]] = []
@@ -119,8 +122,8 @@ def _child(
             "date_of_birth": dob.isoformat(),
             "sex": rng.choice(["female", "male"]),
             "risk_indicators": indicators,
-            "caseworker_id": rng.choice(["W-1", "W-2"]),
-            "supervisor_id": "S-1",
+            "caseworker_id": rng.choice(config.caseworkers),
+            "supervisor_id": config.supervisor,
         },
     )
     setting, _, multiplier = _pick(rng, SETTINGS)

@@ -186,8 +186,9 @@ def _children(
     file: str,
     problems: list[RoutingProblem],
 ) -> tuple[Route, ...]:
+    routes = f"{path}.routes" if path else "routes"  # an agency file's routes are top-level
     children = tuple(
-        _compile(c, f"{path}.routes.{i}", parent, defaults, receiver_problem, file, problems)
+        _compile(c, f"{routes}.{i}", parent, defaults, receiver_problem, file, problems)
         for i, c in enumerate(specs)
     )
     # A child after a sibling that matches everything and does not continue is unreachable.
@@ -197,7 +198,7 @@ def _children(
                 problems.append(
                     RoutingProblem(
                         file,
-                        f"{path}.routes.{j}",
+                        f"{routes}.{j}",
                         f"unreachable: routes.{i} matches everything and does not continue",
                     )
                 )
@@ -338,7 +339,7 @@ def _agency(
                 )
             )
     children = _children(
-        spec.routes, "routes", root, parsed_routing.defaults, receiver_problem, file, problems
+        spec.routes, "", root, parsed_routing.defaults, receiver_problem, file, problems
     )
     view = AgencyView(spec.agency_id, spec.name, spec.time_zone, spec.contact_24_7)
     return Agency(

@@ -4,7 +4,6 @@ agency and a role (operator or auditor); it sees that agency's escalations only,
 agency's escalation id answers 404 exactly as an unknown one does (a 403 would confirm it exists).
 """
 
-
 import base64
 import binascii
 from collections.abc import Callable

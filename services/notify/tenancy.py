@@ -135,19 +135,20 @@ def tenancy_problems(
     tokens_file: Path | None = None,
     users_file: Path | None = None,
 ) -> list[ConfigProblem]:
-    """Every cross-check between the agency files, the registry, the keys and the tokens."""
-    problems = people_problems(routing, people)
+    """Every cross-check between the agency files, the registry (when there is one), the keys
+    and the tokens."""
+    problems = people_problems(routing, people) if users_file is not None else []
     if tokens is not None:
         problems += tokens.check_people(people)
     if api_keys_file is not None:
         problems += unconfigured(
-            routing, api_keys_file.name, entries_agencies(api_keys_file, "keys"), "an API key"
+            routing, str(api_keys_file), entries_agencies(api_keys_file, "keys"), "an API key"
         )
     if tokens_file is not None:
         problems += unconfigured(
-            routing, tokens_file.name, entries_agencies(tokens_file, "tokens"), "a token"
+            routing, str(tokens_file), entries_agencies(tokens_file, "tokens"), "a token"
         )
     if users_file is not None:
         for f in registry_files(users_file):
-            problems += unconfigured(routing, f.name, entries_agencies(f, "people"), "a person")
+            problems += unconfigured(routing, str(f), entries_agencies(f, "people"), "a person")
     return problems

@@ -18,6 +18,7 @@ from tests.integration.notify_support import (
     DIRECTOR,
     SUPERVISOR,
     NotifyStack,
+    text_of,
 )
 from tests.integration.services import AUTH
 from tests.support import Service, make_event, missing_opened, read_topic, registered, wait_until
@@ -40,9 +41,7 @@ def escalations(bootstrap: str, child: str) -> list[dict[str, Any]]:
 
 def mails(notify: NotifyStack, address: str, child: str, subject_part: str = "") -> list[Any]:
     return [
-        m
-        for m in notify.mails_to(address)
-        if child in m.get_content() and subject_part in m["Subject"]
+        m for m in notify.mails_to(address) if child in text_of(m) and subject_part in m["Subject"]
     ]
 
 
@@ -227,7 +226,7 @@ def test_acknowledgement_stops_re_escalation(
     wait_until(lambda: len(mails(notify, CASEWORKER, acked_child, "NCMEC")) == 1, 60, "mail to ack")
     mail = mails(notify, CASEWORKER, acked_child, "NCMEC")[0]
     link = (
-        next(ln for ln in mail.get_content().splitlines() if ln.startswith("Acknowledge:"))
+        next(ln for ln in text_of(mail).splitlines() if ln.startswith("Acknowledge:"))
         .split(":", 1)[1]
         .strip()
     )
@@ -237,7 +236,7 @@ def test_acknowledgement_stops_re_escalation(
     # after the 7 s ack timeout ...
     wait_until(
         lambda: any(
-            ignored_child in m.get_content() and "ncmec" in m["Subject"]
+            ignored_child in text_of(m) and "ncmec" in m["Subject"]
             for m in notify.mails_to(DIRECTOR)
         ),
         60,

@@ -16,7 +16,7 @@ from kafka import KafkaProducer
 from services.common import topics
 from tests.support import ROOT, Record, Service, free_port, read_topic, wait_for_records
 
-KEYS_FILE = ROOT / "deploy" / "local" / "api-keys.yaml"
+KEYS_FILE = ROOT / "tests" / "fixtures" / "api-keys.yaml"
 AUTH = {"Authorization": "Bearer demo-not-a-secret"}
 """The demo agency's key from KEYS_FILE, as ingest expects it."""
 

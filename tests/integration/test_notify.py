@@ -15,7 +15,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from services.common import topics, tracing
 from services.common.dlq import TOMBSTONE_REASON
-from services.notify.acks import ack_token
+from services.notify.acks import AckSubject, ack_token
 from tests.integration.notify_support import (
     ACK_SECRET,
     API_TOKEN,
@@ -23,6 +23,7 @@ from tests.integration.notify_support import (
     ack_link,
     publish,
     start_stack,
+    text_of,
     wait_until_mail,
 )
 from tests.support import (
@@ -66,7 +67,7 @@ def test_escalation_is_mailed_and_webhooked_with_signature(
     )
     [mail] = stack.mails_to("alex@agency.example", esc.escalation_id)
     assert "[critical]" in mail["Subject"]
-    body = mail.get_content()
+    body = text_of(mail)
     assert "Jane Doe" in body and esc.escalation_id in body
     assert mail["Message-ID"].endswith("@carealert>")
 
@@ -251,7 +252,7 @@ def test_reminders_escalation_ack_and_resolve(
         assert page.status_code == 200 and "<form method=post>" in page.text
         r = httpx.post(link)
         assert r.status_code == 202
-        assert r.json() == {"escalation_id": acked.escalation_id, "status": "acknowledged"}
+        assert r.json()["status"] == "acknowledged" and r.json()["acknowledged_by"] == ["W-1"]
         publish(producer, resolved.model_copy(update={"status": "resolved"}))
 
         # The ignored one: reminded (r1 at 4 s) and escalated to the supervisor (e1 at 7 s).
@@ -519,7 +520,9 @@ def test_acknowledgements_are_bound_expire_and_count_once(
     now = int(time.time())
     # Never existed: 404, nothing written.
     ghost = make_escalation()
-    good_for_ghost = ack_token(ACK_SECRET, ghost.escalation_id, "caseworker", now + 3600)
+    good_for_ghost = ack_token(
+        ACK_SECRET, AckSubject(ghost.escalation_id, "caseworker"), now + 3600
+    )
     r = httpx.post(
         f"{url}/v1/escalations/{ghost.escalation_id}/ack",
         json={"receiver": "caseworker", "token": good_for_ghost},
@@ -533,19 +536,21 @@ def test_acknowledgements_are_bound_expire_and_count_once(
     mail = wait_until_mail(stack, esc.escalation_id)
     link = ack_link(mail)
     # Expired (a token whose HMAC is right but whose time has passed): 403.
-    expired = ack_token(ACK_SECRET, esc.escalation_id, "caseworker", now - 10)
+    expired = ack_token(ACK_SECRET, AckSubject(esc.escalation_id, "caseworker", "W-1"), now - 10)
     r = httpx.post(
         f"{url}/v1/escalations/{esc.escalation_id}/ack",
-        json={"receiver": "caseworker", "token": expired},
+        json={"receiver": "caseworker", "person": "W-1", "token": expired},
     )
     assert r.status_code == 403 and "expired" in r.json()["detail"]
-    # Bound to the receiver: the caseworker's token does not work for the supervisor.
+    # Bound to the receiver and the person: the caseworker's token works for neither the
+    # supervisor nor another person.
     token = parse_qs(urlparse(link).query)["token"][0]
-    r = httpx.post(
-        f"{url}/v1/escalations/{esc.escalation_id}/ack",
-        json={"receiver": "supervisor", "token": token},
-    )
-    assert r.status_code == 403
+    for receiver, person in (("supervisor", "W-1"), ("caseworker", "S-1"), ("caseworker", None)):
+        r = httpx.post(
+            f"{url}/v1/escalations/{esc.escalation_id}/ack",
+            json={"receiver": receiver, "person": person, "token": token},
+        )
+        assert r.status_code == 403
     # Non-ASCII token or bearer: refused, never a 500.
     r = httpx.post(
         f"{url}/v1/escalations/{esc.escalation_id}/ack",
@@ -563,7 +568,7 @@ def test_acknowledgements_are_bound_expire_and_count_once(
     wait_until(lambda: len(acks_for(bootstrap, esc.escalation_id)) == 1, 30, "the ack record")
     again = httpx.post(link)
     assert again.status_code == 200
-    assert again.json()["acknowledged_by"] == "caseworker"
+    assert again.json()["acknowledged_by"] == ["W-1"]
     time.sleep(1)
     assert len(acks_for(bootstrap, esc.escalation_id)) == 1
 

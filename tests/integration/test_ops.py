@@ -164,10 +164,11 @@ def test_compose_file_matches_the_compose_specification() -> None:
     example = (ROOT / ".env.example").read_text()
     for var in (
         "CAREALERT_ACK_SECRET",
-        "CAREALERT_NOTIFY_API_TOKEN",
         "CAREALERT_WEBHOOK_SECRET",
         "CAREALERT_CANARY_API_KEY",
         "CAREALERT_API_KEYS_PATH",
+        "CAREALERT_USERS_PATH",
+        "CAREALERT_API_TOKENS_PATH",
     ):
         assert f"${{{var}:?" in text and f"${{{var}:-" not in text, var
         assert f"\n{var}=" in example, var

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from services.common.people import People, Person
 from services.common.tokens import Grant
-from services.notify.ack_api import Acknowledger, AckIn
+from services.notify.ack_api import AckIn, Acknowledger
 from services.notify.acks import AckSubject, ack_token
 from services.notify.config import load_routing
 from services.notify.metrics import NotifyMetrics

@@ -20,13 +20,11 @@ OTHER = "aZ9-bY8xC7wD6vE5uF4tG3sH2rI1qJ0p"
 
 
 def settings(**values: str) -> NotifySettings:
-    base = {"ack_secret": STRONG, "notify_api_token": OTHER}
+    base = {"ack_secret": STRONG}
     return NotifySettings.model_validate({**base, **values})
 
 
-@pytest.mark.parametrize(
-    "field", ["ack_secret", "notify_api_token", "webhook_secret", "canary_api_key"]
-)
+@pytest.mark.parametrize("field", ["ack_secret", "webhook_secret", "canary_api_key"])
 @pytest.mark.parametrize(
     ("value", "problem"),
     [
@@ -58,7 +56,7 @@ def test_the_demo_keys_file_is_refused_outside_demo() -> None:
     keys = ROOT / "deploy" / "local" / "api-keys.yaml"
     with pytest.raises(ApiKeysInvalid, match=r"keys\.0\.sha256: the hash of a public demo key"):
         ApiKeys.load(keys)
-    assert ApiKeys.load(keys, demo=True).agency_for("demo-not-a-secret") == "demo-agency"
+    assert ApiKeys.load(keys, demo=True).agency_for("demo-not-a-secret") == "mo-jackson"
 
 
 def test_every_demo_value_make_run_uses_is_listed_and_compose_has_none() -> None:
@@ -66,7 +64,6 @@ def test_every_demo_value_make_run_uses_is_listed_and_compose_has_none() -> None
     compose = (ROOT / "docker-compose.yml").read_text()
     for value in (
         "demo-ack-secret-not-for-production",
-        "demo-operator-token",
         "demo-webhook-secret",
     ):
         assert value in DEMO_SECRETS and value in run_sh
@@ -77,7 +74,6 @@ def test_notify_refuses_to_start_with_a_demo_secret_and_says_which() -> None:
     env = {
         **os.environ,
         "CAREALERT_ACK_SECRET": "demo-ack-secret-not-for-production",
-        "CAREALERT_NOTIFY_API_TOKEN": OTHER,
         "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
     }
     env.pop("CAREALERT_ENV", None)
