@@ -15,6 +15,7 @@ from services.common.escalations import Escalation, Subject
 from services.common.ladder import climbed
 from services.notify.acks import ack_token, ack_url, check_ack_token
 from services.notify.addresses import resolve_address
+from services.notify.agencies import AgencyView
 from services.notify.config import RoutingInvalid, load_routing
 from services.notify.records import OpenEntry, notification_id
 from services.notify.retry import RetryPolicy
@@ -206,14 +207,20 @@ def test_unknown_key_is_rejected(tmp_path: Path) -> None:
 # --- minimisation ----------------------------------------------------------------------------
 
 
+DEMO_AGENCY = AgencyView(
+    "demo-agency", "Demo County Children's Services", "America/Chicago", "+1-555-0100"
+)
+
+
 def rendered(
     templates: Templates, recipient_class: str, esc: Escalation, photo: bool = False
 ) -> str:
     ctx = context_for(
         recipient_class,
         esc,
-        agency_contact="+1-555-0100",
+        agency=DEMO_AGENCY,
         ack_url="http://ack",
+        now=T0,
         shelter_photo=photo,
     )
     msg = templates.render(recipient_class, ctx)
@@ -458,5 +465,5 @@ def test_the_shelter_context_survives_a_blank_name_and_a_strange_age() -> None:
             "evidence": {"age": "fifteen"},
         }
     )
-    ctx = context_for("shelter_network", esc, agency_contact="+1-555-0100", ack_url=None)
+    ctx = context_for("shelter_network", esc, agency=DEMO_AGENCY, ack_url=None, now=T0)
     assert ctx["first_name_or_alias"] == "unknown" and ctx["age_band"] == "unknown age"
