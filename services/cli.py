@@ -455,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("ingest", help="run the ingest HTTP service")
     sub.add_parser("rules", help="run the rules worker (faust)")
     sub.add_parser("notify", help="run the notify worker and its HTTP API")
+    sub.add_parser("gate", help="run the gate: agencies' input topics to care.events.v1")
     sinks = sub.add_parser("sinks", help="run a local SMTP sink and webhook/SMS sink (demo)")
     sinks.add_argument("--smtp-port", type=int, default=2525)
     sinks.add_argument("--http-port", type=int, default=8090)
@@ -572,6 +573,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             run_notify(NotifySettings())
             return 0
+        if args.command == "gate":
+            from services.gate.main import main as run_gate
+
+            return run_gate()
         if args.command == "sinks":
             import os
 

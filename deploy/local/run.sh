@@ -18,6 +18,7 @@ export CAREALERT_API_TOKENS_FILE="${CAREALERT_API_TOKENS_FILE:-$ROOT/deploy/loca
 export CAREALERT_INGEST_PORT="${CAREALERT_INGEST_PORT:-8080}"
 export CAREALERT_RULES_PORT="${CAREALERT_RULES_PORT:-8081}"
 export CAREALERT_NOTIFY_PORT="${CAREALERT_NOTIFY_PORT:-8082}"
+export CAREALERT_GATE_PORT="${CAREALERT_GATE_PORT:-8083}"
 export CAREALERT_RULES_DATA_DIR="${CAREALERT_RULES_DATA_DIR:-$RUN_DIR/rules}"
 # Demo mode: the services accept the public demo secrets and API keys below only because
 # CAREALERT_ENV=demo. Without it they refuse them (and any secret under 32 characters).
@@ -40,6 +41,7 @@ SERVICES=(
   "ingest:$CAREALERT_INGEST_PORT:ingest"
   "rules:$CAREALERT_RULES_PORT:rules"
   "notify:$CAREALERT_NOTIFY_PORT:notify"
+  "gate:$CAREALERT_GATE_PORT:gate"
 )
 
 alive() { [[ -f "$RUN_DIR/$1.pid" ]] && kill -0 "$(cat "$RUN_DIR/$1.pid")" 2>/dev/null; }
@@ -126,6 +128,7 @@ carealert is running (stop it with: make stop)
                                       with 'Authorization: Bearer <its operator token>')
   delivered email     $SINK_DIR/mail/index.html   (open in a browser; SMTP sink on 127.0.0.1:$CAREALERT_SMTP_PORT)
   delivered webhooks  $SINK_DIR/webhooks/*.json   (webhook + SMS sink on 127.0.0.1:$SINK_HTTP_PORT)
+  gate      http://127.0.0.1:$CAREALERT_GATE_PORT/metrics   (agencies' own input topics care.events.in.<agency_id> → care.events.v1)
   kafka     $KAFKA_BOOTSTRAP_SERVERS   (topics care.events.v1, care.events.dlq, care.escalations.v1, ...)
   logs      $RUN_DIR/*.log
 
