@@ -236,7 +236,7 @@ def test_acknowledgement_stops_re_escalation(
     # after the 7 s ack timeout ...
     wait_until(
         lambda: any(
-            ignored_child in text_of(m) and "ncmec" in m["Subject"]
+            ignored_child in text_of(m) and "NCMEC" in m["Subject"]
             for m in notify.mails_to(DIRECTOR)
         ),
         60,

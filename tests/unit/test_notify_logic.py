@@ -13,8 +13,8 @@ import pytest
 
 from services.common.escalations import Escalation, Subject
 from services.common.ladder import climbed
-from services.notify.acks import ack_token, ack_url, check_ack_token
-from services.notify.addresses import resolve_address
+from services.notify.acks import AckSubject, ack_token, ack_url, check_ack_token
+from services.notify.addresses import NoContact, resolve_address
 from services.notify.agencies import AgencyView
 from services.notify.config import RoutingInvalid, load_routing
 from services.notify.records import OpenEntry, notification_id
@@ -125,8 +125,10 @@ BASE = """\
     version: 1
     receivers:
       - name: a
+        shared: true
         email: {to: a@x.example}
       - name: b
+        shared: true
         webhook: {url: "http://127.0.0.1:1/b"}
     route:
       receiver: a
@@ -139,7 +141,7 @@ BASE = """\
     [
         (
             "        - match: {recipient_class: caseworker}\n          receiver: nope\n",
-            "routing.yaml: route.routes.0.receiver: unknown receiver 'nope'",
+            "routing.yaml: route.routes.0.receiver: unknown receiver 'nope': not shared, and no agency declares it",
         ),
         (
             "        - match: {recipient_class: caseworkers}\n          receiver: b\n",
@@ -181,8 +183,10 @@ def test_receiver_needs_a_channel_and_unique_name(tmp_path: Path) -> None:
         version: 1
         receivers:
           - name: a
+            shared: true
           - name: a
-            email: {to: a@x.example, to_staff: caseworker}
+            shared: true
+            email: {to: a@x.example, to_person: W-1}
         route: {receiver: a}
     """,
     )
@@ -191,7 +195,10 @@ def test_receiver_needs_a_channel_and_unique_name(tmp_path: Path) -> None:
     assert [str(p) for p in info.value.problems] == [
         "routing.yaml: receivers.0: a receiver needs email, webhook or sms",
         "routing.yaml: receivers.1.name: duplicate receiver 'a'",
-        "routing.yaml: receivers.1.email: give exactly one of to, to_staff",
+        "routing.yaml: receivers.1.email: give exactly one of to, to_staff, to_person, to_role",
+        "routing.yaml: receivers.1.email: a shared receiver serves every agency and can not name"
+        " an agency's people (to_staff, to_person, to_role, fallback_role): declare it in"
+        " agencies/<agency_id>.yaml",
     ]
 
 
@@ -338,22 +345,31 @@ def test_ids_and_tokens() -> None:
     )
     now = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
     expires = int((now + timedelta(days=7)).timestamp())
-    token = ack_token("k" * 16, "e1", "caseworker", expires)
-    assert check_ack_token("k" * 16, "e1", "caseworker", token, now) is None
-    assert check_ack_token("k" * 16, "e1", "supervisor", token, now) == "invalid"
-    assert check_ack_token("k" * 16, "e2", "caseworker", token, now) == "invalid"
-    assert check_ack_token("other-secret-16", "e1", "caseworker", token, now) == "invalid"
+    cw = AckSubject("e1", "caseworker")
+    token = ack_token("k" * 16, cw, expires)
+    assert check_ack_token("k" * 16, cw, token, now) is None
+    assert check_ack_token("k" * 16, AckSubject("e1", "supervisor"), token, now) == "invalid"
+    assert check_ack_token("k" * 16, AckSubject("e2", "caseworker"), token, now) == "invalid"
+    assert check_ack_token("other-secret-16", cw, token, now) == "invalid"
     later = now + timedelta(days=7, seconds=1)
-    assert check_ack_token("k" * 16, "e1", "caseworker", token, later) == "expired"
+    assert check_ack_token("k" * 16, cw, token, later) == "expired"
     # A longer expiry written into the token does not match its HMAC.
     forged = f"{expires + 86400}.{token.partition('.')[2]}"
-    assert check_ack_token("k" * 16, "e1", "caseworker", forged, later) == "invalid"
+    assert check_ack_token("k" * 16, cw, forged, later) == "invalid"
     for junk in ("", "é" * 40, "abc", "1.2.3", "99999999999999999999.x", "\x00"):
-        assert check_ack_token("k" * 16, "e1", "caseworker", junk, now) == "invalid"
+        assert check_ack_token("k" * 16, cw, junk, now) == "invalid"
+    # A link to a person binds the person: it is neither another person's nor the receiver's.
+    alex = AckSubject("e1", "caseworker", "W-1")
+    personal = ack_token("k" * 16, alex, expires)
+    assert check_ack_token("k" * 16, alex, personal, now) is None
+    assert check_ack_token("k" * 16, AckSubject("e1", "caseworker", "W-2"), personal, now)
+    assert check_ack_token("k" * 16, cw, personal, now) == "invalid"
+    assert check_ack_token("k" * 16, AckSubject("e1", "caseworker", "W-1\n"), personal, now)
     assert (
-        ack_url("http://h:1/", "k" * 16, "e1", "a b", now + timedelta(days=7))
-        == f"http://h:1/v1/escalations/e1/ack?receiver=a%20b&token={ack_token('k' * 16, 'e1', 'a b', expires)}"
+        ack_url("http://h:1/", "k" * 16, AckSubject("e1", "a b"), now + timedelta(days=7))
+        == f"http://h:1/v1/escalations/e1/ack?receiver=a%20b&token={ack_token('k' * 16, AckSubject('e1', 'a b'), expires)}"
     )
+    assert "&person=W-1&token=" in ack_url("http://h:1", "k" * 16, alex, now)
 
 
 def test_backoff_grows_with_jitter_and_caps() -> None:
@@ -421,22 +437,66 @@ def test_the_plan_is_stored_and_an_entry_from_an_older_release_is_planned_again(
     assert make_plan(old.escalation, routing, old.targets) == entry.plan
 
 
-def test_addresses(routing: Any) -> None:
-    esc = escalation()
-    assert resolve_address(routing.receivers["caseworker"], esc, routing.staff)[:2] == (
+def test_addresses_are_looked_up_in_the_escalations_agency_only(routing: Any) -> None:
+    """The same staff id in two agencies is two people: an escalation reaches its own agency's
+    person, never the other's; then the receiver's fallbacks."""
+    from services.common.people import People, Person
+
+    people = People(
+        [
+            Person(
+                id="W-1",
+                agency_id="mo-jackson",
+                name="A",
+                email="a@mo.example",
+                roles=("caseworker",),
+            ),
+            Person(
+                id="W-1",
+                agency_id="tx-el-paso",
+                name="B",
+                email="b@tx.example",
+                roles=("caseworker",),
+            ),
+            Person(
+                id="S-1",
+                agency_id="mo-jackson",
+                name="C",
+                sms="+15555550102",
+                roles=("supervisor", "on_call"),
+            ),
+            Person(
+                id="D-1",
+                agency_id="mo-jackson",
+                name="D",
+                email="d@mo.example",
+                roles=("director",),
+            ),
+        ]
+    )
+
+    def address(receiver: str, **kw: Any) -> tuple[str, str, str | None]:
+        esc = escalation(**kw)
+        spec = routing.receiver(esc.agency_id, receiver)
+        found = resolve_address(spec, esc, people)
+        return found.channel, found.address, found.person_id
+
+    assert address("caseworker", agency_id="mo-jackson") == ("email", "a@mo.example", "W-1")
+    assert address("caseworker", agency_id="tx-el-paso") == ("email", "b@tx.example", "W-1")
+    assert address("caseworker", agency_id="mo-jackson", caseworker_id="W-9") == (
         "email",
-        "alex.rivera@demo-agency.example",
+        "intake@mo-jackson.example",
+        None,
     )
-    nobody = escalation(caseworker_id="W-unknown")
-    assert (
-        resolve_address(routing.receivers["caseworker"], nobody, routing.staff)[1]
-        == "intake@demo-agency.example"
-    )
-    assert resolve_address(routing.receivers["on-call"], esc, routing.staff)[:2] == (
-        "sms",
-        "+15555550199",
-    )
-    assert resolve_address(routing.receivers["ncmec"], esc, routing.staff)[0] == "webhook"
+    # The supervisor S-1 has no email: the role's first person with one, else the mailbox.
+    assert address("supervisor", agency_id="mo-jackson")[1] == "supervisors@mo-jackson.example"
+    assert address("director", agency_id="mo-jackson") == ("email", "d@mo.example", "D-1")
+    assert address("on-call", agency_id="mo-jackson") == ("sms", "+15555550102", "S-1")
+    with pytest.raises(NoContact):
+        address("director", agency_id="tx-el-paso")  # no director on file there
+    assert routing.receiver("mo-jackson", "ncmec").webhook is not None
+    assert routing.receiver("unknown-agency", "caseworker") is None
+    assert routing.receiver("unknown-agency", "ncmec") is not None
 
 
 def test_policy_check_renders_every_template_and_names_the_undefined_variable(
