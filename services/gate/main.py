@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 
@@ -23,7 +22,11 @@ from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from services.common import logs, topics
+from services.common import (
+    logs,
+    topics,
+    web,  # the workers' /metrics, /healthz, /readyz server
+)
 from services.common.fetching import disable_codecs
 from services.common.kafka import (
     KafkaClient,
@@ -33,13 +36,13 @@ from services.common.kafka import (
     wait_for_kafka,
 )
 from services.common.progress import StallDetector
+from services.common.signals import stop_on_signals
 from services.common.stallwatch import KafkaOffsetsProbe, StallWatch
 from services.common.unreadable import Held
 from services.gate.health import Health
 from services.gate.metrics import GateMetrics
 from services.gate.settings import GateSettings
 from services.gate.worker import Gate
-from services.rules import web  # the workers' /metrics, /healthz, /readyz server
 
 log = logging.getLogger(__name__)
 
@@ -149,14 +152,6 @@ async def quietly(stop: Callable[[], Awaitable[None]]) -> None:
         await stop()
     except (Exception, asyncio.CancelledError) as exc:
         log.warning("a Kafka client did not stop cleanly", extra={"reason": type(exc).__name__})
-
-
-def stop_on_signals() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
 
 
 async def until_stopped(stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 from collections.abc import Coroutine, Iterator
 from typing import Any
 
@@ -23,6 +22,7 @@ from services.common.fetching import disable_codecs
 from services.common.kafka import KafkaClient, ensure_topics
 from services.common.progress import PartitionKey, StallDetector
 from services.common.secrets import weakness
+from services.common.signals import stop_on_signals
 from services.common.stallwatch import KafkaOffsetsProbe, StallWatch
 from services.common.unreadable import Held
 from services.notify.api import create_api
@@ -283,15 +283,6 @@ def excused(notifier: Notifier, held: Held, owned: set[PartitionKey]) -> set[Par
 
 
 # --- running and stopping -----------------------------------------------------------------------
-
-
-def stop_on_signals() -> asyncio.Event:
-    """An event SIGTERM or SIGINT sets (notify, not uvicorn, owns them: see _Server)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
 
 
 def background_tasks(

@@ -44,7 +44,7 @@ def faust_app(settings: RulesSettings, partitions: int) -> RulesApp:
         datadir=str(settings.rules_data_dir),
         topic_partitions=partitions,
         topic_replication_factor=settings.topic_replication,
-        # faust's web server and its views (/table/..., /router/) stay off: services.rules.web
+        # faust's web server and its views (/table/..., /router/) stay off: services.common.web
         # serves /metrics, /healthz and /readyz, and nothing else, on rules_host.
         web_enabled=False,
         producer_acks=-1,

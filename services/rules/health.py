@@ -9,9 +9,9 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
+from services.common import web
 from services.common.progress import Offsets, PartitionKey
 from services.common.stallwatch import StallWatch
-from services.rules import web
 from services.rules.metrics import RulesMetrics
 from services.rules.transport import RulesApp
 

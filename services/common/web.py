@@ -1,7 +1,8 @@
-"""The rules worker's only HTTP surface: /metrics, /healthz, /readyz, on CAREALERT_RULES_HOST.
+"""The workers' only HTTP surface (the rules worker, the gate): /metrics, /healthz, /readyz on
+their *_HOST. Every other path is 404.
 
-faust's own web server is turned off: its built-in views (`/table/<name>/<key>/`, `/router/`,
-...) would serve children's state to anyone who can reach the port. Every other path is 404.
+The rules worker turns faust's own web server off: its built-in views (`/table/<name>/<key>/`,
+`/router/`, ...) would serve children's state to anyone who can reach the port.
 """
 
 from __future__ import annotations
