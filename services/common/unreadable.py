@@ -23,8 +23,9 @@ committed offset.
 from __future__ import annotations
 
 import logging
+import re
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from aiokafka.errors import UnsupportedCodecError
@@ -51,6 +52,23 @@ def reason_of(exc: BaseException) -> str:
 def unreadable_reason(exc: BaseException) -> str:
     """The dead-letter reason for a record that could not be decoded (no record content)."""
     return f"record could not be decoded ({type(exc).__name__}); its bytes are not recoverable"
+
+
+_STAND_IN_REASON = re.compile(
+    r"record could not be decoded \([A-Za-z_][A-Za-z0-9_]{0,80}\); its bytes are not recoverable"
+)
+
+
+def stand_in_reason(headers: Iterable[tuple[str, bytes | None]] | None) -> str | None:
+    """The reason a stand-in for an undecodable record carries (services.common.fetching), or
+    None for any other record. A producer can write a `MARK` header too: only a value of the
+    exact form `unreadable_reason` gives is taken, so no producer-chosen text becomes a
+    dead letter's reason."""
+    value = dict(headers or ()).get(MARK)
+    if value is None:
+        return None
+    text = value.decode("utf-8", errors="replace")
+    return text if _STAND_IN_REASON.fullmatch(text) else None
 
 
 class Held:

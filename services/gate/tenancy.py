@@ -18,7 +18,7 @@ from typing import Any, Final
 from services.common import topics
 from services.common.canary import is_canary
 from services.common.dlq import TOMBSTONE_REASON
-from services.common.unreadable import MARK
+from services.common.unreadable import stand_in_reason
 
 REASONS: Final = (
     "undecodable",
@@ -83,11 +83,9 @@ def judge(
     topic: str, value: bytes | None, headers: Iterable[tuple[str, bytes | None]] = ()
 ) -> Verdict:
     """Forward (with the key for care.events.v1) or Refused (why), for one record of `topic`."""
-    unreadable = dict(headers).get(MARK)
-    if (
-        unreadable is not None
-    ):  # a stand-in for a record no client can decode (services.common.fetching)
-        return Refused("unreadable_record", unreadable.decode(errors="replace"))
+    unreadable = stand_in_reason(headers)
+    if unreadable is not None:  # a stand-in for a record no client can decode
+        return Refused("unreadable_record", unreadable)
     agency = topics.agency_of_input(topic)
     if agency is None:
         return Refused("not_an_input_topic", "the record's topic is not an agency input topic")

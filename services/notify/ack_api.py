@@ -22,23 +22,21 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import Field, ValidationError
 
-from services.common.bearer import bearer_token
 from services.common.models import Strict
 from services.common.tokens import ApiTokens, Grant
 from services.notify.acks import AckSubject, check_ack_token
 from services.notify.addresses import Directory
+from services.notify.auth import NOT_OPEN, bearer_grant
 from services.notify.metrics import NotifyMetrics
-from services.notify.records import Ack, AckVia, OpenEntry
+from services.notify.records import Ack, AckVia, NotificationRecord, OpenEntry
 from services.notify.routing import Routing
 from services.notify.store import NotificationLog
-
-NOT_OPEN = "no open escalation with this id"
 
 
 class AckIn(Strict):
     """An acknowledgement by link: the receiver, person and token from the link."""
 
-    receiver: str = Field(max_length=200)
+    receiver: str = Field(max_length=200, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     token: str = Field(max_length=200)
     person: str | None = Field(default=None, max_length=128)
     note: str | None = Field(default=None, max_length=500)
@@ -52,32 +50,37 @@ class ApiAckIn(Strict):
 
 @dataclass(frozen=True)
 class Acknowledging:
-    """Who is acknowledging, and how."""
+    """Who is acknowledging, and how. `legacy`: a link the release before this one sent."""
 
     receiver: str
     person_id: str | None
     via: AckVia
     note: str | None
+    legacy: bool = False
 
 
 def _body(escalation_id: str, acks: list[Ack], mine: Ack) -> dict[str, Any]:
+    """The answer to an acknowledgement. The agency's own people see everyone who
+    acknowledged; anyone else (a receipt) sees only their own."""
+    shown = acks if mine.stops else [mine]
     return {
         "escalation_id": escalation_id,
         "status": "acknowledged",
-        "acknowledged_by": [a.who for a in acks],
+        "acknowledged_by": [a.who for a in shown],
         "acknowledged_at": mine.acked_at.isoformat(),
         "stops_reminders": mine.stops,
     }
 
 
-def reaches(entry: OpenEntry, receiver: str) -> bool:
-    """Whether the escalation's plan sends to `receiver` (first, or at an escalation level)."""
-    plan = entry.plan
-    if plan is None:
-        return any(r == receiver for r, _ in entry.targets)
-    return any(r.receiver == receiver for r in plan.recipients) or any(
-        w.receiver == receiver for w in plan.widenings
+def was_told(entry: OpenEntry, receiver: str, told: list[NotificationRecord]) -> bool:
+    """Whether `receiver` was sent this escalation: one of its first receivers, or a later
+    level's that has a recorded outcome (a level not reached yet does not count)."""
+    first = (
+        [r.receiver for r in entry.plan.recipients]
+        if entry.plan is not None
+        else [r for r, _ in entry.targets]
     )
+    return receiver in first or any(r.receiver == receiver for r in told)
 
 
 @dataclass(frozen=True)
@@ -94,14 +97,14 @@ class Acknowledger:
     def by_link(self, escalation_id: str, ack: AckIn) -> Acknowledging:
         """Who a link acknowledges as; the 403 HTTPException for a bad or expired token."""
         subject = AckSubject(escalation_id, ack.receiver, ack.person)
-        problem = check_ack_token(self.secret, subject, ack.token, datetime.now(UTC))
-        if problem == "expired":
+        verdict = check_ack_token(self.secret, subject, ack.token, datetime.now(UTC))
+        if verdict == "expired":
             raise HTTPException(
                 403, "this acknowledgement link has expired; acknowledge in the console"
             )
-        if problem:
+        if verdict == "invalid":
             raise HTTPException(403, "token does not match this escalation and receiver")
-        return Acknowledging(ack.receiver, ack.person, "link", ack.note)
+        return Acknowledging(ack.receiver, ack.person, "link", ack.note, verdict == "legacy")
 
     def by_grant(self, escalation_id: str, grant: Grant, note: str | None) -> Acknowledging:
         """Who an API token acknowledges as. 404 (never 403) when the escalation is not one the
@@ -116,7 +119,8 @@ class Acknowledger:
                 grant.agency_id == entry.escalation.agency_id
                 or (grant.agency_id == "*" and spec_shared)
             )
-            if entry is None or not mine or not reaches(entry, receiver):
+            told = self.ledger.outcomes.get(escalation_id, [])
+            if entry is None or not mine or not was_told(entry, receiver, told):
                 raise HTTPException(404, NOT_OPEN)
             return Acknowledging(receiver, None, "api", note)
         if entry is None or entry.escalation.agency_id != grant.agency_id:
@@ -138,7 +142,7 @@ class Acknowledger:
                 raise HTTPException(404, NOT_OPEN)
             ack = self._ack(entry, who)
             known = self.ledger.acks.get(escalation_id, [])
-            earlier = next((a for a in known if a.who == ack.who), None)
+            earlier = next((a for a in known if a.key == ack.key), None)
             if earlier is not None:
                 return JSONResponse(_body(escalation_id, known, earlier), status_code=200)
             await self._record(ack)
@@ -150,18 +154,22 @@ class Acknowledger:
 
     def _ack(self, entry: OpenEntry, who: Acknowledging) -> Ack:
         """The acknowledgement to record: a person of the escalation's agency with a role the
-        agency names stops the chain; anyone else's is a receipt."""
+        agency names stops the chain; anyone else's is a receipt. A link the release before
+        sent names nobody: it stops the chain, as it did then, if it went to one of the
+        agency's own receivers."""
         esc = entry.escalation
+        agency = self.routing.agencies.get(esc.agency_id)
         stops = False
         agency_id = None
         if who.person_id is not None:
             person = self.people.get(esc.agency_id, who.person_id)
             if person is None or person.disabled:
                 raise HTTPException(403, "this person can no longer acknowledge for the agency")
-            agency = self.routing.agencies.get(esc.agency_id)
             roles = agency.acknowledge_roles if agency is not None else frozenset()
             stops = bool(roles.intersection(person.roles))
             agency_id = person.agency_id
+        elif who.legacy and agency is not None and who.receiver in agency.receivers:
+            stops = True
         return Ack(
             escalation_id=esc.escalation_id,
             receiver=who.receiver,
@@ -248,11 +256,7 @@ def acks_router(acknowledger: Acknowledger, tokens: ApiTokens) -> APIRouter:
         {note}. The owning agency's people stop reminders and escalation."""
         authorization = request.headers.get("authorization")
         if authorization is not None:
-            grant = tokens.lookup(bearer_token(authorization))
-            if grant is None:
-                raise HTTPException(
-                    401, "missing or unknown API token", headers={"WWW-Authenticate": "Bearer"}
-                )
+            grant = bearer_grant(tokens, acknowledger.people, authorization)
             note = await _api_note(request)
             who = acknowledger.by_grant(escalation_id, grant, note)
         else:

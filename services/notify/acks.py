@@ -1,14 +1,27 @@
 """Ack links: a token binding an escalation, a receiver, the person written to (when the
 message went to a person) and an expiry (HMAC-SHA256), so that only the one a message went to can
-acknowledge it, as themselves, and only for a while. Pure."""
+acknowledge it, as themselves, and only for a while. Pure.
+
+The signed text is a JSON array `["carealert-ack/2", escalation, receiver, person or null,
+expiry]`: no id can be chosen to read as another subject. Links the release before this one
+sent signed `escalation:receiver:expiry`; they are still taken until they expire (at most
+`CAREALERT_ACK_TOKEN_TTL_S` after the upgrade), as `legacy`, because they meant "this receiver
+acknowledges" and name nobody.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 from urllib.parse import quote
+
+TOKEN_VERSION = "carealert-ack/2"
+
+Verdict = Literal["ok", "legacy", "invalid", "expired"]
 
 
 @dataclass(frozen=True)
@@ -20,32 +33,48 @@ class AckSubject:
     person_id: str | None = None
 
 
+def _mac(secret: str, message: bytes) -> str:
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:32]
+
+
+def _signed(subject: AckSubject, expires: int) -> bytes:
+    parts = [TOKEN_VERSION, subject.escalation_id, subject.receiver, subject.person_id, expires]
+    return json.dumps(parts, separators=(",", ":"), ensure_ascii=True).encode()
+
+
 def ack_token(secret: str, subject: AckSubject, expires: int) -> str:
-    """`<expiry, unix seconds>.<HMAC>`: binds the escalation, the receiver, the person and the
-    expiry. A link to no person binds what links always have (escalation, receiver, expiry)."""
-    parts = [subject.escalation_id, subject.receiver]
-    if subject.person_id is not None:
-        parts.append(f"person={subject.person_id}")
-    message = ":".join([*parts, str(expires)]).encode()
-    mac = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:32]
-    return f"{expires}.{mac}"
+    """`<expiry, unix seconds>.<HMAC>`: binds the escalation, the receiver, the person (or
+    none) and the expiry."""
+    return f"{expires}.{_mac(secret, _signed(subject, expires))}"
 
 
-def check_ack_token(secret: str, subject: AckSubject, token: str, now: datetime) -> str | None:
-    """None if the token is good now; otherwise "invalid" or "expired". Never raises, whatever
-    the token holds (non-ASCII, no dot, not a number)."""
-    names = [subject.receiver, subject.person_id or ""]
+def legacy_ack_token(secret: str, escalation_id: str, receiver: str, expires: int) -> str:
+    """The token the release before this one put in its links (no person)."""
+    return f"{expires}.{_mac(secret, f'{escalation_id}:{receiver}:{expires}'.encode())}"
+
+
+def check_ack_token(secret: str, subject: AckSubject, token: str, now: datetime) -> Verdict:
+    """ "ok" if the token is good now for exactly this subject; "legacy" for a link of the
+    release before (subject without a person); otherwise "invalid" or "expired". Never raises,
+    whatever the token holds (non-ASCII, no dot, not a number)."""
+    names = [subject.escalation_id, subject.receiver, subject.person_id or ""]
     if not token.isascii() or not all(n.isprintable() for n in names):
         return "invalid"
     expires_text, dot, _ = token.partition(".")
     if not dot or not expires_text.isdigit() or len(expires_text) > 12:
         return "invalid"
-    expected = ack_token(secret, subject, int(expires_text))
-    if not hmac.compare_digest(expected.encode(), token.encode()):
+    expires = int(expires_text)
+    verdict: Verdict
+    if hmac.compare_digest(ack_token(secret, subject, expires).encode(), token.encode()):
+        verdict = "ok"
+    elif subject.person_id is None and ":" not in subject.escalation_id + subject.receiver:
+        legacy = legacy_ack_token(secret, subject.escalation_id, subject.receiver, expires)
+        if not hmac.compare_digest(legacy.encode(), token.encode()):
+            return "invalid"
+        verdict = "legacy"
+    else:
         return "invalid"
-    if now.timestamp() > int(expires_text):
-        return "expired"
-    return None
+    return "expired" if now.timestamp() > expires else verdict
 
 
 def ack_url(base: str, secret: str, subject: AckSubject, expires: datetime) -> str:

@@ -34,7 +34,7 @@ def create_api(
         settings.ack_secret.get_secret_value(), ledger, metrics, tenancy.routing, tenancy.people
     )
     app.include_router(acks_router(acknowledger, tenancy.tokens))
-    app.include_router(escalations_router(tenancy.tokens, ledger))
+    app.include_router(escalations_router(tenancy.tokens, tenancy.people, ledger))
     app.include_router(health_router(metrics, ready, healthy, unready))
     return app
 

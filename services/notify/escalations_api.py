@@ -13,8 +13,9 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
-from services.common.bearer import bearer_token
 from services.common.tokens import ApiTokens, Grant
+from services.notify.addresses import Directory
+from services.notify.auth import NOT_OPEN, bearer_grant
 from services.notify.records import Ack, NotificationRecord, OpenEntry
 from services.notify.store import NotificationLog
 
@@ -22,16 +23,13 @@ READ_ROLES = frozenset({"operator", "auditor"})
 StatusFilter = Literal["open", "unacknowledged", "acknowledged"]
 
 
-def reader(tokens: ApiTokens) -> Callable[[Request], Grant]:
+def reader(tokens: ApiTokens, people: Directory) -> Callable[[Request], Grant]:
     """The dependency giving the request's grant: 401 (WWW-Authenticate) for a missing or
-    unknown token, 403 for a role that may not read escalations."""
+    unknown token or one whose person is no longer the agency's, 403 for a role that may not
+    read escalations."""
 
     def grant(request: Request) -> Grant:
-        found = tokens.lookup(bearer_token(request.headers.get("authorization")))
-        if found is None:
-            raise HTTPException(
-                401, "missing or unknown API token", headers={"WWW-Authenticate": "Bearer"}
-            )
+        found = bearer_grant(tokens, people, request.headers.get("authorization"))
         if found.role not in READ_ROLES:
             raise HTTPException(403, "this token's role may not read escalations")
         return found
@@ -124,10 +122,10 @@ def _ack(a: Ack) -> dict[str, Any]:
     }
 
 
-def escalations_router(tokens: ApiTokens, ledger: NotificationLog) -> APIRouter:
+def escalations_router(tokens: ApiTokens, people: Directory, ledger: NotificationLog) -> APIRouter:
     """GET /v1/escalations and /v1/escalations/{id}: an operator's or auditor's API token."""
     router = APIRouter()
-    grant_of = reader(tokens)
+    grant_of = reader(tokens, people)
 
     def mine(grant: Grant) -> list[tuple[str, OpenEntry]]:
         return sorted(
@@ -172,7 +170,7 @@ def escalations_router(tokens: ApiTokens, ledger: NotificationLog) -> APIRouter:
         404 for any other id (another agency's included)."""
         entry = ledger.open.get(escalation_id)
         if entry is None or entry.escalation.agency_id != grant.agency_id:
-            raise HTTPException(404, "no open escalation with this id")
+            raise HTTPException(404, NOT_OPEN)
         e = entry.escalation
         acks = ledger.acks.get(escalation_id, [])
         return {

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -25,6 +26,8 @@ from services.notify.records import Ack, NotificationRecord, OpenEntry
 from services.notify.store import keep_ack, keep_outcome, stopped_by
 
 log = logging.getLogger(__name__)
+
+CLOSED_GRACE_S = 300.0  # how long a closed escalation's acks and outcomes are kept
 
 
 class Ledger:
@@ -45,6 +48,9 @@ class Ledger:
         self.acks: dict[str, list[Ack]] = {}
         # The final record of each notification of an open escalation (the operators' API).
         self.outcomes: dict[str, list[NotificationRecord]] = {}
+        # Escalations closed (monotonic time): their acks and outcomes are forgotten a while
+        # later (records of the last step may still arrive from another topic).
+        self._closed: dict[str, float] = {}
         self._consumer: AIOKafkaConsumer | None = None
         # Skipped records, counted by kind (CarealertLedgerUnreadable pages on it).
         self.unreadable = unreadable
@@ -78,7 +84,7 @@ class Ledger:
         elif topic == self.open_topic:
             if value is None:
                 self.open.pop(k, None)
-                self.outcomes.pop(k, None)
+                self._closed[k] = time.monotonic()
             else:
                 entry = OpenEntry.model_validate_json(value)
                 entry.acked_by = stopped_by(self.acks.get(k, []))
@@ -114,22 +120,31 @@ class Ledger:
                 for tp in list(remaining):
                     if await consumer.position(tp) >= end[tp]:
                         remaining.discard(tp)
-            # Outcomes of escalations closed long ago (their tombstones compacted away).
-            for esc_id in set(self.outcomes) - set(self.open):
-                del self.outcomes[esc_id]
+            # What is kept of escalations closed before (tombstones may be compacted away).
+            self.forget_closed(set(self.outcomes) | set(self.acks))
             self._consumer = consumer
         except BaseException:
             await consumer.stop()
             raise
 
     async def follow(self) -> None:
-        """Apply new records as they arrive (runs until cancelled)."""
+        """Apply new records as they arrive (runs until cancelled); forget what is kept of
+        escalations closed for a while."""
         assert self._consumer is not None
         while True:
             batch = await self._consumer.getmany(timeout_ms=500)
             for tp, records in batch.items():
                 for r in records:
                     self._apply(tp.topic, r.key, r.value)
+            cutoff = time.monotonic() - CLOSED_GRACE_S
+            self.forget_closed({k for k, at in self._closed.items() if at < cutoff})
+
+    def forget_closed(self, escalation_ids: set[str]) -> None:
+        """Drop the acknowledgements and outcomes of these escalations unless they are open."""
+        for esc_id in escalation_ids - set(self.open):
+            self.acks.pop(esc_id, None)
+            self.outcomes.pop(esc_id, None)
+            self._closed.pop(esc_id, None)
 
     async def stop(self) -> None:
         if self._consumer is not None:
@@ -152,7 +167,7 @@ class Ledger:
     async def close_open(self, escalation_id: str) -> None:
         await self.producer.send_and_wait(self.open_topic, key=escalation_id.encode(), value=None)
         self.open.pop(escalation_id, None)
-        self.outcomes.pop(escalation_id, None)
+        self._closed[escalation_id] = time.monotonic()
 
     async def record_ack(self, ack: Ack) -> None:
         await self.producer.send_and_wait(

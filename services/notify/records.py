@@ -75,8 +75,16 @@ class Ack(Stored):
 
     @property
     def who(self) -> str:
-        """The person's id, or `receiver:<name>` for a receiver that is no person."""
+        """The person's id, or `receiver:<name>` for a receiver that is no person (as shown)."""
         return self.person_id if self.person_id is not None else f"receiver:{self.receiver}"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What makes an acknowledgement one person's (or one receiver's): never confused,
+        whatever a person's id looks like."""
+        if self.person_id is not None:
+            return ("person", self.person_id)
+        return ("receiver", self.receiver)
 
 
 class Recipient(Stored):

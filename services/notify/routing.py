@@ -101,7 +101,7 @@ class Routing:
 
     def match(self, labels: Mapping[str, str]) -> list[Route]:
         agency = self.agencies.get(labels.get("agency", ""))
-        return list(_walk(agency.root if agency is not None else self.root, labels))
+        return list(walk(agency.root if agency is not None else self.root, labels))
 
     def route(self, escalation: Escalation, classes: tuple[str, ...] | None = None) -> list[Target]:
         """Receivers for each recipient class of the escalation (each receiver once: the first
@@ -128,11 +128,12 @@ def labels_of(escalation: Escalation, recipient_class: str) -> dict[str, str]:
     }
 
 
-def _walk(node: Route, labels: Mapping[str, str]) -> Iterator[Route]:
+def walk(node: Route, labels: Mapping[str, str]) -> Iterator[Route]:
+    """The nodes whose receivers an alert with `labels` reaches, from `node` down."""
     matched_child = False
     for child in node.children:
         if child.matches(labels):
-            found = list(_walk(child, labels))
+            found = list(walk(child, labels))
             yield from found
             matched_child = True
             if not child.cont:

@@ -40,7 +40,7 @@ def keep_ack(acks: dict[str, list[Ack]], open_entries: dict[str, OpenEntry], ack
     at or before it: each one's first acknowledgement stands (another notify instance's, read
     back, may be earlier). Others' are added, never overwriting."""
     known = acks.setdefault(ack.escalation_id, [])
-    same = next((a for a in known if a.who == ack.who), None)
+    same = next((a for a in known if a.key == ack.key), None)
     if same is not None:
         if same.acked_at <= ack.acked_at:
             return

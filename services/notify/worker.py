@@ -22,7 +22,7 @@ from services.common import tracing
 from services.common.dlq import TOMBSTONE_REASON, first_problem
 from services.common.escalations import Escalation
 from services.common.fetching import positions, recover
-from services.common.unreadable import MARK, Held
+from services.common.unreadable import Held, stand_in_reason
 from services.notify.pipeline import Notifier
 
 log = logging.getLogger(__name__)
@@ -82,9 +82,9 @@ class Rejected:
 def judge(record: ConsumerRecord[bytes, bytes]) -> Escalation | Rejected:
     """The escalation a record carries, or why it is a dead letter: a stand-in for a record
     that could not be read, a tombstone, not JSON, or not a valid escalation. Pure."""
-    unreadable = dict(record.headers or ()).get(MARK)
+    unreadable = stand_in_reason(record.headers)
     if unreadable is not None:
-        return Rejected("unreadable_record", unreadable.decode())
+        return Rejected("unreadable_record", unreadable)
     if record.value is None:
         return Rejected("tombstone", TOMBSTONE_REASON)
     try:

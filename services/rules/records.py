@@ -12,7 +12,7 @@ from services.common.dlq import TOMBSTONE_REASON, dlq_headers
 from services.common.escalations import Escalation
 from services.common.events import EventInvalid, parse_event
 from services.common.partitioning import partition_for
-from services.common.unreadable import MARK
+from services.common.unreadable import stand_in_reason
 from services.rules.core import Input, Tick
 
 REKEYED_FROM = ("rekeyed-from-partition", "rekeyed-from-offset")
@@ -31,9 +31,9 @@ def decode(message: Any, ticks_topic: str) -> Input | Rejected:
     """The event (or tick) a record carries, or why it cannot be evaluated."""
     if message.topic == ticks_topic:
         return Tick()
-    unreadable = dict(message.headers or ()).get(MARK)
+    unreadable = stand_in_reason(message.headers)
     if unreadable is not None:  # a stand-in for a record that could not be decoded
-        return Rejected("unreadable_record", unreadable.decode())
+        return Rejected("unreadable_record", unreadable)
     if message.value is None:
         return Rejected("tombstone", TOMBSTONE_REASON)
     # Plausible timestamps are judged against when Kafka took the record.

@@ -215,6 +215,14 @@ def test_a_stand_in_for_an_unreadable_record_is_dead_lettered_with_its_reason() 
     )
 
 
+def test_a_producer_cannot_choose_a_dead_letters_reason_with_the_stand_in_header() -> None:
+    """Only the exact form services.common.fetching writes is a stand-in: a producer's own
+    `carealert-unreadable` header text never becomes the reason of a dead letter."""
+    forged = b"record could not be decoded (Jane Doe, 15, 12 Elm St); its bytes are not recoverable"
+    for headers in ([(MARK, forged)], [(MARK, b"Jane Doe")]):
+        assert judge(TOPIC_A, event(), headers) == Forward(b"county-a:C-1")
+
+
 SECRET = "Jane-Q-Doe-1999"
 
 

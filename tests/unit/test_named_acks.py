@@ -16,10 +16,10 @@ from prometheus_client import CollectorRegistry
 from services.common.people import People, Person
 from services.common.tokens import Grant
 from services.notify.ack_api import AckIn, Acknowledger
-from services.notify.acks import AckSubject, ack_token
+from services.notify.acks import AckSubject, ack_token, legacy_ack_token
 from services.notify.config import load_routing
 from services.notify.metrics import NotifyMetrics
-from services.notify.records import Ack
+from services.notify.records import Ack, NotificationRecord
 from services.notify.schedule import open_entry
 from services.notify.store import MemoryNotificationLog
 from tests.support import make_escalation
@@ -200,3 +200,80 @@ def test_an_operator_token_acks_as_its_person_and_a_machine_receiver_as_a_receip
         ("S-1", "api", True, "on it"),
     ]
     assert log.open[esc_id].acked_by == "S-1"
+
+
+def test_a_link_the_release_before_sent_stops_the_chain_only_for_the_agencys_own_receiver(
+    setup: tuple[Acknowledger, SlowLog, str],
+) -> None:
+    """Links mailed before the upgrade name nobody; they meant "this receiver acknowledges"
+    and still do for the agency's own receivers, never for a shared one (law enforcement)."""
+    acknowledger, log, esc_id = setup
+    expires = int((datetime.now(UTC) + timedelta(days=1)).timestamp())
+
+    def old(receiver: str) -> AckIn:
+        token = legacy_ack_token(SECRET, esc_id, receiver, expires)
+        return AckIn(receiver=receiver, token=token)
+
+    le = run(acknowledger.acknowledge(esc_id, acknowledger.by_link(esc_id, old("law-enforcement"))))
+    assert body(le)["stops_reminders"] is False and log.open[esc_id].acked_by is None
+    cw = run(acknowledger.acknowledge(esc_id, acknowledger.by_link(esc_id, old("caseworker"))))
+    assert body(cw)["stops_reminders"] is True
+    assert log.open[esc_id].acked_by == "receiver:caseworker"
+
+
+def test_a_receipt_shows_only_its_own_acknowledgement(
+    setup: tuple[Acknowledger, SlowLog, str],
+) -> None:
+    acknowledger, _, esc_id = setup
+    run(
+        acknowledger.acknowledge(
+            esc_id, acknowledger.by_link(esc_id, link(esc_id, "caseworker", "W-1"))
+        )
+    )
+    le = acknowledger.by_grant(esc_id, grant("*", "receiver", receiver="law-enforcement"), None)
+    assert body(run(acknowledger.acknowledge(esc_id, le)))["acknowledged_by"] == [
+        "receiver:law-enforcement"
+    ]
+
+
+def test_a_receiver_token_reaches_only_what_was_sent_to_it(
+    setup: tuple[Acknowledger, SlowLog, str],
+) -> None:
+    """The supervisor is a later escalation level of this escalation: until that level is
+    sent, its receiver token learns nothing of it."""
+    acknowledger, log, esc_id = setup
+    supervisor = grant("demo-agency", "receiver", receiver="supervisor")
+    with pytest.raises(HTTPException) as info:
+        acknowledger.by_grant(esc_id, supervisor, None)
+    assert info.value.status_code == 404
+    sent = NotificationRecord(
+        notification_id="n",
+        escalation_id=esc_id,
+        receiver="supervisor",
+        recipient_class="supervisor",
+        channel="email",
+        status="delivered",
+        attempt=1,
+        step="e1",
+        escalation_status="firing",
+        at=T0,
+    )
+    run(log.record_sent("n", sent))
+    assert acknowledger.by_grant(esc_id, supervisor, None).receiver == "supervisor"
+
+
+def test_a_token_whose_person_was_disabled_or_removed_is_refused() -> None:
+    from services.notify.auth import bearer_grant
+
+    class Tokens:
+        def __init__(self, person: str) -> None:
+            self.person = person
+
+        def lookup(self, presented: str | None) -> Grant | None:
+            return grant("demo-agency", "operator", self.person) if presented else None
+
+    assert bearer_grant(Tokens("W-1"), PEOPLE, "Bearer t").person_id == "W-1"  # type: ignore[arg-type]
+    for person in ("G-1", "W-9", "gone"):  # disabled; another agency's; not in the registry
+        with pytest.raises(HTTPException) as info:
+            bearer_grant(Tokens(person), PEOPLE, "Bearer t")  # type: ignore[arg-type]
+        assert info.value.status_code == 401

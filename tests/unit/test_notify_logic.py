@@ -13,7 +13,13 @@ import pytest
 
 from services.common.escalations import Escalation, Subject
 from services.common.ladder import climbed
-from services.notify.acks import AckSubject, ack_token, ack_url, check_ack_token
+from services.notify.acks import (
+    AckSubject,
+    ack_token,
+    ack_url,
+    check_ack_token,
+    legacy_ack_token,
+)
 from services.notify.addresses import NoContact, resolve_address
 from services.notify.agencies import AgencyView
 from services.notify.config import RoutingInvalid, load_routing
@@ -347,7 +353,7 @@ def test_ids_and_tokens() -> None:
     expires = int((now + timedelta(days=7)).timestamp())
     cw = AckSubject("e1", "caseworker")
     token = ack_token("k" * 16, cw, expires)
-    assert check_ack_token("k" * 16, cw, token, now) is None
+    assert check_ack_token("k" * 16, cw, token, now) == "ok"
     assert check_ack_token("k" * 16, AckSubject("e1", "supervisor"), token, now) == "invalid"
     assert check_ack_token("k" * 16, AckSubject("e2", "caseworker"), token, now) == "invalid"
     assert check_ack_token("other-secret-16", cw, token, now) == "invalid"
@@ -361,10 +367,22 @@ def test_ids_and_tokens() -> None:
     # A link to a person binds the person: it is neither another person's nor the receiver's.
     alex = AckSubject("e1", "caseworker", "W-1")
     personal = ack_token("k" * 16, alex, expires)
-    assert check_ack_token("k" * 16, alex, personal, now) is None
-    assert check_ack_token("k" * 16, AckSubject("e1", "caseworker", "W-2"), personal, now)
-    assert check_ack_token("k" * 16, cw, personal, now) == "invalid"
-    assert check_ack_token("k" * 16, AckSubject("e1", "caseworker", "W-1\n"), personal, now)
+    assert check_ack_token("k" * 16, alex, personal, now) == "ok"
+    for other in (
+        AckSubject("e1", "caseworker", "W-2"),
+        AckSubject("e1", "caseworker", "W-1\n"),
+        AckSubject("e1", "caseworker"),
+        # No id can be chosen to read as another subject (the signed text is a JSON array).
+        AckSubject("e1", "caseworker:person=W-1"),
+        AckSubject("e1:caseworker", "person=W-1"),
+    ):
+        assert check_ack_token("k" * 16, other, personal, now) == "invalid", other
+    # A link the release before sent (escalation:receiver:expiry) is still taken, as legacy,
+    # for a subject without a person only, and expires as it did.
+    old = legacy_ack_token("k" * 16, "e1", "caseworker", expires)
+    assert check_ack_token("k" * 16, cw, old, now) == "legacy"
+    assert check_ack_token("k" * 16, alex, old, now) == "invalid"
+    assert check_ack_token("k" * 16, cw, old, later) == "expired"
     assert (
         ack_url("http://h:1/", "k" * 16, AckSubject("e1", "a b"), now + timedelta(days=7))
         == f"http://h:1/v1/escalations/e1/ack?receiver=a%20b&token={ack_token('k' * 16, AckSubject('e1', 'a b'), expires)}"

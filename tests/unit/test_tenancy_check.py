@@ -63,7 +63,11 @@ def problems(path: Path) -> list[str]:
 
 
 def test_an_agencys_route_to_another_agencys_receiver_is_refused(tmp_path: Path) -> None:
-    a = agency("agency-a", CASEWORKER, "- match: {severity: critical}\n  receiver: b-desk\n")
+    a = agency(
+        "agency-a",
+        CASEWORKER,
+        "- match: {severity: critical}\n  receiver: b-desk\n  continue: true\n",
+    )
     b = agency("agency-b", CASEWORKER + "- name: b-desk\n  email: {to: desk@b.example}\n")
     assert problems(policy(tmp_path, agency_a=a, agency_b=b)) == [
         "agencies/agency-a.yaml: routes.0.receiver: receiver 'b-desk' is agency agency-b's: an"
@@ -171,3 +175,38 @@ def test_the_shipped_demo_passes_every_cross_check(capsys: pytest.CaptureFixture
     )
     out = capsys.readouterr().out
     assert code == 0 and "cross-checked against:" in out and "users.yaml" in out
+
+
+def test_an_agency_route_may_add_receivers_never_take_a_shared_one_away(tmp_path: Path) -> None:
+    """A catch-all route of one agency, or one that diverts a class routing.yaml sends to a
+    shared receiver, would silently stop law enforcement or NCMEC hearing of its children."""
+    catch_all = agency("agency-a", CASEWORKER, "- receiver: caseworker\n")
+    diverted = agency(
+        "agency-b", CASEWORKER, "- match: {recipient_class: ncmec}\n  receiver: caseworker\n"
+    )
+    added = agency(
+        "agency-c",
+        CASEWORKER,
+        "- match: {recipient_class: ncmec}\n  receiver: caseworker\n  continue: true\n",
+    )
+    found = problems(policy(tmp_path, agency_a=catch_all, agency_b=diverted, agency_c=added))
+    assert found == [
+        "agencies/agency-a.yaml: routes: info escalations for ncmec would no longer reach the"
+        " shared receiver 'ncmec': an agency's routes may add receivers (`continue: true`),"
+        " never take a shared one away",
+        "agencies/agency-b.yaml: routes: info escalations for ncmec would no longer reach the"
+        " shared receiver 'ncmec': an agency's routes may add receivers (`continue: true`),"
+        " never take a shared one away",
+    ]
+
+
+def test_an_agency_webhook_never_signs_with_a_shared_receivers_key(tmp_path: Path) -> None:
+    routing = ROUTING.replace(
+        'webhook: {url: "http://127.0.0.1:1/ncmec"}',
+        'webhook: {url: "http://127.0.0.1:1/ncmec", secret_env: CAREALERT_WEBHOOK_SECRET}',
+    )
+    own = '- name: case-system\n  webhook: {url: "http://127.0.0.1:1/a", secret_env: CAREALERT_WEBHOOK_SECRET}\n'
+    assert problems(policy(tmp_path, routing, agency_a=agency("agency-a", CASEWORKER + own))) == [
+        "agencies/agency-a.yaml: receivers.1.webhook.secret_env: CAREALERT_WEBHOOK_SECRET signs"
+        " shared receivers' webhooks: give this agency's webhook a key of its own"
+    ]
