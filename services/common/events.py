@@ -29,6 +29,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import PydanticCustomError
 
 from services.common import models
+from services.common.topics import AGENCY_ID_PATTERN
 
 USPS_STATES = frozenset(
     "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH "
@@ -80,7 +81,7 @@ Reference = Annotated[
     str, StringConstraints(min_length=1, max_length=256), AfterValidator(require_printable)
 ]
 """An identifier issued by someone else (report and case numbers, agency names)."""
-AgencyId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{2,64}$")]
+AgencyId = Annotated[str, StringConstraints(pattern=f"^{AGENCY_ID_PATTERN}$")]
 
 # Timestamps must be plausible: not before 1900, and not further in the future than this skew
 # past the moment the event is received (ingest's clock, or the Kafka record's timestamp in the

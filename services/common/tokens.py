@@ -38,13 +38,14 @@ from services.common.people import (
     write_private_yaml,
 )
 from services.common.secrets import DEMO_KEY_HASHES
+from services.common.topics import AGENCY_ID_PATTERN
 
 TokenRole = Literal["operator", "auditor", "receiver"]
 TOKEN_ROLES: Final[tuple[str, ...]] = get_args(TokenRole)
 EVERY_AGENCY: Final = "*"
 
 _HEX64 = r"^[0-9a-f]{64}$"
-_AGENCY = re.compile(r"^[a-z0-9-]{2,64}$")  # services.common.events.AgencyId
+_AGENCY = re.compile(f"^{AGENCY_ID_PATTERN}$")
 # Messages of our own for the fields whose value must not be echoed or is easy to get wrong.
 _REASONS: Final = {
     "sha256": "not a SHA-256 hex digest (64 lowercase hex characters; store the hash, "

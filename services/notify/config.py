@@ -28,6 +28,7 @@ from services.common.durations import parse_duration
 from services.common.escalations import RECIPIENT_CLASSES, SEVERITIES
 from services.common.events import AgencyId
 from services.common.models import Strict
+from services.common.people import read_entries
 from services.notify.agencies import DEFAULT_ACK_ROLES, AckRole, AgencyView
 from services.notify.channels.email import EmailTarget
 from services.notify.channels.sms import SmsTarget
@@ -470,13 +471,8 @@ def _receiver_owners(files: list[Path]) -> dict[str, set[str]]:
     own problems are reported when it is loaded)."""
     owners: dict[str, set[str]] = {}
     for f in files:
-        try:
-            raw = yamlio.load(f.read_text())
-        except Exception:  # reported with the file's own problems
-            continue
-        if not isinstance(raw, dict) or not isinstance(raw.get("receivers"), list):
-            continue
-        for r in raw["receivers"]:
+        receivers, _ = read_entries(f, "receivers")
+        for r in receivers:
             if isinstance(r, dict) and isinstance(r.get("name"), str):
                 owners.setdefault(r["name"], set()).add(f.stem)
     return owners

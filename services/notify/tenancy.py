@@ -13,10 +13,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.common import yamlio
 from services.common.canary import CANARY_AGENCY
 from services.common.config import ConfigProblem
-from services.common.people import People, registry_files
+from services.common.people import People, read_entries, registry_files
 from services.common.tokens import ApiTokens
 from services.notify.channels.base import Addressee
 from services.notify.config import load_routing
@@ -112,18 +111,36 @@ def unconfigured(
 def entries_agencies(path: Path, key: str) -> list[tuple[str, str]]:
     """(path, agency_id) of each entry of a keys, tokens or people file (read leniently: the
     file's own problems are reported by its own loader)."""
-    try:
-        raw = yamlio.load(path.read_text())
-    except Exception:
-        return []
-    entries = raw.get(key) if isinstance(raw, dict) else None
-    if not isinstance(entries, list):
-        return []
+    entries, _ = read_entries(path, key)
     return [
         (f"{key}.{i}.agency_id", e["agency_id"])
         for i, e in enumerate(entries)
         if isinstance(e, dict) and isinstance(e.get("agency_id"), str)
     ]
+
+
+def receiver_token_problems(routing: Routing, tokens_file: Path) -> list[ConfigProblem]:
+    """A receiver token names a receiver it can acknowledge for: a shared one for `*`, else
+    one of its agency's own or a shared one."""
+    entries, _ = read_entries(tokens_file, "tokens")
+    problems: list[ConfigProblem] = []
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or e.get("role") != "receiver":
+            continue
+        name, agency_id = e.get("receiver"), e.get("agency_id")
+        if not isinstance(name, str) or not isinstance(agency_id, str):
+            continue  # the tokens file's own loader says what is wrong
+        found = (
+            name in routing.shared
+            if agency_id == "*"
+            else routing.receiver(agency_id, name) is not None
+        )
+        if not found:
+            scope = "a shared receiver" if agency_id == "*" else f"a receiver of {agency_id}"
+            problems.append(
+                ConfigProblem(str(tokens_file), f"tokens.{i}.receiver", f"{name!r} is not {scope}")
+            )
+    return problems
 
 
 def tenancy_problems(
@@ -148,6 +165,7 @@ def tenancy_problems(
         problems += unconfigured(
             routing, str(tokens_file), entries_agencies(tokens_file, "tokens"), "a token"
         )
+        problems += receiver_token_problems(routing, tokens_file)
     if users_file is not None:
         for f in registry_files(users_file):
             problems += unconfigured(routing, str(f), entries_agencies(f, "people"), "a person")

@@ -210,3 +210,27 @@ def test_an_agency_webhook_never_signs_with_a_shared_receivers_key(tmp_path: Pat
         "agencies/agency-a.yaml: receivers.1.webhook.secret_env: CAREALERT_WEBHOOK_SECRET signs"
         " shared receivers' webhooks: give this agency's webhook a key of its own"
     ]
+
+
+def test_a_receiver_token_names_a_receiver_it_can_acknowledge_for(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text(
+        "version: 1\ntokens:\n"
+        + "".join(
+            f"  - {{sha256: '{'abcd'[i] * 64}', agency_id: '{agency}', role: receiver,"
+            f" receiver: {receiver}}}\n"
+            for i, (agency, receiver) in enumerate(
+                [
+                    ("*", "ncmec"),
+                    ("*", "caseworker"),
+                    ("mo-jackson", "caseworker"),
+                    ("mo-jackson", "nope"),
+                ]
+            )
+        )
+    )
+    found = policy_problems(ROOT / "rules", TenancyFiles(tokens=tokens))
+    assert found == [
+        f"{tokens}: tokens.1.receiver: 'caseworker' is not a shared receiver",
+        f"{tokens}: tokens.3.receiver: 'nope' is not a receiver of mo-jackson",
+    ]

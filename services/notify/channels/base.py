@@ -8,9 +8,8 @@ from typing import Literal, Protocol
 import httpx
 
 from services.common.models import Strict
+from services.common.people import Role
 from services.notify.templates import Message
-
-PersonRole = Literal["caseworker", "supervisor", "director", "on_call", "operator", "auditor"]
 
 
 class Addressee(Strict):
@@ -23,8 +22,8 @@ class Addressee(Strict):
     to: str | None = None
     to_staff: Literal["caseworker", "supervisor"] | None = None
     to_person: str | None = None
-    to_role: PersonRole | None = None
-    fallback_role: PersonRole | None = None
+    to_role: Role | None = None
+    fallback_role: Role | None = None
     fallback: str | None = None
 
     def names_people(self) -> bool:
