@@ -216,6 +216,17 @@ def test_kustomize_renders_the_manifests() -> None:
     assert rules_policy["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "rules"}
     [allowed] = rules_policy["spec"]["ingress"]
     assert allowed["ports"] == [{"port": 8081, "protocol": "TCP"}]
+    # The gate: a Deployment only Prometheus reaches; notify gets each agency's file.
+    assert ("Deployment", "gate") in kinds
+    gate_policy = next(d for d in docs if d["metadata"]["name"] == "gate-metrics-only")
+    assert gate_policy["spec"]["ingress"][0]["ports"] == [{"port": 8083, "protocol": "TCP"}]
+    agencies = next(
+        d
+        for d in docs
+        if d["kind"] == "ConfigMap"
+        and d["metadata"]["name"].startswith("carealert-policy-agencies")
+    )
+    assert set(agencies["data"]) == {p.name for p in (ROOT / "rules" / "agencies").glob("*.yaml")}
     for d in docs:
         if d["kind"] in ("Deployment", "StatefulSet"):
             [c] = d["spec"]["template"]["spec"]["containers"]

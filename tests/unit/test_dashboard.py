@@ -8,6 +8,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from services.gate.metrics import GateMetrics
 from services.ingest.metrics import IngestMetrics
 from services.notify.metrics import NotifyMetrics
 from services.rules.metrics import RulesMetrics
@@ -17,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def exported_names() -> set[str]:
     names: set[str] = set()
-    for cls in (IngestMetrics, RulesMetrics, NotifyMetrics):
+    for cls in (IngestMetrics, RulesMetrics, NotifyMetrics, GateMetrics):
         registry = CollectorRegistry()
         cls(registry)
         for family in registry.collect():
@@ -59,4 +60,4 @@ def test_alert_rules_use_existing_metrics() -> None:
 
 def test_metric_names_follow_the_convention() -> None:
     for name in exported_names():
-        assert re.fullmatch(r"carealert_(ingest|rules|notify)_[a-z0-9_]+", name), name
+        assert re.fullmatch(r"carealert_(ingest|rules|notify|gate)_[a-z0-9_]+", name), name
