@@ -139,7 +139,7 @@ this stack. Two agencies, each seeing only its own children (docs/tenancy.md):
   mo-jackson   demo-not-a-secret         demo-operator-mo-jackson-not-a-secret
   tx-el-paso   other-demo-not-a-secret   demo-operator-tx-el-paso-not-a-secret
 
-  curl -s http://127.0.0.1:$CAREALERT_NOTIFY_PORT/v1/escalations \
+  curl -s http://127.0.0.1:$CAREALERT_NOTIFY_PORT/v1/escalations \\
     -H 'Authorization: Bearer demo-operator-mo-jackson-not-a-secret'
 
 Try it:

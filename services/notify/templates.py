@@ -71,10 +71,16 @@ class Fields:
 Block = Paragraph | Fields
 
 
+# A duration ("19 d 17 h", "1 h 50 min") stays on one line.
+_NUMBER_AND_UNIT = re.compile(r"(?<=\d) (?=(?:d|h|min)\b)|(?<=\d [dh]) (?=\d+ (?:h|min)\b)")
+_GLUE = "\u00a0"  # not a space to textwrap; back to a space once wrapped
+
+
 def wrap(body: str, width: int = WIDTH) -> str:
     """Lines longer than `width` wrapped at spaces: a field's value goes on at its column, other
     lines at their own indentation. A word longer than a line (a link) is never broken: it
-    stands whole on a line of its own, or after its field's label."""
+    stands whole on a line of its own, or after its field's label; a number stays with its
+    unit."""
     out: list[str] = []
     for line in body.split("\n"):
         if len(line) <= width:
@@ -89,8 +95,9 @@ def wrap(body: str, width: int = WIDTH) -> str:
             head = indent = line[: len(line) - len(stripped)]
             text = stripped
         out.extend(
-            textwrap.wrap(
-                text,
+            wrapped.replace(_GLUE, " ")
+            for wrapped in textwrap.wrap(
+                _NUMBER_AND_UNIT.sub(_GLUE, text),
                 width,
                 initial_indent=head,
                 subsequent_indent=indent,

@@ -616,3 +616,21 @@ def test_blocks_reads_paragraphs_and_field_lists_back() -> None:
         Fields((("Due", "today"), ("Agency", "A, 24/7: +1-555"))),
         Paragraph("Acknowledge: https://x.example/a"),
     ]
+
+
+def test_a_duration_is_never_split_across_lines() -> None:
+    from services.notify.templates import wrap
+
+    for text, duration in (
+        (
+            "It was due Sat 14 Nov 2026, 17:48 MST (UTC-07:00) and is overdue by 19 d 17 h.",
+            "19 d 17 h",
+        ),
+        (
+            "It was due Sat 14 Nov 2026, 17:48 MST (UTC-07:00) and is now due in 1 h 50 min.",
+            "1 h 50 min",
+        ),
+    ):
+        lines = wrap(text).split("\n")
+        assert len(lines) == 2 and any(duration in line for line in lines), lines
+        assert "\u00a0" not in wrap(text)
