@@ -12,10 +12,10 @@ a second one by the same person is answered with their first; one by someone els
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from html import escape
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -24,6 +24,7 @@ from pydantic import Field, ValidationError
 
 from services.common.models import Strict
 from services.common.tokens import ApiTokens, Grant
+from services.notify.ack_pages import ack_done, ack_form, ack_refused
 from services.notify.acks import AckSubject, check_ack_token
 from services.notify.addresses import Directory
 from services.notify.auth import NOT_OPEN, bearer_grant
@@ -152,6 +153,16 @@ class Acknowledger:
                 status_code=202,
             )
 
+    def would_stop(self, escalation_id: str, who: Acknowledging) -> bool:
+        """Whether `who` acknowledging would stop the chain (False when it could not)."""
+        entry = self.ledger.open.get(escalation_id)
+        if entry is None:
+            return False
+        try:
+            return self._ack(entry, who).stops
+        except HTTPException:
+            return False
+
     def _ack(self, entry: OpenEntry, who: Acknowledging) -> Ack:
         """The acknowledgement to record: a person of the escalation's agency with a role the
         agency names stops the chain; anyone else's is a receipt. A link the release before
@@ -223,22 +234,6 @@ def _valid(**fields: str | None) -> AckIn:
         raise HTTPException(422, f"{where}: too long or not text") from None
 
 
-def ack_form(escalation_id: str, ack: AckIn) -> str:
-    """The HTML of the ack page: one button that POSTs the acknowledgement, with an optional
-    note (values escaped)."""
-    person = f'<input type=hidden name=person value="{escape(ack.person)}">' if ack.person else ""
-    return (
-        "<!doctype html><title>Acknowledge</title><form method=post>"
-        f'<input type=hidden name=receiver value="{escape(ack.receiver)}">'
-        f"{person}"
-        f'<input type=hidden name=token value="{escape(ack.token)}">'
-        f"<p>Acknowledge escalation {escape(escalation_id[:12])}?</p>"
-        "<p><label>Note (optional) <textarea name=note maxlength=500 rows=3 cols=40>"
-        "</textarea></label></p>"
-        "<button type=submit>Acknowledge</button></form>"
-    )
-
-
 def acks_router(acknowledger: Acknowledger, tokens: ApiTokens) -> APIRouter:
     """POST and GET /v1/escalations/{escalation_id}/ack: a link's token, or a bearer token."""
     router = APIRouter()
@@ -255,15 +250,25 @@ def acks_router(acknowledger: Acknowledger, tokens: ApiTokens) -> APIRouter:
         form or query), or with `Authorization: Bearer <API token>` and an optional JSON
         {note}. The owning agency's people stop reminders and escalation."""
         authorization = request.headers.get("authorization")
-        if authorization is not None:
-            grant = bearer_grant(tokens, acknowledger.people, authorization)
-            note = await _api_note(request)
-            who = acknowledger.by_grant(escalation_id, grant, note)
-        else:
-            who = acknowledger.by_link(
-                escalation_id, await _ack_in(request, receiver, token, person)
-            )
-        return await acknowledger.acknowledge(escalation_id, who)
+        browser = _from_browser(request)
+        try:
+            if authorization is not None:
+                grant = bearer_grant(tokens, acknowledger.people, authorization)
+                note = await _api_note(request)
+                who = acknowledger.by_grant(escalation_id, grant, note)
+            else:
+                who = acknowledger.by_link(
+                    escalation_id, await _ack_in(request, receiver, token, person)
+                )
+            answer = await acknowledger.acknowledge(escalation_id, who)
+        except HTTPException as exc:
+            if not browser:
+                raise
+            return HTMLResponse(ack_refused(exc.status_code, str(exc.detail)), exc.status_code)
+        if not browser:
+            return answer
+        body = json.loads(bytes(answer.body))
+        return HTMLResponse(ack_done(body, answer.status_code == 202), answer.status_code)
 
     @router.get("/v1/escalations/{escalation_id}/ack", response_class=HTMLResponse)
     async def ack_page(
@@ -271,11 +276,23 @@ def acks_router(acknowledger: Acknowledger, tokens: ApiTokens) -> APIRouter:
         receiver: Annotated[str, Query(max_length=200)],
         token: Annotated[str, Query(max_length=200)],
         person: Annotated[str | None, Query(max_length=128)] = None,
-    ) -> str:
-        """The page an ack link opens: one button that POSTs the acknowledgement."""
-        return ack_form(escalation_id, _valid(receiver=receiver, token=token, person=person))
+    ) -> HTMLResponse:
+        """The page an ack link opens: what acknowledging does and one button that POSTs it;
+        a page saying why not when the link is bad or has expired."""
+        try:
+            ack = _valid(receiver=receiver, token=token, person=person)
+            who = acknowledger.by_link(escalation_id, ack)
+        except HTTPException as exc:
+            return HTMLResponse(ack_refused(exc.status_code, str(exc.detail)), exc.status_code)
+        stops = acknowledger.would_stop(escalation_id, who)
+        return HTMLResponse(ack_form(escalation_id, receiver, person, token, stops))
 
     return router
+
+
+def _from_browser(request: Request) -> bool:
+    """A person's browser (it asks for HTML), not an API client: it gets a page back."""
+    return "text/html" in request.headers.get("accept", "")
 
 
 async def _api_note(request: Request) -> str | None:

@@ -277,3 +277,38 @@ def test_a_token_whose_person_was_disabled_or_removed_is_refused() -> None:
         with pytest.raises(HTTPException) as info:
             bearer_grant(Tokens(person), PEOPLE, "Bearer t")  # type: ignore[arg-type]
         assert info.value.status_code == 401
+
+
+def test_a_person_in_a_browser_gets_pages_not_json(
+    setup: tuple[Acknowledger, SlowLog, str],
+) -> None:
+    """The link opens a page that says what acknowledging does; the button's answer is a page
+    too; a bad link says why and what to do instead. No child data on any of them."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from services.common.tokens import ApiTokens
+    from services.notify.ack_api import acks_router
+
+    acknowledger, log, esc_id = setup
+    app = FastAPI()
+    app.include_router(acks_router(acknowledger, ApiTokens.empty()))
+    client = TestClient(app)
+    ack = link(esc_id, "caseworker", "W-1")
+    url = f"/v1/escalations/{esc_id}/ack"
+    params = {"receiver": ack.receiver, "person": "W-1", "token": ack.token}
+    form = client.get(url, params=params)
+    assert form.status_code == 200 and "<form method=post>" in form.text
+    assert "the reminders stop" in form.text
+    browser = {"Accept": "text/html,application/xhtml+xml"}
+    first = client.post(url, params=params, data={"note": "on it"}, headers=browser)
+    assert first.status_code == 202 and "Thank you" in first.text
+    assert "Reminders and escalation for it have stopped." in first.text
+    again = client.post(url, params=params, data={}, headers=browser)
+    assert again.status_code == 200 and "You acknowledged this" in again.text
+    assert log.acks[esc_id][0].note == "on it"
+    bad = client.get(url, params={**params, "person": "S-1"})
+    assert bad.status_code == 403 and "Not acknowledged" in bad.text
+    for page in (form, first, again, bad):
+        assert "Jane" not in page.text and "C-" not in page.text
+        assert "default-src 'none'" in page.text
