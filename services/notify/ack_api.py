@@ -164,29 +164,23 @@ class Acknowledger:
             return False
 
     def _ack(self, entry: OpenEntry, who: Acknowledging) -> Ack:
-        """The acknowledgement to record: a person of the escalation's agency with a role the
-        agency names stops the chain; anyone else's is a receipt. A link the release before
-        sent names nobody: it stops the chain, as it did then, if it went to one of the
-        agency's own receivers."""
+        """The acknowledgement to record (services.notify.routing.Agency.stopped_by says whether
+        it stops the chain); 403 for a person who is not, or no longer, the agency's."""
         esc = entry.escalation
         agency = self.routing.agencies.get(esc.agency_id)
-        stops = False
-        agency_id = None
+        person = None
         if who.person_id is not None:
             person = self.people.get(esc.agency_id, who.person_id)
             if person is None or person.disabled:
                 raise HTTPException(403, "this person can no longer acknowledge for the agency")
-            roles = agency.acknowledge_roles if agency is not None else frozenset()
-            stops = bool(roles.intersection(person.roles))
-            agency_id = person.agency_id
-        elif who.legacy and agency is not None and who.receiver in agency.receivers:
-            stops = True
+        roles = person.roles if person is not None else None
+        stops = agency is not None and agency.stopped_by(roles, who.receiver, who.legacy)
         return Ack(
             escalation_id=esc.escalation_id,
             receiver=who.receiver,
             acked_at=datetime.now(UTC),
             person_id=who.person_id,
-            agency_id=agency_id,
+            agency_id=person.agency_id if person is not None else None,
             via=who.via,
             note=who.note,
             stops=stops,

@@ -11,7 +11,7 @@ The file that describes the tree, and its checks, are in services.notify.config.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -68,6 +68,15 @@ class Agency:
     receivers: Mapping[str, ReceiverSpec]
     root: Route
     acknowledge_roles: frozenset[str]
+
+    def stopped_by(self, person_roles: Sequence[str] | None, receiver: str, legacy: bool) -> bool:
+        """Whether an acknowledgement stops this agency's reminders and chain: a person of the
+        agency holding a role it names does; a link of the release before, which names
+        nobody, does if it went to one of the agency's own receivers; anyone else's is a
+        receipt."""
+        if person_roles is not None:
+            return bool(self.acknowledge_roles.intersection(person_roles))
+        return legacy and receiver in self.receivers
 
 
 @dataclass(frozen=True)
