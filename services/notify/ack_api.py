@@ -20,8 +20,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import Field, ValidationError
+from pydantic import AfterValidator, Field, StringConstraints, ValidationError
 
+from services.common.events import Id, require_printable
 from services.common.models import Strict
 from services.common.tokens import ApiTokens, Grant
 from services.notify.ack_pages import ack_done, ack_form, ack_refused
@@ -33,20 +34,23 @@ from services.notify.records import Ack, AckVia, NotificationRecord, OpenEntry
 from services.notify.routing import Routing
 from services.notify.store import NotificationLog
 
+Note = Annotated[str, StringConstraints(max_length=500), AfterValidator(require_printable)]
+"""A note with an acknowledgement: one line of printable text (it is shown to the agency)."""
+
 
 class AckIn(Strict):
     """An acknowledgement by link: the receiver, person and token from the link."""
 
     receiver: str = Field(max_length=200, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     token: str = Field(max_length=200)
-    person: str | None = Field(default=None, max_length=128)
-    note: str | None = Field(default=None, max_length=500)
+    person: Id | None = None
+    note: Note | None = None
 
 
 class ApiAckIn(Strict):
     """An acknowledgement through the API (bearer token): an optional note."""
 
-    note: str | None = Field(default=None, max_length=500)
+    note: Note | None = None
 
 
 @dataclass(frozen=True)
@@ -225,7 +229,7 @@ def _valid(**fields: str | None) -> AckIn:
         return AckIn.model_validate(fields)
     except ValidationError as exc:
         where = ", ".join(sorted({str(e["loc"][0]) for e in exc.errors()}))
-        raise HTTPException(422, f"{where}: too long or not text") from None
+        raise HTTPException(422, f"{where}: too long, or not one line of printable text") from None
 
 
 def acks_router(acknowledger: Acknowledger, tokens: ApiTokens) -> APIRouter:
@@ -296,4 +300,6 @@ async def _api_note(request: Request) -> str | None:
     try:
         return ApiAckIn.model_validate_json(body).note
     except ValueError:
-        raise HTTPException(422, "note: at most 500 characters of text") from None
+        raise HTTPException(
+            422, "note: at most 500 characters of one line of printable text"
+        ) from None

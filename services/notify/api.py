@@ -9,12 +9,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from services.common.bodylimit import BodyLimit
 from services.notify.ack_api import Acknowledger, acks_router
 from services.notify.escalations_api import escalations_router
 from services.notify.ledger import Ledger
 from services.notify.metrics import NotifyMetrics
 from services.notify.settings import NotifySettings
 from services.notify.tenancy import Tenancy
+
+# Acknowledgements are a few hundred bytes; the ack endpoint is public (links work without a
+# login), so no request may make notify hold more than this.
+MAX_BODY_BYTES = 16 * 1024
 
 
 def create_api(
@@ -29,6 +34,7 @@ def create_api(
     """`healthy()` False (the stall watch saw a partition stall) fails /healthz and /readyz;
     `unready()` answering (a partition held on an unreadable record) fails /readyz."""
     app = FastAPI(title="carealert notify", version="1")
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_exception_handler(RequestValidationError, invalid_request)
     acknowledger = Acknowledger(
         settings.ack_secret.get_secret_value(), ledger, metrics, tenancy.routing, tenancy.people

@@ -312,3 +312,63 @@ def test_a_person_in_a_browser_gets_pages_not_json(
     for page in (form, first, again, bad):
         assert "Jane" not in page.text and "C-" not in page.text
         assert "default-src 'none'" in page.text
+
+
+def test_a_note_is_one_line_of_printable_text(setup: tuple[Acknowledger, SlowLog, str]) -> None:
+    """Notes are shown to the agency: no control, bidi or line-break characters get in, by
+    link (form) or by API (JSON); the answer names the field, never the text."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from services.common.tokens import ApiTokens
+    from services.notify.ack_api import acks_router
+
+    acknowledger, log, esc_id = setup
+    app = FastAPI()
+    app.include_router(acks_router(acknowledger, ApiTokens.empty()))
+    client = TestClient(app)
+    ack = link(esc_id, "caseworker", "W-1")
+    url = f"/v1/escalations/{esc_id}/ack"
+    params = {"receiver": ack.receiver, "person": "W-1", "token": ack.token}
+    for note in ("ok\x00", "\u202eevil", "a\r\nInjected: x", "x" * 501):
+        answer = client.post(url, params=params, data={"note": note})
+        assert answer.status_code == 422 and "note" in answer.text
+        assert note not in answer.text
+    assert esc_id not in log.acks
+
+
+def test_notify_refuses_a_body_over_its_limit_before_any_route_reads_it() -> None:
+    """The ack endpoint is public: a huge body, declared or streamed, is a 413 at once."""
+    import asyncio as aio
+
+    from services.common.bodylimit import BodyLimit
+
+    seen: list[bytes] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append((await receive())["body"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def call(headers: list[tuple[bytes, bytes]], chunks: list[bytes]) -> int:
+        sent: list[Any] = []
+        queue = [
+            {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+            for i, c in enumerate(chunks)
+        ]
+
+        async def receive() -> Any:
+            return queue.pop(0)
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        await BodyLimit(app, 100)({"type": "http", "headers": headers}, receive, send)
+        return int(sent[0]["status"])
+
+    assert aio.run(call([(b"content-length", b"10")], [b"0123456789"])) == 200
+    assert seen == [b"0123456789"]
+    assert aio.run(call([(b"content-length", b"300000000")], [b""])) == 413
+    assert aio.run(call([], [b"x" * 60, b"x" * 60])) == 413  # streamed without a length
+    assert aio.run(call([(b"content-length", b"-1")], [b""])) == 413
+    assert len(seen) == 1
