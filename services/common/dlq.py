@@ -1,4 +1,6 @@
-"""`carealert dlq replay`: put a dead-lettered record back where it came from, once fixed.
+"""Dead letters: the headers every one carries and the bare form of one too large to hold its
+record's bytes (`dlq_headers`, `bare_dead_letter`: one definition for rules and the gate), and
+`carealert dlq replay`: put a dead-lettered record back where it came from, once fixed.
 
 A DLQ record (care.events.dlq, care.escalations.dlq) keeps the original key and bytes and the
 headers `error`, `source-topic`, `source-partition`, `source-offset`, after the original record's
@@ -13,7 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from aiokafka.errors import MessageSizeTooLargeError as AIOMessageSizeTooLarge
+from aiokafka.errors import RecordListTooLargeError as AIORecordListTooLarge
+from aiokafka.errors import RecordTooLargeError as AIORecordTooLarge
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import MessageSizeTooLargeError, RecordListTooLargeError
 from pydantic import ValidationError
 
 from services.common import topics
@@ -29,6 +36,64 @@ OURS = ("error", "source-topic", "source-partition", "source-offset")
 ORIGINAL_PREFIX = "original-"
 
 TOMBSTONE_REASON = "record has no value (a tombstone): records on this topic are never deleted"
+
+MAX_RECORD_BYTES = 1_000_000
+"""The largest record carealert writes, counted as Kafka clients count it before sending (key,
+value, headers and the framing of a batch of one): faust's producer refuses a larger one (the
+rules app sets `producer_max_request_size` to this), the broker's default `message.max.bytes`
+(1,048,588) is above it. A record Kafka consumed may be larger (up to the broker's limit): its
+dead letter then goes without its value (`bare_dead_letter`)."""
+
+MAX_BARE_KEY_BYTES = 1024
+"""A bare dead letter keeps the record's key up to this size (an event's key is at most 577
+bytes); a longer key is left out too, so that the dead letter itself always fits."""
+
+TOO_LARGE_ERRORS: tuple[type[BaseException], ...] = (
+    AIOMessageSizeTooLarge,
+    AIORecordTooLarge,
+    AIORecordListTooLarge,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+)
+"""Kafka's refusals of a record for its size (by the producer itself, or by the broker)."""
+
+Headers = list[tuple[str, bytes]]
+
+
+def record_size(
+    key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, bytes]]
+) -> int:
+    """The size a producer gives a record of its own (what `max_request_size` is checked
+    against)."""
+    return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, list(headers)))
+
+
+def size_refusal(exc: BaseException) -> BaseException | None:
+    """Kafka's refusal of a record for its size that `exc` is or wraps (faust raises
+    ProducerSendError from it), or None."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None or isinstance(seen, TOO_LARGE_ERRORS):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def too_large(exc: BaseException) -> bool:
+    """Whether Kafka refused a record for its size (`exc`, or an error it wraps)."""
+    return size_refusal(exc) is not None
+
+
+def bare_dead_letter(
+    key: bytes | None, why: str, topic: str, partition: int, offset: int
+) -> tuple[bytes | None, bytes, Headers]:
+    """(key, value, headers) of a dead letter Kafka refuses (or would refuse) with the record's
+    bytes: no value and none of the record's own headers, only ours (`error` says why and that
+    its bytes are only on its source topic, for as long as that topic keeps them), and the key
+    unless it is longer than MAX_BARE_KEY_BYTES. It always fits."""
+    reason = f"{why}; its bytes are only on its source topic"
+    kept = key if key is not None and len(key) <= MAX_BARE_KEY_BYTES else None
+    return kept, b"", dlq_headers(reason, topic, partition, offset)
 
 
 def dlq_headers(

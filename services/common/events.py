@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import (
     AfterValidator,
@@ -24,6 +24,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     ValidationInfo,
+    model_validator,
 )
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import PydanticCustomError
@@ -260,6 +261,44 @@ CrimeKind = Literal[
 ]
 
 
+# --- bounds (docs/contract.md, "Bounded events") -----------------------------------------------
+# Every list and every text of an event has a maximum, and so has the event as a whole, so that
+# what the rules worker writes because of one event (escalations that carry the description, a
+# dead letter of it) stays far below the largest record Kafka takes (about 1 MB): one agency's
+# event can never stop the worker, and with it every agency's alerts. (A child's state grows
+# with its history; the worker measures it before writing: services.rules.worker.)
+
+MAX_EVENT_BYTES = 128 * 1024
+"""Largest event: its compact JSON encoding, as ingest writes it to care.events.v1 (UTF-8,
+no insignificant whitespace, absent optional fields left out). The field limits keep every
+event below it (about 92 KB at most, with every text at its longest in 4-byte characters;
+23 KB in ASCII), so today it refuses nothing the published schema accepts: it is the bound
+that holds whatever field is added next. What rules derives from one event (an escalation
+carries the description) then stays far below the largest record Kafka takes."""
+
+MAX_ALIASES = 10
+MAX_PLACES_FREQUENTED = 20
+MAX_FACTORS = 20
+MAX_ERRORS = 50
+"""Most problems reported for one event (the first ones, then one saying how many more)."""
+UNKNOWN_FIELD_PROBLEM = "unknown field (not in the contract for this event type)"
+
+
+def event_too_large_problem() -> str:
+    """What an event over MAX_EVENT_BYTES is told (the limit, never the event's size)."""
+    return f"the event is larger than {MAX_EVENT_BYTES} bytes (as compact JSON)"
+
+
+def at_most(limit: int) -> Any:
+    """A list of at most `limit` items."""
+    return Field(max_length=limit)
+
+
+def one_each(kinds: Any) -> Any:
+    """A list of at most as many items as `kinds` (a Literal) has values."""
+    return Field(max_length=len(get_args(kinds)))
+
+
 class Strict(models.Strict):
     """Base for everything a person or an agency system writes: unknown fields are errors,
     and nothing is coerced ("yes" is not a bool, "1" is not a number)."""
@@ -278,7 +317,7 @@ class Jurisdiction(Strict):
 class ChildProfile(Strict):
     date_of_birth: BirthDate
     sex: Sex
-    risk_indicators: tuple[RiskIndicator, ...] = ()
+    risk_indicators: Annotated[tuple[RiskIndicator, ...], one_each(RiskIndicator)] = ()
     caseworker_id: Id | None = None
     supervisor_id: Id | None = None
 
@@ -296,7 +335,7 @@ class PlacementEnded(Strict):
 
 class MissingDescription(Strict):
     name: Text
-    aliases: tuple[Text, ...] = ()
+    aliases: Annotated[tuple[Text, ...], at_most(MAX_ALIASES)] = ()
     physical_description: MultiLineText | None = None
     clothing: LongText | None = None
     photo_url: (
@@ -308,14 +347,14 @@ class MissingDescription(Strict):
         | None
     ) = None
     last_seen_location: LongText | None = None
-    places_frequented: tuple[Text, ...] = ()
+    places_frequented: Annotated[tuple[Text, ...], at_most(MAX_PLACES_FREQUENTED)] = ()
 
 
 class MissingOpened(Strict):
     episode_id: Id
     last_seen_at: Timestamp
     circumstances: Circumstances
-    immediate_risks: tuple[ImmediateRisk, ...] = ()
+    immediate_risks: Annotated[tuple[ImmediateRisk, ...], one_each(ImmediateRisk)] = ()
     description: MissingDescription | None = None
 
 
@@ -355,12 +394,12 @@ class MissingLocated(Strict):
 
 class DebriefCompleted(Strict):
     episode_id: Id
-    factors: tuple[Text, ...] = ()
+    factors: Annotated[tuple[Text, ...], at_most(MAX_FACTORS)] = ()
 
 
 class CrimeDisclosed(Strict):
     episode_id: Id
-    crimes: tuple[CrimeKind, ...] = Field(min_length=1)
+    crimes: tuple[CrimeKind, ...] = Field(min_length=1, max_length=len(get_args(CrimeKind)))
 
 
 class CrimeReported(Strict):
@@ -400,6 +439,12 @@ class EventBase(Strict):
     def key(self) -> str:
         """The Kafka key: every event of one child lands on one partition, in order."""
         return f"{self.agency_id}:{self.child_id}"
+
+    @model_validator(mode="after")
+    def _within_size(self) -> Self:
+        if len(event_bytes(self)) > MAX_EVENT_BYTES:
+            raise PydanticCustomError("event_too_large", event_too_large_problem())
+        return self
 
 
 class ChildRegistered(EventBase):
@@ -546,20 +591,37 @@ def field_errors(exc: ValidationError, prefix: Sequence[str | int] = ()) -> list
     """Turn pydantic errors into FieldErrors, dropping the union tag pydantic puts in paths.
 
     pydantic reports a field of a tagged union as ``('missing.opened', 'payload', 'x')``; the
-    tag is the value of ``event_type``, not a field, so it is removed.
+    tag is the value of ``event_type``, not a field, so it is removed. An unknown field is
+    reported at the object that holds it: its name is submitted text (it may be a person's name
+    or a number), so it is never repeated. At most MAX_ERRORS problems are listed, then one
+    saying how many more there are (a list of thousands of bad items is one body, not
+    thousands of rows).
     """
     out: list[FieldError] = []
+    seen: set[FieldError] = set()
     for err in exc.errors(include_input=False, include_url=False):
-        loc = [p for p in err["loc"] if p not in EVENT_TYPES]
-        path = ".".join(str(p) for p in [*prefix, *loc]) or "(root)"
+        loc = list(err["loc"])
         problem = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            loc, problem = loc[:-1], UNKNOWN_FIELD_PROBLEM
+        loc = [p for p in loc if p not in EVENT_TYPES]
+        path = ".".join(str(p) for p in [*prefix, *loc]) or "(root)"
         if err["type"] == "union_tag_invalid":
             problem = f"must be one of: {', '.join(EVENT_TYPES)}"
             path = ".".join(str(p) for p in [*prefix, *loc, "event_type"])
         elif err["type"] == "union_tag_not_found":
             problem = "Field required"
             path = ".".join(str(p) for p in [*prefix, *loc, "event_type"])
-        out.append(FieldError(field=path, problem=problem, type=err["type"]))
+        found = FieldError(field=path, problem=problem, type=err["type"])
+        if found not in seen:  # two unknown fields of one object are one problem
+            seen.add(found)
+            out.append(found)
+    if len(out) > MAX_ERRORS:
+        more = f"and {len(out) - MAX_ERRORS} more problems"
+        out = [
+            *out[:MAX_ERRORS],
+            FieldError(".".join(map(str, prefix)) or "(root)", more, "too_many_errors"),
+        ]
     return out
 
 
@@ -630,7 +692,9 @@ EVENT_SCHEMA_DESCRIPTION = (
     "formats date and date-time are meant to be asserted. Rules the server checks that this "
     "schema cannot: occurred_at, last_seen_at and located_at not before 1900-01-01T00:00:00Z "
     "nor more than 1 hour after receipt; date_of_birth not before 1900-01-01 nor after the UTC "
-    "date 1 hour after receipt; JSON nested at most 32 levels; the same event_id with other "
+    "date 1 hour after receipt; JSON nested at most 32 levels; the whole event at most "
+    f"{MAX_EVENT_BYTES} bytes as compact JSON (every event this schema accepts is smaller: its "
+    "lists and texts are bounded); the same event_id with other "
     "content for the same child is dead-lettered. Printable means Python's str.isprintable() "
     "with Unicode 14.0: the server refuses a character assigned only in a later Unicode version."
 )

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from services.common import topics
+from services.common import dlq, topics
 from services.common.dlq import dlq_headers
 from services.common.partitioning import partition_for
 from services.gate.tenancy import Forward, Refused, judge
@@ -97,11 +97,10 @@ def refused_forward(record: Record, error: BaseException) -> Write:
 
 def bare_dead_letter(write: Write, record: Record, error: BaseException) -> Write:
     """The dead letter of a record whose dead letter Kafka refused for good (too large): our
-    headers only and no value; the record stays where it was written (its `source-*`
-    headers), for as long as that topic keeps it."""
-    reason = (
-        f"care.events.dlq refused the record ({type(error).__name__}); its bytes are only on"
-        " its source topic"
+    headers only and no value (services.common.dlq.bare_dead_letter); the record stays where it
+    was written (its `source-*` headers), for as long as that topic keeps it."""
+    why = f"care.events.dlq refused the record ({type(error).__name__})"
+    key, value, headers = dlq.bare_dead_letter(
+        record.key, why, record.topic, record.partition, record.offset
     )
-    headers = dlq_headers(reason, record.topic, record.partition, record.offset)
-    return Write(topics.EVENTS_DLQ, record.key, b"", headers, None, write.reason)
+    return Write(topics.EVENTS_DLQ, key, value, headers, None, write.reason)

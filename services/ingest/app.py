@@ -20,6 +20,7 @@ from services.common.bearer import bearer_token
 from services.common.canary import is_canary
 from services.common.events import (
     EVENT_ADAPTER,
+    MAX_EVENT_BYTES,
     Event,
     EventBase,
     EventInvalid,
@@ -35,7 +36,7 @@ from services.ingest.keys import ApiKeys
 from services.ingest.metrics import IngestMetrics
 from services.ingest.models import BatchAccepted, EventAccepted, Problem
 from services.ingest.settings import IngestSettings
-from services.ingest.sink import EventSink, SinkUnavailable
+from services.ingest.sink import EventSink, SinkRefused, SinkUnavailable
 
 
 class BatchIn(BaseModel):
@@ -172,11 +173,18 @@ POST_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: _problem("The body's Content-Encoding does not decode (corrupt or truncated)"),
     401: _problem("Missing or unknown API key", _WWW_AUTHENTICATE),
     403: _problem("agency_id is not the API key's agency; `errors` names each index"),
-    413: _problem("Body over the size limit (as received or once decoded)"),
+    413: _problem(
+        "Body over the size limit (as received or once decoded), or an event Kafka refuses as"
+        " too large; no Retry-After: sending it again as it is will not help"
+    ),
     415: _problem(
         "Content-Type is not application/json, or Content-Encoding is not gzip, deflate or identity"
     ),
-    422: _problem("Invalid event(s): each error names the field path (and batch index)"),
+    422: _problem(
+        "Invalid event(s): each error names the field path (and batch index), never a submitted"
+        f" value or an unknown field's name; an event over {MAX_EVENT_BYTES} bytes as compact"
+        " JSON is invalid (`event_too_large`)"
+    ),
     503: _problem("Kafka unavailable; nothing was accepted, retry after Retry-After", _RETRY_AFTER),
 }
 
@@ -251,6 +259,16 @@ def _unavailable(exc: SinkUnavailable, retry_after_s: int) -> ApiError:
     return ApiError(503, "unavailable", detail, headers={"Retry-After": str(retry_after_s)})
 
 
+def _refused() -> ApiError:
+    """The 413 for an event Kafka refuses as too large: no Retry-After, sending it again as it
+    is cannot succeed."""
+    return ApiError(
+        413,
+        "too_large",
+        "Kafka refused an event as too large; sending it again as it is will not help",
+    )
+
+
 @dataclass(frozen=True)
 class _Publisher:
     """Hands accepted events to the EventSink, with the trace context of the request."""
@@ -261,12 +279,15 @@ class _Publisher:
 
     async def publish(self, request: Request, events: Sequence[EventBase]) -> None:
         """Returns once the sink holds all of `events` (timed, and counted by event type except
-        canaries); raises the 503 ApiError if it does not, with none of them accepted."""
+        canaries); raises the 503 ApiError if it does not, with none of them accepted, or the
+        413 if Kafka refused one as too large."""
         started = time.perf_counter()
         try:
             await self.sink.publish(events, tracing.parse(request.headers.get(tracing.HEADER)))
         except SinkUnavailable as exc:
             raise _unavailable(exc, self.retry_after_s) from None
+        except SinkRefused:
+            raise _refused() from None
         self.metrics.publish_seconds.observe(time.perf_counter() - started)
         self._count_accepted(events)
 

@@ -15,6 +15,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from services.common import topics, tracing
+from services.common.dlq import too_large
 from services.common.events import EventBase, event_bytes
 from services.common.kafka import KafkaClient, producer_config
 
@@ -25,9 +26,16 @@ class SinkUnavailable(RuntimeError):
     """The events were not acknowledged in time; the caller should answer 503."""
 
 
+class SinkRefused(RuntimeError):
+    """Kafka refused an event for good, for its size: sending it again cannot help; the caller
+    should answer 413. (An event within services.common.events' limits is far smaller than
+    Kafka takes: only a broker or topic configured with a lower limit refuses one.)"""
+
+
 class EventSink(Protocol):
     async def publish(self, events: Sequence[EventBase], trace: str | None = None) -> None:
-        """Return only after every event is durably written. Raises SinkUnavailable.
+        """Return only after every event is durably written. Raises SinkUnavailable, or
+        SinkRefused for an event Kafka refuses as too large.
         `trace`: a valid W3C traceparent the request came with, kept as a record header."""
 
     def ready(self) -> bool:
@@ -37,16 +45,21 @@ class EventSink(Protocol):
 
 
 class MemoryEventSink:
-    """Keeps published events in a list; `available=False` makes publish fail like Kafka down."""
+    """Keeps published events in a list; `available=False` makes publish fail like Kafka down,
+    `max_record_bytes` refuses larger events like a broker with that limit."""
 
     def __init__(self) -> None:
         self.published: list[tuple[str, bytes]] = []
         self.traces: list[str | None] = []
         self.available = True
+        self.max_record_bytes: int | None = None
 
     async def publish(self, events: Sequence[EventBase], trace: str | None = None) -> None:
         if not self.available:
             raise SinkUnavailable("memory sink switched off")
+        limit = self.max_record_bytes
+        if limit is not None and any(len(event_bytes(e)) > limit for e in events):
+            raise SinkRefused("too_large")
         self.published.extend((e.key, event_bytes(e)) for e in events)
         self.traces.extend(trace for _ in events)
 
@@ -161,6 +174,8 @@ class KafkaEventSink:
         except (KafkaError, TimeoutError) as exc:
             done.cancel()
             log.warning("publish failed", extra={"reason": type(exc).__name__})
+            if too_large(exc):
+                raise SinkRefused("too_large") from exc
             if not await asyncio.to_thread(self.ready):
                 self._unreachable = True
                 self._checked_at = time.monotonic()

@@ -16,6 +16,7 @@ import faust
 from faust.types import TableT, TopicT
 
 from services.common import topics
+from services.common.dlq import MAX_RECORD_BYTES
 from services.common.progress import StallDetector
 from services.common.stallwatch import OffsetsProbe, StallWatch
 from services.rules.core import Engine
@@ -48,6 +49,8 @@ def faust_app(settings: RulesSettings, partitions: int) -> RulesApp:
         # serves /metrics, /healthz and /readyz, and nothing else, on rules_host.
         web_enabled=False,
         producer_acks=-1,
+        # The largest record it sends; the worker measures what it would write against it.
+        producer_max_request_size=MAX_RECORD_BYTES,
         consumer_auto_offset_reset="earliest",
         key_serializer="raw",
         value_serializer="raw",

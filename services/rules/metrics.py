@@ -9,6 +9,7 @@ DLQ_REASONS = (
     "key_mismatch",
     "conflicting_duplicate",
     "internal_error",
+    "too_large",
 )
 
 

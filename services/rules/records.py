@@ -8,7 +8,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.common import topics
-from services.common.dlq import TOMBSTONE_REASON, dlq_headers
+from services.common.dlq import (
+    MAX_RECORD_BYTES,
+    TOMBSTONE_REASON,
+    Headers,
+    bare_dead_letter,
+    dlq_headers,
+    record_size,
+)
 from services.common.escalations import Escalation
 from services.common.events import EventInvalid, parse_event
 from services.common.partitioning import partition_for
@@ -80,16 +87,67 @@ def first_written(message: Any) -> tuple[str, int, int, list[tuple[str, bytes]]]
     return topics.EVENTS, partition, offset, own
 
 
+TOO_LARGE = "too_large"
+"""The code of a dead letter written without its value, and of an event whose outputs would
+be too large for Kafka."""
+
+
 def dlq_record(
-    message: Any, reason: str, rekeyed_topic: str
-) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
-    """(key, value, headers) of a record's dead letter, naming where it was first written."""
+    message: Any, rejected: Rejected, rekeyed_topic: str, refused: BaseException | None = None
+) -> tuple[bytes | None, bytes, Headers, str]:
+    """(key, value, headers, code) of a record's dead letter, naming where it was first written.
+    A copy larger than MAX_RECORD_BYTES, or one Kafka `refused` already, is written bare
+    (services.common.dlq.bare_dead_letter) with code `too_large`, its `error` naming the code
+    and reason it was dead-lettered for."""
     topic, partition, offset, own = (
         first_written(message)
         if message.topic == rekeyed_topic
         else (message.topic, message.partition, message.offset, message.headers)
     )
-    return message.key, message.value or b"", dlq_headers(reason, topic, partition, offset, own)
+    key, value = message.key, message.value or b""
+    headers = dlq_headers(rejected.reason, topic, partition, offset, own)
+    size = record_size(key, value, headers)
+    if refused is None and size <= MAX_RECORD_BYTES:
+        return key, value, headers, rejected.code
+    why = (
+        f"care.events.dlq refused the record ({type(refused).__name__})"
+        if refused is not None
+        else f"the record is too large for care.events.dlq ({size} bytes with its headers)"
+    )
+    why += f"; dead-lettered as {rejected.code}: {rejected.reason}"
+    return (*bare_dead_letter(key, why, topic, partition, offset), TOO_LARGE)
+
+
+def too_large_to_forward(message: Any, headers: Headers) -> Rejected | None:
+    """Why a record cannot be forwarded as it is, with `headers`, or None: it is larger than
+    carealert writes (a producer of its own may write records up to the broker's limit)."""
+    size = record_size(message.key, message.value, headers)
+    if size <= MAX_RECORD_BYTES:
+        return None
+    reason = (
+        f"the record is too large to forward to the partition of its key ({size} of"
+        f" {MAX_RECORD_BYTES} bytes)"
+    )
+    return Rejected(TOO_LARGE, reason)
+
+
+def too_large_to_write(
+    key: bytes, state: bytes | None, escalations: list[tuple[bytes, bytes, Headers]]
+) -> Rejected | None:
+    """Why what an event makes rules write cannot be written, or None: the child's new state
+    (`state`) or one of its escalations (key, value, headers) is larger than MAX_RECORD_BYTES.
+    Checked before anything is written, so that such an event is dead-lettered (not applied)
+    instead of stopping the worker."""
+    if state is not None and (size := record_size(key, state, [])) > MAX_RECORD_BYTES:
+        return Rejected(
+            TOO_LARGE, f"the child's state would be too large ({size} of {MAX_RECORD_BYTES} bytes)"
+        )
+    for k, v, h in escalations:
+        if (size := record_size(k, v, h)) > MAX_RECORD_BYTES:
+            return Rejected(
+                TOO_LARGE, f"an escalation would be too large ({size} of {MAX_RECORD_BYTES} bytes)"
+            )
+    return None
 
 
 def stamp_accepted(out: list[Escalation], message: Any) -> list[Escalation]:

@@ -9,6 +9,14 @@ and faust flushes the table changelog before it commits offsets. A crash at any 
 either replays the event (the same deterministic escalation ids are sent again; notify
 de-duplicates) or finds it in the state's seen ids (its escalations were already durable).
 
+Nothing one record holds can stop the worker (docs/contract.md, "Bounded events"): an event
+is bounded (services.common.events), what it would make rules write is measured before anything
+is written (an event whose new state or escalation would be larger than Kafka takes is
+dead-lettered with code `too_large`, not applied), a dead letter too large to hold its record's
+bytes is written without them (services.common.dlq.bare_dead_letter), and should Kafka still
+refuse a record for its size (a broker or topic with a lower limit), the forwarded record or the
+event of the escalation is dead-lettered `too_large` and a refused dead letter is written bare.
+
 A batch is acknowledged to faust only once it is wholly written. faust's `take_events`
 acknowledges a batch in a `finally` when the code consuming it raises or is cancelled, and the
 next commit then moves past events that were never evaluated. So a batch that fails is never
@@ -33,6 +41,7 @@ from faust.types import TableT
 
 from services.common import topics, tracing
 from services.common.canary import is_canary
+from services.common.dlq import size_refusal
 from services.common.escalations import Escalation
 from services.common.events import EventBase
 from services.common.kafka import retry_delay_s, transient
@@ -41,12 +50,15 @@ from services.rules.core import ConflictingDuplicate, Engine, Input, Tick
 from services.rules.deadlines import DeadlineIndex
 from services.rules.metrics import RulesMetrics
 from services.rules.records import (
+    TOO_LARGE,
     Rejected,
     decode,
     dlq_record,
     misplaced,
     rekeyed_headers,
     stamp_accepted,
+    too_large_to_forward,
+    too_large_to_write,
 )
 from services.rules.state import ChildState
 from services.rules.transport import RulesApp
@@ -63,7 +75,11 @@ class Writes:
     escalations: list[Escalation] = field(default_factory=list)
     canaries: list[Escalation] = field(default_factory=list)
     traced: dict[str, str] = field(default_factory=dict)  # escalation id → its event's traceparent
+    # By id() of an escalation: its event's record, and its value as written.
+    cause: dict[int, Any] = field(default_factory=dict)
+    values: dict[int, bytes] = field(default_factory=dict)
     states: dict[bytes, ChildState | None] = field(default_factory=dict)
+    encoded: dict[bytes, bytes] = field(default_factory=dict)  # the states as they are written
     last_event: dict[bytes, Any] = field(default_factory=dict)  # the state is written under it
     last_offset: dict[Any, int] = field(default_factory=dict)
 
@@ -144,7 +160,11 @@ class RulesWorker:
         key: bytes | None = message.key
         belongs = misplaced(message, self.partitions)
         if belongs is not None:
-            writes.forward.append((message, belongs))
+            refused = too_large_to_forward(message, self.forward_headers(message))
+            if refused is not None:
+                writes.dead.append((message, refused))
+            else:
+                writes.forward.append((message, belongs))
             return
         item = self.read(message)
         if isinstance(item, Rejected):
@@ -202,13 +222,35 @@ class RulesWorker:
             return
         if new is not None:
             new.partition = message.partition
-        writes.states[key] = new
-        writes.last_event[key] = ev
+        parent = None
         if not isinstance(item, Tick):
             out = stamp_accepted(out, message)
             parent = tracing.from_headers(message.headers)
-            if parent is not None:
-                writes.traced.update((e.escalation_id, parent) for e in out)
+        encoded = new.to_bytes() if new is not None else None
+        records = [(e.key.encode(), e.to_bytes(), self.trace_headers(e, parent)) for e in out]
+        refused = too_large_to_write(key, encoded, records)
+        if refused is not None:
+            log.error(
+                "what an input would make rules write is too large; not applied",
+                extra={
+                    "reason": TOO_LARGE,
+                    "topic": message.topic,
+                    "partition": message.partition,
+                    "offset": message.offset,
+                },
+            )
+            if not isinstance(item, Tick):
+                writes.dead.append((message, refused))
+            return
+        writes.states[key] = new
+        if encoded is not None:
+            writes.encoded[key] = encoded
+        writes.last_event[key] = ev
+        if parent is not None:
+            writes.traced.update((e.escalation_id, parent) for e in out)
+        if not isinstance(item, Tick):
+            writes.cause.update((id(e), message) for e in out)
+        writes.values.update((id(e), value) for e, (_, value, _) in zip(out, records, strict=True))
         writes.escalations += out
 
     def state_of(self, key: bytes, writes: Writes) -> ChildState | None:
@@ -218,46 +260,104 @@ class RulesWorker:
         return ChildState.from_bytes(raw) if raw is not None else None
 
     async def send(self, writes: Writes) -> None:
-        """Forwarded records, dead letters, then escalations; returns once Kafka acked all."""
-        futures = []
+        """Forwarded records, dead letters, then escalations; returns once Kafka acked all.
+
+        A record Kafka refuses for its size does not stop the worker: a forwarded record, or
+        the event of an escalation, refused so is dead-lettered (`too_large`); a dead letter
+        refused so is written bare. Any other refusal is raised (process_wholly retries a
+        transient one)."""
+        sent: list[tuple[Any, Any, asyncio.Future[Any]]] = []
         for message, belongs in writes.forward:  # in source order: each partition's order is kept
-            futures.append(await self.forward(message, belongs))
+            sent.append((message, None, await _attempt(self.forward(message, belongs))))
         for message, rejected in writes.dead:
-            futures.append(await self.dead_letter(message, rejected))
+            sent.append((message, *await self.dead_letter(message, rejected)))
         for e in writes.escalations + writes.canaries:
-            futures.append(await self.emit(e, writes.traced.get(e.escalation_id)))
-        for fut in futures:
-            await fut
-        for e in writes.escalations:
-            self.metrics.escalations.labels(e.rule_id, e.severity, e.status).inc()
+            emitted = self.emit(e, writes.traced.get(e.escalation_id), writes.values.get(id(e)))
+            sent.append((writes.cause.get(id(e)), e, await _attempt(emitted)))
+        refused: list[tuple[Any, Any, BaseException]] = []
+        for message, what, ack in sent:
+            error = await _outcome(ack)
+            if error is None:
+                self.count(message, what)
+            elif (size := size_refusal(error)) is not None:
+                refused.append((message, what, size))
+            else:
+                raise error
+        if refused:
+            await self.send_instead(refused)
+
+    async def send_instead(self, refused: list[tuple[Any, Any, BaseException]]) -> None:
+        """What stands for records Kafka refused for their size: dead letters, acked."""
+        instead: list[tuple[Any, Rejected, asyncio.Future[Any]]] = []
+        dead_events: set[int] = set()
+        for message, what, error in refused:
+            log.error(
+                "Kafka refused a record as too large",
+                extra={"reason": type(error).__name__, "kind": type(what).__name__},
+            )
+            if isinstance(what, Rejected):  # a dead letter: again, bare
+                instead.append((message, *await self.dead_letter(message, what, error)))
+                continue
+            if message is None or id(message) in dead_events:
+                continue  # a canary's or a tick's escalation: the log says so
+            dead_events.add(id(message))
+            to = self.rekeyed_topic if what is None else topics.ESCALATIONS
+            reason = f"{to} refused a record of this event as too large ({type(error).__name__})"
+            instead.append((message, *await self.dead_letter(message, Rejected(TOO_LARGE, reason))))
+        for message, rejected, ack in instead:
+            await ack  # refused again: raised (a bare dead letter is a few hundred bytes)
+            self.count(message, rejected)
+
+    def count(self, message: Any, what: Any) -> None:
+        """A write Kafka acknowledged: a forwarded record (`what` None), a dead letter (the
+        Rejected) or an escalation."""
+        if what is None:
+            self.metrics.rekeyed.inc()
+        elif isinstance(what, Rejected):
+            self.metrics.dlq.labels(what.code).inc()
+            log.warning(
+                "event sent to dead-letter topic",
+                extra={
+                    "reason": what.code,
+                    "topic": message.topic,
+                    "partition": message.partition,
+                    "offset": message.offset,
+                },
+            )
+        elif isinstance(what, Escalation) and not is_canary(what.agency_id):
+            self.metrics.escalations.labels(what.rule_id, what.severity, what.status).inc()
+
+    def forward_headers(self, message: Any) -> list[tuple[str, bytes]]:
+        return [*(message.headers or []), *rekeyed_headers(message)]
 
     async def forward(self, message: Any, belongs: int) -> Any:
-        headers = [*(message.headers or []), *rekeyed_headers(message)]
-        sent = await self.app.producer.send(
-            self.rekeyed_topic, message.key, message.value, belongs, None, headers
-        )
-        self.metrics.rekeyed.inc()
-        return sent
-
-    async def dead_letter(self, message: Any, rejected: Rejected) -> Any:
-        k, v, headers = dlq_record(message, rejected.reason, self.rekeyed_topic)
-        sent = await self.app.producer.send(topics.EVENTS_DLQ, k, v, None, None, headers)
-        self.metrics.dlq.labels(rejected.code).inc()
-        log.warning(
-            "event sent to dead-letter topic",
-            extra={
-                "reason": rejected.code,
-                "topic": message.topic,
-                "partition": message.partition,
-                "offset": message.offset,
-            },
-        )
-        return sent
-
-    async def emit(self, e: Escalation, parent: str | None) -> Any:
-        trace = tracing.child_headers(parent, e.escalation_id)
         return await self.app.producer.send(
-            topics.ESCALATIONS, e.key.encode(), e.to_bytes(), None, None, trace or None
+            self.rekeyed_topic,
+            message.key,
+            message.value,
+            belongs,
+            None,
+            self.forward_headers(message),
+        )
+
+    async def dead_letter(
+        self, message: Any, rejected: Rejected, refused: BaseException | None = None
+    ) -> tuple[Rejected, asyncio.Future[Any]]:
+        """The dead letter handed to the producer (bare if it is too large, or was `refused`
+        before): what it is counted as (code `too_large` when bare) and its ack."""
+        k, v, headers, code = dlq_record(message, rejected, self.rekeyed_topic, refused)
+        ack = await _attempt(self.app.producer.send(topics.EVENTS_DLQ, k, v, None, None, headers))
+        return Rejected(code, rejected.reason), ack
+
+    def trace_headers(self, e: Escalation, parent: str | None) -> list[tuple[str, bytes]]:
+        return tracing.child_headers(parent, e.escalation_id) or []
+
+    async def emit(self, e: Escalation, parent: str | None, value: bytes | None = None) -> Any:
+        """The escalation handed to the producer (`value`: its bytes, when already encoded)."""
+        trace = self.trace_headers(e, parent)
+        value = e.to_bytes() if value is None else value
+        return await self.app.producer.send(
+            topics.ESCALATIONS, e.key.encode(), value, None, None, trace or None
         )
 
     async def store(self, writes: Writes) -> None:
@@ -268,7 +368,7 @@ class RulesWorker:
             # The table (and its RocksDB store) take the partition from the current event.
             token = _current_event.set(weakref.ref(writes.last_event[key]))
             try:
-                self.table[key] = state.to_bytes()
+                self.table[key] = writes.encoded[key]
             finally:
                 _current_event.reset(token)
             self.index.update(key, state)
@@ -282,3 +382,24 @@ class RulesWorker:
             except Exception:  # highwater unknown before the first fetch response
                 continue
             self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, behind))
+
+
+async def _attempt(send: Any) -> asyncio.Future[Any]:
+    """The acknowledgement of a write handed to the producer; a refusal the producer raises at
+    once (e.g. a record larger than it sends) comes back as a failed acknowledgement."""
+    try:
+        ack: asyncio.Future[Any] = await send
+        return ack
+    except Exception as exc:
+        failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        failed.set_exception(exc)
+        return failed
+
+
+async def _outcome(ack: asyncio.Future[Any]) -> BaseException | None:
+    """None once the write is acknowledged, else why it was refused."""
+    try:
+        await ack
+    except Exception as exc:
+        return exc
+    return None

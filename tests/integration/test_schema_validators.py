@@ -68,6 +68,59 @@ def at(field: str, value: Any, event_type: str = "missing.opened") -> dict[str, 
     return event(event_type, **{field: value})
 
 
+def largest_event(char: str) -> dict[str, Any]:
+    """A missing.opened with every list and text at its longest, written in `char`."""
+    texts = {
+        "event_id": 128,
+        "child_id": 128,
+        "jurisdiction.county": 256,
+        "payload.episode_id": 128,
+        "payload.description.name": 256,
+        "payload.description.physical_description": 4096,
+        "payload.description.clothing": 4096,
+        "payload.description.last_seen_location": 4096,
+    }
+    return event(
+        "missing.opened",
+        **{path: char * n for path, n in texts.items()},
+        **{
+            "agency_id": "a" * 64,
+            "payload.immediate_risks": IMMEDIATE,
+            ALIASES: [char * 256] * 10,
+            PLACES: [char * 256] * 20,
+            PHOTO: "https://" + char * 2040,
+        },
+    )
+
+
+INDICATORS = [
+    "prior_trafficking_allegation",
+    "sexual_abuse_history",
+    "substance_use",
+    "developmental_disability",
+    "pregnant",
+    "needs_medication",
+]
+IMMEDIATE = [
+    "with_dangerous_person",
+    "dangerous_situation",
+    "suspected_trafficking",
+    "out_of_character",
+    "medical_need",
+    "incapacity",
+]
+CRIMES = [
+    "sex_trafficking",
+    "labor_trafficking",
+    "sexual_assault",
+    "physical_assault",
+    "kidnapping",
+    "robbery",
+    "other",
+]
+RISKS_OF = "payload.risk_indicators"
+ALIASES = "payload.description.aliases"
+PLACES = "payload.description.places_frequented"
 DOB = "payload.date_of_birth"
 NAME = "payload.description.name"
 PHOTO = "payload.description.photo_url"
@@ -130,6 +183,24 @@ CORPUS = [
     Case("javascript: URL", False, at(PHOTO, "javascript:alert(1)")),
     Case("space in a URL", False, at(PHOTO, "https://example.org/a b.jpg")),
     Case("zero-width space in a URL", False, at(PHOTO, "https://example.org/\u200b.jpg")),
+    # bounded events (docs/contract.md, "Bounded events"): every list has a maximum
+    Case("6 risk indicators", True, at(RISKS_OF, INDICATORS, "child.registered")),
+    Case("7 risk indicators", False, at(RISKS_OF, [*INDICATORS, "pregnant"], "child.registered")),
+    Case("6 immediate risks", True, at("payload.immediate_risks", IMMEDIATE)),
+    Case("7 immediate risks", False, at("payload.immediate_risks", [*IMMEDIATE, "incapacity"])),
+    Case("7 crimes", True, at("payload.crimes", CRIMES, "return.crime_disclosed")),
+    Case("8 crimes", False, at("payload.crimes", [*CRIMES, "other"], "return.crime_disclosed")),
+    Case("20 factors", True, at("payload.factors", ["f"] * 20, "return.debrief_completed")),
+    Case("21 factors", False, at("payload.factors", ["f"] * 21, "return.debrief_completed")),
+    Case("10 aliases", True, at(ALIASES, ["JJ"] * 10)),
+    Case("11 aliases", False, at(ALIASES, ["JJ"] * 11)),
+    Case("3,960 aliases of 250 characters", False, at(ALIASES, ["A" * 250] * 3960)),
+    Case("20 places frequented", True, at(PLACES, ["mall"] * 20)),
+    Case("21 places frequented", False, at(PLACES, ["mall"] * 21)),
+    Case("58,000 risk indicators", False, at(RISKS_OF, ["pregnant"] * 58000, "child.registered")),
+    # ... and the largest event they allow is within the whole-event limit (server only)
+    Case("every text longest, in 4-byte characters", True, largest_event("\U0001f600")),
+    Case("unknown field named like a person", False, at("payload.Jane Doe, SSN 123-45-6789", 1)),
     # shape: closed objects, known types, exact kinds
     Case("unknown top-level field", False, at("surprise", 1)),
     Case("unknown payload field", False, at("payload.surprise", 1)),

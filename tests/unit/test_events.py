@@ -113,7 +113,7 @@ def test_valid_event_parses_and_round_trips(event_type: str) -> None:
 def test_unknown_payload_field_is_rejected(event_type: str) -> None:
     obj = envelope(event_type)
     obj["payload"]["surprise"] = 1
-    assert errors_of(obj) == [("payload.surprise", "extra_forbidden")]
+    assert errors_of(obj) == [("payload", "extra_forbidden")]
 
 
 @pytest.mark.parametrize(
@@ -167,7 +167,7 @@ def test_missing_required_payload_field_is_named(event_type: str, field: str) ->
         ),
         (lambda o: o.update(event_type="missing.closed"), [("event_type", "union_tag_invalid")]),
         (lambda o: o.pop("event_type"), [("event_type", "union_tag_not_found")]),
-        (lambda o: o.update(extra=True), [("extra", "extra_forbidden")]),
+        (lambda o: o.update(extra=True), [("(root)", "extra_forbidden")]),
         (
             lambda o: o["payload"].update(circumstances="lost"),
             [("payload.circumstances", "literal_error")],

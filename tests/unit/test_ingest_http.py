@@ -675,3 +675,105 @@ def test_fastapis_own_validation_errors_answer_a_problem_without_the_input(
         ],
     }
     assert "secret-value" not in r.text
+
+
+# --- bounded events (docs/contract.md, "Bounded events") ---------------------------------------
+
+SECRET_KEY = "Jane Marie Doe, SSN 123-45-6789"
+
+
+@pytest.mark.parametrize("where", ["payload", "jurisdiction"])
+def test_an_unknown_field_is_422_without_its_name_on_both_endpoints(
+    client: TestClient, sink: MemoryEventSink, where: str
+) -> None:
+    event = missing_opened()
+    event[where][SECRET_KEY] = "x"
+    expected = {
+        "field": where,
+        "problem": "unknown field (not in the contract for this event type)",
+        "type": "extra_forbidden",
+    }
+    one = post(client, "/v1/events", event)
+    assert one.status_code == 422
+    assert one.json()["errors"] == [expected]
+    batch = post(client, "/v1/events:batch", {"events": [missing_opened(), event]})
+    assert batch.status_code == 422
+    assert batch.json()["errors"] == [{"index": 1, **expected}]
+    for r in (one, batch):
+        assert "Jane" not in r.text and "6789" not in r.text
+    assert sink.published == []
+
+
+def test_an_unbounded_list_is_422_naming_the_field(client: TestClient) -> None:
+    event = missing_opened(immediate_risks=["incapacity"] * 7)
+    r = post(client, "/v1/events", event)
+    assert r.status_code == 422
+    [error] = r.json()["errors"]
+    assert (error["field"], error["type"]) == ("payload.immediate_risks", "too_long")
+
+
+def test_an_event_over_the_whole_event_limit_is_422_naming_the_limit(
+    client: TestClient, sink: MemoryEventSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.common import events
+
+    monkeypatch.setattr(events, "MAX_EVENT_BYTES", 300)
+    for path, body in [
+        ("/v1/events", missing_opened()),
+        ("/v1/events:batch", {"events": [missing_opened()]}),
+    ]:
+        r = post(client, path, body)
+        assert r.status_code == 422, path
+        [error] = r.json()["errors"]
+        assert error["field"] == "(root)" and error["type"] == "event_too_large"
+        assert error["problem"] == "the event is larger than 300 bytes (as compact JSON)"
+    assert sink.published == []
+
+
+def test_an_event_kafka_refuses_as_too_large_is_413_without_retry_after(
+    client: TestClient, sink: MemoryEventSink, metrics: IngestMetrics
+) -> None:
+    sink.max_record_bytes = 100
+    r = post(client, "/v1/events", missing_opened())
+    assert r.status_code == 413
+    assert "retry-after" not in r.headers
+    assert "too large" in r.json()["detail"]
+    assert (
+        metrics.registry.get_sample_value(
+            "carealert_ingest_events_rejected_total", {"reason": "too_large"}
+        )
+        == 1.0
+    )
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("when", ["at once", "on the ack"])
+async def test_the_kafka_sink_turns_a_too_large_refusal_into_sink_refused(
+    monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """kafka-python refuses a record over max_request_size in send(), the broker one over its
+    limit in the ack: both are SinkRefused (413), not SinkUnavailable (503)."""
+    from kafka.errors import MessageSizeTooLargeError
+
+    from services.common.events import parse_event_obj
+    from services.common.kafka import KafkaClient
+    from services.ingest.sink import KafkaEventSink, SinkRefused
+
+    class Ack:
+        def add_callback(self, _fn: Any) -> None:
+            pass
+
+        def add_errback(self, fn: Any) -> None:
+            fn(MessageSizeTooLargeError())
+
+    class Producer:
+        def send(self, *_a: Any, **_kw: Any) -> Ack:
+            if when == "at once":
+                raise MessageSizeTooLargeError("too large")
+            return Ack()
+
+    monkeypatch.setattr(KafkaEventSink, "_new_producer", lambda self: Producer())
+    monkeypatch.setattr(KafkaEventSink, "ready", lambda self: True)
+    sink = KafkaEventSink(KafkaClient.plaintext(["127.0.0.1:1"]), timeout_s=1)
+    with pytest.raises(SinkRefused):
+        await sink.publish([parse_event_obj(missing_opened())])
