@@ -195,7 +195,7 @@ class Record:
         publish on purpose to shared topics) reads as {}."""
         try:
             value = json.loads(self.value)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested absurdly deep
             return {}
         return value if isinstance(value, dict) else {}
 

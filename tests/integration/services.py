@@ -75,7 +75,7 @@ def events_with_ids(bootstrap: str, ids: set[str]) -> list[Any]:
     for r in read_topic(bootstrap, topics.EVENTS):
         try:
             event_id = r.json().get("event_id")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             continue
         if event_id in ids:
             out.append(r)
