@@ -25,7 +25,6 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from services.common import yamlio
 from services.common.config import ConfigInvalid, ConfigProblem
 from services.common.durations import parse_duration
-from services.common.escalations import RECIPIENT_CLASSES, SEVERITIES
 from services.common.events import AgencyId
 from services.common.models import Strict
 from services.common.people import read_entries
@@ -33,7 +32,7 @@ from services.notify.agencies import DEFAULT_ACK_ROLES, AckRole, AgencyView
 from services.notify.channels.email import EmailTarget
 from services.notify.channels.sms import SmsTarget
 from services.notify.channels.webhook import WebhookTarget
-from services.notify.routing import KNOWN_VALUES, LABELS, Agency, Route, Routing, walk
+from services.notify.routing import KNOWN_VALUES, LABELS, Agency, Route, Routing
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -340,7 +339,6 @@ def _agency(
         spec.routes, "", root, parsed_routing.defaults, receiver_problem, file, problems
     )
     own_root = dataclasses.replace(root, children=children + root.children)
-    problems.extend(_hidden_shared(root, own_root, set(shared), spec.agency_id, file))
     problems.extend(_secrets_shared(spec.receivers, shared, file))
     view = AgencyView(spec.agency_id, spec.name, spec.time_zone, spec.contact_24_7)
     return Agency(
@@ -349,45 +347,6 @@ def _agency(
         root=own_root,
         acknowledge_roles=frozenset(spec.acknowledge_roles),
     )
-
-
-def _hidden_shared(
-    root: Route, own_root: Route, shared: set[str], agency_id: str, file: str
-) -> list[RoutingProblem]:
-    """An agency's routes may add receivers, never take away a shared one (law enforcement,
-    NCMEC) that routing.yaml's tree reaches for some escalation: each recipient class, severity
-    and state the tree names is walked with and without the agency's routes. One problem per
-    shared receiver lost, with the first escalation that shows it."""
-    states = {""} | {n.match["state"] for n in _nodes(root) if "state" in n.match}
-    first_lost: dict[str, str] = {}
-    for rc in sorted(RECIPIENT_CLASSES):
-        for severity in SEVERITIES:
-            for state in sorted(states):
-                labels = dict.fromkeys(LABELS, "") | {
-                    "recipient_class": rc,
-                    "severity": severity,
-                    "state": state,
-                    "agency": agency_id,
-                    "status": "firing",
-                }
-                lost = (_reached(root, labels) - _reached(own_root, labels)) & shared
-                for name in sorted(lost):
-                    first_lost.setdefault(
-                        name, f"{severity} escalations for {rc}" + (f" in {state}" if state else "")
-                    )
-    return [
-        RoutingProblem(
-            file,
-            "routes",
-            f"{example} would no longer reach the shared receiver {name!r}: an agency's routes"
-            " may add receivers (`continue: true`), never take a shared one away",
-        )
-        for name, example in first_lost.items()
-    ]
-
-
-def _reached(root: Route, labels: dict[str, str]) -> set[str]:
-    return {node.receiver for node in walk(root, labels)}
 
 
 def _nodes(route: Route) -> list[Route]:

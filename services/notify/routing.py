@@ -109,8 +109,21 @@ class Routing:
         ]
 
     def match(self, labels: Mapping[str, str]) -> list[Route]:
+        """The nodes an alert reaches: the agency's tree (its routes, then routing.yaml's),
+        plus every shared receiver routing.yaml's tree alone reaches. An agency's routes may
+        add receivers; they can never take law enforcement or NCMEC away, whatever they match
+        on."""
         agency = self.agencies.get(labels.get("agency", ""))
-        return list(walk(agency.root if agency is not None else self.root, labels))
+        if agency is None:
+            return list(walk(self.root, labels))
+        own = list(walk(agency.root, labels))
+        reached = {node.receiver for node in own}
+        kept = [
+            node
+            for node in walk(self.root, labels)
+            if node.receiver in self.shared and node.receiver not in reached
+        ]
+        return own + kept
 
     def route(self, escalation: Escalation, classes: tuple[str, ...] | None = None) -> list[Target]:
         """Receivers for each recipient class of the escalation (each receiver once: the first
