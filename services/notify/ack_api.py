@@ -25,7 +25,7 @@ from pydantic import AfterValidator, Field, StringConstraints, ValidationError
 from services.common.events import Id, require_printable
 from services.common.models import Strict
 from services.common.tokens import ApiTokens, Grant
-from services.notify.ack_pages import ack_done, ack_form, ack_refused
+from services.notify.ack_pages import ack_done, ack_form, ack_refused, html_page
 from services.notify.acks import AckSubject, check_ack_token
 from services.notify.addresses import Directory
 from services.notify.auth import NOT_OPEN, bearer_grant
@@ -157,15 +157,13 @@ class Acknowledger:
                 status_code=202,
             )
 
-    def would_stop(self, escalation_id: str, who: Acknowledging) -> bool:
-        """Whether `who` acknowledging would stop the chain (False when it could not)."""
+    def preview(self, escalation_id: str, who: Acknowledging) -> bool:
+        """Whether `who` acknowledging would stop the chain; the HTTPException acknowledging
+        would meet (404 not open, 403 a person no longer the agency's), before any button."""
         entry = self.ledger.open.get(escalation_id)
         if entry is None:
-            return False
-        try:
-            return self._ack(entry, who).stops
-        except HTTPException:
-            return False
+            raise HTTPException(404, NOT_OPEN)
+        return self._ack(entry, who).stops
 
     def _ack(self, entry: OpenEntry, who: Acknowledging) -> Ack:
         """The acknowledgement to record (services.notify.routing.Agency.stopped_by says whether
@@ -262,11 +260,11 @@ def acks_router(acknowledger: Acknowledger, tokens: ApiTokens) -> APIRouter:
         except HTTPException as exc:
             if not browser:
                 raise
-            return HTMLResponse(ack_refused(exc.status_code, str(exc.detail)), exc.status_code)
+            return html_page(ack_refused(exc.status_code, str(exc.detail)), exc.status_code)
         if not browser:
             return answer
         body = json.loads(bytes(answer.body))
-        return HTMLResponse(ack_done(body, answer.status_code == 202), answer.status_code)
+        return html_page(ack_done(body, answer.status_code == 202), answer.status_code)
 
     @router.get("/v1/escalations/{escalation_id}/ack", response_class=HTMLResponse)
     async def ack_page(
@@ -279,11 +277,10 @@ def acks_router(acknowledger: Acknowledger, tokens: ApiTokens) -> APIRouter:
         a page saying why not when the link is bad or has expired."""
         try:
             ack = _valid(receiver=receiver, token=token, person=person)
-            who = acknowledger.by_link(escalation_id, ack)
+            stops = acknowledger.preview(escalation_id, acknowledger.by_link(escalation_id, ack))
         except HTTPException as exc:
-            return HTMLResponse(ack_refused(exc.status_code, str(exc.detail)), exc.status_code)
-        stops = acknowledger.would_stop(escalation_id, who)
-        return HTMLResponse(ack_form(escalation_id, receiver, person, token, stops))
+            return html_page(ack_refused(exc.status_code, str(exc.detail)), exc.status_code)
+        return html_page(ack_form(escalation_id, receiver, person, token, stops))
 
     return router
 

@@ -1,16 +1,34 @@
 """The pages a person sees after clicking an ack link in a browser: the confirmation form, what
-happened, or why it did not. Pure HTML, every value escaped, nothing about the child (the link
-alone is the key, and a link can be forwarded)."""
+happened, or why it did not. HTML with every value escaped, nothing about the child (the link
+alone is the key, and a link can be forwarded), sent with headers that forbid scripts, framing,
+caching and referrers."""
 
 from __future__ import annotations
 
 from html import escape
 from typing import Any
 
+from fastapi.responses import HTMLResponse
+
 STYLE = (
     "body{font-family:Arial,Helvetica,sans-serif;margin:2em;max-width:40em;line-height:1.4}"
     "button{font-size:1.1em;padding:.4em 1.2em}textarea{width:100%}"
 )
+
+
+# Sent as headers (a <meta> tag can not forbid framing): no scripts, no framing, the form may
+# post only here; never cached (the token is in the page) nor sent on as a referrer.
+HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def html_page(html: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(html, status, headers=HEADERS)
 
 
 def page(title: str, body: str) -> str:

@@ -311,7 +311,19 @@ def test_a_person_in_a_browser_gets_pages_not_json(
     assert bad.status_code == 403 and "Not acknowledged" in bad.text
     for page in (form, first, again, bad):
         assert "Jane" not in page.text and "C-" not in page.text
-        assert "default-src 'none'" in page.text
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        assert page.headers["cache-control"] == "no-store"
+        assert page.headers["referrer-policy"] == "no-referrer"
+    # A link whose escalation is no longer open, or whose person was disabled, says so before
+    # any button.
+    disabled = link(esc_id, "caseworker", "G-1")
+    gone = client.get(
+        url, params={"receiver": "caseworker", "person": "G-1", "token": disabled.token}
+    )
+    assert gone.status_code == 403 and "<form" not in gone.text
+    del log.open[esc_id]
+    closed = client.get(url, params=params)
+    assert closed.status_code == 404 and "resolved already" in closed.text
 
 
 def test_a_note_is_one_line_of_printable_text(setup: tuple[Acknowledger, SlowLog, str]) -> None:
