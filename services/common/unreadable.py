@@ -49,13 +49,18 @@ def reason_of(exc: BaseException) -> str:
     return "codec" if deploy_can_fix(exc) else "corrupt"
 
 
+_REASON = "record could not be decoded ({}); its bytes are not recoverable"
+
+
 def unreadable_reason(exc: BaseException) -> str:
     """The dead-letter reason for a record that could not be decoded (no record content)."""
-    return f"record could not be decoded ({type(exc).__name__}); its bytes are not recoverable"
+    return _REASON.format(type(exc).__name__)
 
 
+# Only what unreadable_reason writes: an error type's name in the one template.
+_BEFORE, _AFTER = _REASON.split("{}")
 _STAND_IN_REASON = re.compile(
-    r"record could not be decoded \([A-Za-z_][A-Za-z0-9_]{0,80}\); its bytes are not recoverable"
+    re.escape(_BEFORE) + r"[A-Za-z_][A-Za-z0-9_]{0,80}" + re.escape(_AFTER)
 )
 
 
