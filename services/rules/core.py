@@ -10,6 +10,7 @@ Guarantees (docs/clocks.md has the clock semantics):
 - Escalation ids depend only on (agency, child, rule, scope, triggering event id): a replay of
   the same events reproduces the same ids.
 - At most one open escalation per (rule, scope); `.overdue` is emitted once per escalation.
+- The state it returns is within its bounds (services.rules.state.bound), whatever it is given.
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ from services.rules.matcher import Matcher
 from services.rules.policy import Policy, Rule, severity_above
 from services.rules.state import (
     CONGREGATE,
-    MAX_OPEN,
     TIERS,
     ChildState,
     OpenEscalation,
     Pending,
+    bound,
     episode_id_of,
     fold,
     ncic_fields,
@@ -101,22 +102,6 @@ def discharged_early(rule: Rule, early: dict[str, datetime], start: datetime) ->
     return False
 
 
-def _bound_open(st: ChildState) -> None:
-    """Keep at most MAX_OPEN open escalations per child. Past that, forget the oldest that have
-    already been escalated as overdue (or have no deadline): their firing and overdue records
-    are on the escalations topic and in notify's open list; the state only stops waiting for
-    the event that would resolve them."""
-    excess = len(st.open) - MAX_OPEN
-    if excess <= 0:
-        return
-    done = sorted(
-        (e for e in st.open.values() if e.overdue_id is not None or e.due_at is None),
-        key=lambda e: e.created_at,
-    )
-    for esc in done[:excess]:
-        del st.open[esc.escalation_id]
-
-
 class Engine:
     def __init__(self, policy: Policy, matcher: Matcher | None = None) -> None:
         self.policy = policy
@@ -139,6 +124,7 @@ class Engine:
             new = state.copy_state()
             out = self._tick(new, now)
             dedup.prune(new.digests, now, new.open_episodes())
+            bound(new)
             return (new, out) if out or new != state else (state, [])
         digest = content_digest(item)
         if state is not None:
@@ -154,7 +140,7 @@ class Engine:
         key = dedup.bucket_key(episode_id_of(item), item.occurred_at)
         dedup.remember(new.digests, key, item.event_id, digest, item.occurred_at)
         dedup.prune(new.digests, now, new.open_episodes())
-        _bound_open(new)
+        bound(new)  # after the escalations are made: they carry their episode's Subject
         return new, out
 
     # --- events ---------------------------------------------------------------------------

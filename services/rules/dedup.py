@@ -24,6 +24,12 @@ from pydantic import BaseModel, ConfigDict
 from services.common.events import EventBase, event_bytes
 
 RETENTION = timedelta(days=400)
+MAX_DIGESTS = 1024
+"""Digests a child keeps (about 23 bytes each): six times what the simulated caseload's busiest
+child has (170). Past it the oldest go (`bound`)."""
+MAX_BUCKETS = 64
+"""Buckets a child keeps (an episode's key holds its id: up to 514 bytes); the busiest simulated
+child has 19."""
 ID_CHARS = 12
 CONTENT_CHARS = 8
 LEGACY = "legacy"
@@ -76,16 +82,46 @@ def prune(buckets: dict[str, Bucket], now: datetime, open_episodes: Collection[s
     """Drop the buckets past retention: never an open episode's, nor the legacy bucket while
     any episode is open (its ids may be that episode's). True if any was dropped."""
     horizon = now - RETENTION
-
-    def kept(key: str) -> bool:
-        if key == LEGACY:
-            return bool(open_episodes)
-        return key.removeprefix("e:") in open_episodes
-
-    stale = [key for key, bucket in buckets.items() if bucket.last < horizon and not kept(key)]
+    stale = [
+        key
+        for key, bucket in buckets.items()
+        if bucket.last < horizon and not _kept_open(key, open_episodes)
+    ]
     for key in stale:
         del buckets[key]
     return bool(stale)
+
+
+def bound(buckets: dict[str, Bucket], open_episodes: Collection[str]) -> None:
+    """At most MAX_BUCKETS buckets and MAX_DIGESTS digests (mutates `buckets`): past that, the
+    buckets whose newest event is oldest lose their digests first, oldest first, an open
+    episode's last. An event whose digest went this way and is sent again is applied again:
+    the same escalation ids (notify de-duplicates them), and nothing if it is history by then."""
+    if len(buckets) <= MAX_BUCKETS and sum(len(b.ids) for b in buckets.values()) <= MAX_DIGESTS:
+        return
+
+    order = sorted(buckets, key=lambda k: (_kept_open(k, open_episodes), buckets[k].last, k))
+    for key in order[: max(0, len(buckets) - MAX_BUCKETS)]:
+        del buckets[key]
+    excess = sum(len(b.ids) for b in buckets.values()) - MAX_DIGESTS
+    for key in order:
+        if excess <= 0:
+            break
+        bucket = buckets.get(key)
+        if bucket is None:
+            continue
+        if len(bucket.ids) <= excess:
+            excess -= len(bucket.ids)
+            del buckets[key]
+        else:
+            buckets[key] = Bucket(last=bucket.last, ids=bucket.ids[excess:])
+            excess = 0
+
+
+def _kept_open(key: str, open_episodes: Collection[str]) -> bool:
+    """An open episode's bucket, or the legacy bucket while any episode is open (its ids may be
+    that episode's)."""
+    return bool(open_episodes) if key == LEGACY else key.removeprefix("e:") in open_episodes
 
 
 def is_history(occurred_at: datetime, now: datetime) -> bool:

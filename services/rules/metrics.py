@@ -74,6 +74,20 @@ class RulesMetrics:
             " timeout (the worker exits for a restart when this is above 0).",
             registry=registry,
         )
+        self.inputs_too_large = Counter(
+            "carealert_rules_inputs_too_large_total",
+            "Inputs not applied because what they would make rules write is larger than Kafka"
+            " takes (measured before writing, or refused by Kafka), by input: event"
+            " (dead-lettered too_large), tick (tried again at the next tick) or canary.",
+            ["input"],
+            registry=registry,
+        )
+        self.duties_forgotten = Counter(
+            "carealert_rules_duties_forgotten_total",
+            "Live duties (an escalation whose overdue step had not fired, a rule waiting to"
+            " fire) a child's state dropped to stay within its bounds: they will not fire.",
+            registry=registry,
+        )
         self.batch_retries = Counter(
             "carealert_rules_batch_retries_total",
             "Batches tried again in place after Kafka refused a write (nothing is acknowledged"

@@ -8,7 +8,17 @@ Version 1 (no `v`): event ids in a bounded `seen` list. Version 2: digests in bu
 (services.rules.dedup), and the time each fact was last set (latest occurred_at wins).
 Version 3: an open escalation keeps `started_at`, the instant its deadline counts from (a
 `since: start` resolution needs it); one opened by an earlier release has none, and any
-discharging event counts for it, as before.
+discharging event counts for it, as before. Version 4: bounded by construction (`bound`), and
+`forgotten` counts the live duties dropped to stay so; a v3 state is bounded at its next
+evaluation.
+
+Bounded: whatever valid events arrive, in whatever order, a child's state holds at most
+MAX_EPISODES episodes, the free-text `Subject` on at most MAX_SUBJECTS of them, MAX_OPEN open
+escalations, MAX_PENDING rules waiting to fire, MAX_HISTORY runs and placements and
+dedup.MAX_DIGESTS digests in dedup.MAX_BUCKETS buckets; every text in it is bounded by the
+Event contract or the policy. So its encoding stays under MAX_STATE_BYTES for the shipped policy
+(tests/unit/test_state_bounds.py builds the largest state and measures it). Past a bound the
+oldest goes first (the newest episode, duty and event are what someone acts on now); see `bound`.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from services.common.events import (
     PlacementStarted,
     TraffickingIdentified,
 )
+from services.rules import dedup
 from services.rules.clocks import local_date
 from services.rules.dedup import LEGACY, Bucket, from_seen_list
 from services.rules.policy import RiskFile
@@ -38,12 +49,20 @@ Tier = Literal["standard", "elevated", "high"]
 TIERS: tuple[Tier, ...] = ("standard", "elevated", "high")
 CONGREGATE = frozenset({"group_home", "institution"})
 YEAR = timedelta(days=365)
-STATE_VERSION = 3
+STATE_VERSION = 4
 MOMENT = timedelta(microseconds=1)  # the first instant after a deadline
 FOREVER = datetime.max.replace(tzinfo=UTC)
-MAX_OPEN = 100
+MAX_EPISODES = 16
+"""Episodes kept, open and closed: the open first, then the newest (by opened_at)."""
+MAX_SUBJECTS = 2
+"""Episodes that keep their Subject (up to about 90 kB of free text each), ranked as above:
+what law enforcement's and the caseworker's messages about a later step of that episode show."""
+MAX_OPEN = 48
+MAX_PENDING = 16
 MAX_HISTORY = 100
-MAX_CLOSED_EPISODES = 20
+MAX_STATE_BYTES = 512 * 1024
+"""The largest a child's state can be encoded (tests/unit/test_state_bounds.py), about half of
+what Kafka takes in one record (services.common.dlq.MAX_RECORD_BYTES)."""
 
 
 def _printable_only(value: Any, keep_lines: bool = False) -> Any:
@@ -142,6 +161,9 @@ class ChildState(Model):
     placement_at: datetime | None = None
     # The Kafka partition the child's events arrive on (set by the worker, used by its timer).
     partition: int | None = None
+    # Live duties (an escalation whose overdue step had not fired, a rule waiting to fire)
+    # dropped to keep the state bounded, ever (the worker counts the increase in a metric).
+    forgotten: int = 0
 
     @classmethod
     def new(cls, event: EventBase) -> ChildState:
@@ -184,7 +206,7 @@ class ChildState(Model):
             raise ValueError(f"child state version {version!r} is newer than this release")
         if version < 2:
             data = _upgrade_from_v1(data)
-        data["v"] = STATE_VERSION  # v2 → v3 only adds optional fields
+        data["v"] = STATE_VERSION  # v2 → v3 → v4 only add optional fields (v4 bounds: `bound`)
         try:
             return cls.model_validate(data)
         except ValidationError:
@@ -349,9 +371,60 @@ def fold(state: ChildState, event: EventBase, history: bool = False) -> None:
     if event.event_type not in episode.seen_types:
         episode.seen_types.append(event.event_type)
     state.episodes[episode_id] = episode
-    closed = [e for e in state.episodes.values() if not e.open]
-    for old in closed[:-MAX_CLOSED_EPISODES]:
-        del state.episodes[old.episode_id]
+
+
+def _rank(episode: Episode) -> tuple[bool, datetime, str]:
+    """Open before closed, then the newest first (sorted in reverse)."""
+    return episode.open, episode.opened_at, episode.episode_id
+
+
+def _done(esc: OpenEscalation) -> bool:
+    """An escalation with no overdue step left to send (already sent, or none: no deadline, or
+    due `now`): all it still waits for is the event that resolves it."""
+    return esc.overdue_id is not None or esc.due_at is None or esc.overdue_severity is None
+
+
+def bound(state: ChildState) -> None:
+    """Keep `state` within its bounds (mutates it: the engine calls it on its own copy, after
+    the escalations of the evaluation are made, so they carry their episode's Subject).
+
+    - Episodes: at most MAX_EPISODES, the open ones first, then the newest. A dropped episode's
+      duties stay (open and pending are kept apart); a later event of it starts a placeholder,
+      as one that arrives before its episode opens.
+    - Subjects: kept on the MAX_SUBJECTS best-ranked episodes that have one, dropped from the
+      others: what the engine needs of an episode for deadlines and discharges (times,
+      circumstances, immediate risks, seen types, early discharges) stays on every kept one.
+    - Open escalations: at most MAX_OPEN; past it, first those with no overdue step left to
+      send (only their resolution message is lost, as before), oldest first, then the oldest
+      live ones, counted in `forgotten`.
+    - Rules waiting to fire: at most MAX_PENDING; past it, the earliest due go, counted in
+      `forgotten`.
+    - Digests: dedup.bound.
+    """
+    if len(state.episodes) > MAX_EPISODES:
+        ranked = sorted(state.episodes.values(), key=_rank, reverse=True)
+        keep = {e.episode_id for e in ranked[:MAX_EPISODES]}
+        state.episodes = {k: e for k, e in state.episodes.items() if k in keep}
+    with_subject = [e for e in state.episodes.values() if e.subject is not None]
+    if len(with_subject) > MAX_SUBJECTS:
+        for e in sorted(with_subject, key=_rank, reverse=True)[MAX_SUBJECTS:]:
+            state.episodes[e.episode_id] = e.model_copy(update={"subject": None})
+    excess = len(state.open) - MAX_OPEN
+    if excess > 0:
+        order = sorted(
+            state.open.values(), key=lambda e: (not _done(e), e.created_at, e.escalation_id)
+        )
+        for esc in order[:excess]:
+            if not _done(esc):
+                state.forgotten += 1
+            del state.open[esc.escalation_id]
+    excess = len(state.pending) - MAX_PENDING
+    if excess > 0:
+        due_first = sorted(state.pending, key=lambda p: (p.fire_at, p.rule_id, p.scope_key))
+        gone = {id(p) for p in due_first[:excess]}
+        state.pending = [p for p in state.pending if id(p) not in gone]
+        state.forgotten += excess
+    dedup.bound(state.digests, state.open_episodes())
 
 
 def risk_tier(state: ChildState, now: datetime, risk: RiskFile) -> Tier:

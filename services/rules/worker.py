@@ -10,12 +10,17 @@ either replays the event (the same deterministic escalation ids are sent again; 
 de-duplicates) or finds it in the state's seen ids (its escalations were already durable).
 
 Nothing one record holds can stop the worker (docs/contract.md, "Bounded events"): an event
-is bounded (services.common.events), what it would make rules write is measured before anything
-is written (an event whose new state or escalation would be larger than Kafka takes is
-dead-lettered with code `too_large`, not applied), a dead letter too large to hold its record's
-bytes is written without them (services.common.dlq.bare_dead_letter), and should Kafka still
-refuse a record for its size (a broker or topic with a lower limit), the forwarded record or the
-event of the escalation is dead-lettered `too_large` and a refused dead letter is written bare.
+is bounded (services.common.events), and so is a child's state (services.rules.state.bound), what
+an input would make rules write is measured before anything is written (an event whose new state
+or escalation would be larger than Kafka takes is dead-lettered with code `too_large`, not
+applied; a tick so is not applied), a dead letter too large to hold its record's bytes is written
+without them (services.common.dlq.bare_dead_letter), and should Kafka still refuse a record for
+its size (a broker or topic with a lower limit): a forwarded record is dead-lettered `too_large`,
+a dead letter is written bare, and an escalation makes the batch be evaluated again without the
+input that made it (evaluation is pure), so that no state written records an input whose
+escalations Kafka did not take: that event is dead-lettered `too_large` with its bytes (`carealert
+dlq replay` applies it once the topic takes it), a tick is left to the next tick. Every input
+not applied so is counted (`carealert_rules_inputs_too_large_total{input}`) and logged.
 
 A batch is acknowledged to faust only once it is wholly written. faust's `take_events`
 acknowledges a batch in a `finally` when the code consuming it raises or is cancelled, and the
@@ -75,13 +80,22 @@ class Writes:
     escalations: list[Escalation] = field(default_factory=list)
     canaries: list[Escalation] = field(default_factory=list)
     traced: dict[str, str] = field(default_factory=dict)  # escalation id → its event's traceparent
-    # By id() of an escalation: its event's record, and its value as written.
+    # By id() of an escalation: its input's record (an event's or a tick's), and its value.
     cause: dict[int, Any] = field(default_factory=dict)
     values: dict[int, bytes] = field(default_factory=dict)
     states: dict[bytes, ChildState | None] = field(default_factory=dict)
     encoded: dict[bytes, bytes] = field(default_factory=dict)  # the states as they are written
     last_event: dict[bytes, Any] = field(default_factory=dict)  # the state is written under it
     last_offset: dict[Any, int] = field(default_factory=dict)
+    # Counted once the batch is written (a batch may be evaluated more than once).
+    duplicates: int = 0
+    forgotten: int = 0  # live duties children's states dropped to stay bounded
+    too_large: list[str] = field(default_factory=list)  # inputs not applied: "event", "tick"
+
+
+Withheld = dict[int, Rejected | None]
+"""By id() of a record: an input not applied in this batch because Kafka refused one of its
+escalations for its size, and its dead letter (None: a tick, not dead-lettered)."""
 
 
 class RulesWorker:
@@ -144,17 +158,44 @@ class RulesWorker:
 
     async def process(self, batch: list[Any]) -> None:
         """Evaluate a batch, then: dead letters and escalations acked by Kafka, then state
-        written, then the changelog flushed. Only after that does faust ack the batch."""
-        writes = Writes()
+        written, then the changelog flushed. Only after that does faust ack the batch.
+
+        Should Kafka refuse an escalation for its size, the batch is evaluated again (at the
+        same `now`) without the input that made it, until Kafka has taken everything the batch
+        now owes; what it took in an earlier pass is not sent again. At most one pass more than
+        the inputs withheld, each pass withholding at least one."""
         now = self.clock()
-        for ev in batch:
-            self.take(ev, now, writes)
-        await self.send(writes)
+        inputs: dict[int, Input | Rejected] = {}  # decoded once, by id() of the record
+        withheld: Withheld = {}
+        settled: set[Any] = set()  # records Kafka took (or that were replaced) in a pass
+        while True:
+            writes = Writes()
+            for ev in batch:
+                self.take(ev, now, writes, inputs, withheld)
+            refused = await self.send(writes, settled)
+            if not refused:
+                break
+            withheld.update(refused)
         await self.store(writes)
+        self.metrics.duplicates.inc(writes.duplicates)
+        self.metrics.duties_forgotten.inc(writes.forgotten)
+        for kind in writes.too_large:
+            self.metrics.inputs_too_large.labels(kind).inc()
+        for rejected in withheld.values():
+            self.metrics.inputs_too_large.labels("event" if rejected else "tick").inc()
         self.report_lag(writes.last_offset)
 
-    def take(self, ev: Any, now: datetime, writes: Writes) -> None:
-        """One record of the batch into `writes`: forwarded, dead-lettered or evaluated."""
+    def take(
+        self,
+        ev: Any,
+        now: datetime,
+        writes: Writes,
+        inputs: dict[int, Input | Rejected],
+        withheld: Withheld,
+    ) -> None:
+        """One record of the batch into `writes`: forwarded, dead-lettered or evaluated (a
+        `withheld` one: dead-lettered, or for a tick nothing). `inputs`: what records decoded
+        to in an earlier pass of the batch."""
         message = ev.message
         writes.last_offset[message.tp] = message.offset
         key: bytes | None = message.key
@@ -166,7 +207,14 @@ class RulesWorker:
             else:
                 writes.forward.append((message, belongs))
             return
-        item = self.read(message)
+        if id(message) in withheld:
+            rejected = withheld[id(message)]
+            if rejected is not None:
+                writes.dead.append((message, rejected))
+            return
+        item = inputs.get(id(message))
+        if item is None:
+            item = inputs[id(message)] = self.read(message)
         if isinstance(item, Rejected):
             writes.dead.append((message, item))
             return
@@ -216,7 +264,7 @@ class RulesWorker:
             return
         if new is state:
             if not isinstance(item, Tick):
-                self.metrics.duplicates.inc()
+                writes.duplicates += 1
             if key not in writes.states:
                 self.index.update(key, state)
             return
@@ -232,24 +280,28 @@ class RulesWorker:
         if refused is not None:
             log.error(
                 "what an input would make rules write is too large; not applied",
-                extra={
-                    "reason": TOO_LARGE,
-                    "topic": message.topic,
-                    "partition": message.partition,
-                    "offset": message.offset,
-                },
+                extra={"reason": TOO_LARGE, **where(message)},
             )
-            if not isinstance(item, Tick):
+            if isinstance(item, Tick):
+                writes.too_large.append("tick")
+            else:
+                writes.too_large.append("event")
                 writes.dead.append((message, refused))
             return
+        forgotten = (new.forgotten if new else 0) - (state.forgotten if state else 0)
+        if forgotten > 0:
+            log.error(
+                "a child's state held more live duties than it keeps; the oldest were dropped",
+                extra={"count": forgotten, **where(message)},
+            )
+            writes.forgotten += forgotten
         writes.states[key] = new
         if encoded is not None:
             writes.encoded[key] = encoded
         writes.last_event[key] = ev
         if parent is not None:
             writes.traced.update((e.escalation_id, parent) for e in out)
-        if not isinstance(item, Tick):
-            writes.cause.update((id(e), message) for e in out)
+        writes.cause.update((id(e), message) for e in out)
         writes.values.update((id(e), value) for e, (_, value, _) in zip(out, records, strict=True))
         writes.escalations += out
 
@@ -259,54 +311,90 @@ class RulesWorker:
         raw = self.table.get(key)
         return ChildState.from_bytes(raw) if raw is not None else None
 
-    async def send(self, writes: Writes) -> None:
-        """Forwarded records, dead letters, then escalations; returns once Kafka acked all.
+    async def send(self, writes: Writes, settled: set[Any]) -> Withheld:
+        """Forwarded records, dead letters, then escalations; returns once Kafka acked all, or
+        replaced those it refused for their size. `settled`: what an earlier pass of the batch
+        wrote (not sent again; what this one writes is added).
 
-        A record Kafka refuses for its size does not stop the worker: a forwarded record, or
-        the event of an escalation, refused so is dead-lettered (`too_large`); a dead letter
-        refused so is written bare. Any other refusal is raised (process_wholly retries a
-        transient one)."""
-        sent: list[tuple[Any, Any, asyncio.Future[Any]]] = []
+        A record Kafka refuses for its size does not stop the worker: a forwarded record refused
+        so is dead-lettered (`too_large`), a dead letter is written bare, a canary's escalation
+        is counted; for an escalation of an event or a tick, returns that input and its dead
+        letter (None for a tick), for the batch to be evaluated again without it. Any other
+        refusal is raised (process_wholly retries a transient one)."""
+        sent: list[tuple[Any, Any, Any, asyncio.Future[Any]]] = []
+        mark: tuple[Any, ...]  # what a record is known by in `settled`
         for message, belongs in writes.forward:  # in source order: each partition's order is kept
-            sent.append((message, None, await _attempt(self.forward(message, belongs))))
+            mark = ("forward", id(message))
+            if mark not in settled:
+                sent.append((mark, message, None, await _attempt(self.forward(message, belongs))))
         for message, rejected in writes.dead:
-            sent.append((message, *await self.dead_letter(message, rejected)))
+            mark = ("dead", id(message))
+            if mark not in settled:
+                sent.append((mark, message, *await self.dead_letter(message, rejected)))
         for e in writes.escalations + writes.canaries:
-            emitted = self.emit(e, writes.traced.get(e.escalation_id), writes.values.get(id(e)))
-            sent.append((writes.cause.get(id(e)), e, await _attempt(emitted)))
-        refused: list[tuple[Any, Any, BaseException]] = []
-        for message, what, ack in sent:
+            value = writes.values.get(id(e)) or e.to_bytes()
+            mark = (e.key, value)
+            if mark not in settled:
+                emitted = self.emit(e, writes.traced.get(e.escalation_id), value)
+                sent.append((mark, writes.cause.get(id(e)), e, await _attempt(emitted)))
+        refused: list[tuple[Any, Any, Any, BaseException]] = []
+        for mark, message, what, ack in sent:
             error = await _outcome(ack)
             if error is None:
+                settled.add(mark)
                 self.count(message, what)
             elif (size := size_refusal(error)) is not None:
-                refused.append((message, what, size))
+                refused.append((mark, message, what, size))
             else:
                 raise error
-        if refused:
-            await self.send_instead(refused)
+        return await self.send_instead(refused, settled) if refused else {}
 
-    async def send_instead(self, refused: list[tuple[Any, Any, BaseException]]) -> None:
-        """What stands for records Kafka refused for their size: dead letters, acked."""
+    async def send_instead(
+        self, refused: list[tuple[Any, Any, Any, BaseException]], settled: set[Any]
+    ) -> Withheld:
+        """What stands for records Kafka refused for their size: dead letters, acked; and the
+        inputs whose escalations were refused (`send`)."""
         instead: list[tuple[Any, Rejected, asyncio.Future[Any]]] = []
-        dead_events: set[int] = set()
-        for message, what, error in refused:
+        withheld: Withheld = {}
+        for mark, message, what, error in refused:
+            kind = "dead letter" if isinstance(what, Rejected) else "escalation"
             log.error(
                 "Kafka refused a record as too large",
-                extra={"reason": type(error).__name__, "kind": type(what).__name__},
+                extra={
+                    "reason": type(error).__name__,
+                    "kind": "forwarded record" if what is None else kind,
+                    **where(message),
+                },
             )
             if isinstance(what, Rejected):  # a dead letter: again, bare
+                settled.add(mark)
                 instead.append((message, *await self.dead_letter(message, what, error)))
-                continue
-            if message is None or id(message) in dead_events:
-                continue  # a canary's or a tick's escalation: the log says so
-            dead_events.add(id(message))
-            to = self.rekeyed_topic if what is None else topics.ESCALATIONS
-            reason = f"{to} refused a record of this event as too large ({type(error).__name__})"
-            instead.append((message, *await self.dead_letter(message, Rejected(TOO_LARGE, reason))))
+            elif what is None:  # a forwarded record
+                settled.add(mark)
+                why = f"{self.rekeyed_topic} refused a record of this event as too large"
+                reason = f"{why} ({type(error).__name__})"
+                instead.append(
+                    (message, *await self.dead_letter(message, Rejected(TOO_LARGE, reason)))
+                )
+            elif message is None:  # a canary's escalation: nothing to keep or replay
+                settled.add(mark)
+                self.metrics.inputs_too_large.labels("canary").inc()
+            elif id(message) not in withheld:  # not settled: another input may make it again
+                is_tick = message.topic == self.ticks_topic
+                reason = (
+                    f"{topics.ESCALATIONS} refused an escalation of this event as too large"
+                    f" ({type(error).__name__}); the event was not applied"
+                )
+                withheld[id(message)] = None if is_tick else Rejected(TOO_LARGE, reason)
         for message, rejected, ack in instead:
             await ack  # refused again: raised (a bare dead letter is a few hundred bytes)
             self.count(message, rejected)
+        if withheld:
+            log.error(
+                "evaluating the batch again without the inputs whose escalations Kafka refused",
+                extra={"reason": TOO_LARGE, "count": len(withheld)},
+            )
+        return withheld
 
     def count(self, message: Any, what: Any) -> None:
         """A write Kafka acknowledged: a forwarded record (`what` None), a dead letter (the
@@ -316,13 +404,7 @@ class RulesWorker:
         elif isinstance(what, Rejected):
             self.metrics.dlq.labels(what.code).inc()
             log.warning(
-                "event sent to dead-letter topic",
-                extra={
-                    "reason": what.code,
-                    "topic": message.topic,
-                    "partition": message.partition,
-                    "offset": message.offset,
-                },
+                "event sent to dead-letter topic", extra={"reason": what.code, **where(message)}
             )
         elif isinstance(what, Escalation) and not is_canary(what.agency_id):
             self.metrics.escalations.labels(what.rule_id, what.severity, what.status).inc()
@@ -382,6 +464,13 @@ class RulesWorker:
             except Exception:  # highwater unknown before the first fetch response
                 continue
             self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, behind))
+
+
+def where(message: Any) -> dict[str, Any]:
+    """The log fields naming a record (none for a canary's escalation)."""
+    if message is None:
+        return {}
+    return {"topic": message.topic, "partition": message.partition, "offset": message.offset}
 
 
 async def _attempt(send: Any) -> asyncio.Future[Any]:

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from services.common.events import EventBase
 from services.common.ladder import one_up
 from services.rules.core import ConflictingDuplicate, Engine, Tick
+from services.rules.dedup import MAX_BUCKETS, MAX_DIGESTS
 from services.rules.offline import VirtualRun
-from services.rules.state import ChildState
+from services.rules.state import MAX_EPISODES, MAX_OPEN, ChildState
 from tests.support import engine_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -179,14 +180,17 @@ def test_state_stays_bounded_for_a_child_with_many_events(engine: Engine) -> Non
             )
         )
     state = run.states["demo-agency:C-1"]
-    assert sum(len(b.ids) for b in state.digests.values()) == 900  # within retention: all kept
-    assert len([e for e in state.episodes.values() if not e.open]) <= 20
-    # Live duties are never dropped; already-escalated ones are capped.
-    escalated = [e for e in state.open.values() if e.overdue_id is not None or e.due_at is None]
-    assert len(escalated) <= 100
-    # About 220 live duties (an episode an hour: 72 h of return duties, 24 h of Missouri's
-    # three party notices) of roughly 700 bytes each, plus the capped escalated ones.
-    assert len(state.to_bytes()) < 250_000
+    # Within its bounds (services.rules.state.bound, tests/unit/test_state_bounds.py): the
+    # newest kept, the oldest dropped.
+    assert sum(len(b.ids) for b in state.digests.values()) <= MAX_DIGESTS
+    assert len(state.digests) <= MAX_BUCKETS and "e:E-299" in state.digests
+    assert len(state.episodes) <= MAX_EPISODES and "E-299" in state.episodes
+    assert len(state.open) == MAX_OPEN
+    assert {e.episode_id for e in state.open.values()} >= {"E-299"}
+    # About 220 live duties at once (an episode an hour: 72 h of return duties, 24 h of
+    # Missouri's three party notices): past MAX_OPEN the oldest are dropped, and counted.
+    assert state.forgotten > 0
+    assert len(state.to_bytes()) < 100_000
     later, _ = engine.evaluate(state, Tick(), T0 + timedelta(days=800))
     assert later is not None and later.digests == {}  # past retention, every episode closed
 

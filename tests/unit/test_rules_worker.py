@@ -1,7 +1,8 @@
 """The rules worker's batches with an in-memory producer and table: nothing one record holds
 stops the worker (docs/contract.md, "Bounded events"). An event too large to evaluate, a dead
 letter too large to keep its bytes, outputs too large to write, and records Kafka refuses for
-their size all end as dead letters; the batch completes and the next event is evaluated."""
+their size all end as dead letters (a tick: counted, and tried again); the batch completes and the
+next event is evaluated. No state written records an input whose escalations Kafka refused."""
 
 from __future__ import annotations
 
@@ -18,13 +19,16 @@ from faust.exceptions import ProducerSendError
 from prometheus_client import CollectorRegistry
 
 from services.common import topics
+from services.common.canary import CANARY_AGENCY
 from services.common.dlq import MAX_BARE_KEY_BYTES, MAX_RECORD_BYTES, OURS, record_size
 from services.common.partitioning import partition_for
 from services.rules import records
+from services.rules import state as state_module
 from services.rules.core import Engine
 from services.rules.deadlines import DeadlineIndex
 from services.rules.metrics import RulesMetrics
 from services.rules.records import Rejected, dlq_record, too_large_to_write
+from services.rules.state import ChildState
 from services.rules.worker import RulesWorker
 from tests.support import missing_opened
 
@@ -200,18 +204,37 @@ async def test_a_dead_letter_kafka_refuses_as_too_large_is_written_bare(
     assert len(escalated(producer, "C-next")) >= 3
 
 
-@pytest.mark.asyncio
-@pytest.mark.parametrize("at_once", [True, False])
-async def test_an_escalation_kafka_refuses_as_too_large_dead_letters_its_event(
-    engine: Engine, at_once: bool
-) -> None:
+def refusing(child: bytes, rule: bytes = b"alert.missing-child") -> Any:
+    """A refusal (as a topic whose max.message.bytes is low) of `child`'s escalations of `rule`
+    (an overdue step too: its rule id starts so), while `refusing.on` is true."""
+
     def refuse(topic: str, _key: bytes | None, value: bytes | None) -> Exception | None:
-        if topic == topics.ESCALATIONS and b'"rule_id":"alert.missing-child"' in (value or b""):
-            if b"C-refused" in (value or b""):
+        if refuse.on and topic == topics.ESCALATIONS:  # type: ignore[attr-defined]  # a flag
+            if b'"rule_id":"' + rule in (value or b"") and child in (value or b""):
                 error: Exception = MessageSizeTooLargeError()
                 return error
         return None
 
+    refuse.on = True  # type: ignore[attr-defined]
+    return refuse
+
+
+def too_large_inputs(worker: RulesWorker, kind: str) -> float:
+    value = worker.metrics.registry.get_sample_value(
+        "carealert_rules_inputs_too_large_total", {"input": kind}
+    )
+    return value or 0.0
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("at_once", [True, False])
+async def test_an_event_whose_escalation_kafka_refuses_is_dead_lettered_and_not_applied(
+    engine: Engine, at_once: bool
+) -> None:
+    """Its state is not written (the batch is evaluated again without it), so its dead letter
+    is applied when replayed once the topic takes the escalation; the other child's event is
+    applied, and what Kafka took in the first pass is not sent again."""
+    refuse = refusing(b"C-refused")
     producer = Producer(refuse, at_once=at_once)
     worker, table = worker_with(engine, producer)
     event = record(opened("C-refused"))
@@ -220,16 +243,73 @@ async def test_an_escalation_kafka_refuses_as_too_large_dead_letters_its_event(
     [(key, value, headers)] = producer.on(topics.EVENTS_DLQ)
     assert (key, value) == (event.message.key, event.message.value)  # small: the full copy
     assert headers["error"] == (
-        b"care.escalations.v1 refused a record of this event as too large"
-        b" (MessageSizeTooLargeError)"
+        b"care.escalations.v1 refused an escalation of this event as too large"
+        b" (MessageSizeTooLargeError); the event was not applied"
     )
     assert dlq_count(worker, "too_large") == 1
-    assert {e["rule_id"] for e in escalated(producer, "C-refused")} >= {
-        "federal.report-law-enforcement",
-        "federal.report-ncmec",
-    }
-    assert len(escalated(producer, "C-next")) >= 3
-    assert set(table) == {b"demo-agency:C-refused", b"demo-agency:C-next"}
+    assert too_large_inputs(worker, "event") == 1
+    assert list(table) == [b"demo-agency:C-next"]
+    sent_next = [e["escalation_id"] for e in escalated(producer, "C-next")]
+    assert len(sent_next) >= 3 and len(set(sent_next)) == len(sent_next)  # each sent once
+
+    refuse.on = False  # the topic fixed: `carealert dlq replay` puts the event back
+    await worker.process([record(json.loads(value or b""), offset=2)])
+    assert "alert.missing-child" in {e["rule_id"] for e in escalated(producer, "C-refused")}
+    assert b"demo-agency:C-refused" in table
+    assert worker.metrics.registry.get_sample_value("carealert_rules_events_duplicate_total") == 0
+
+
+@pytest.mark.asyncio
+async def test_a_tick_whose_escalation_kafka_refuses_is_counted_and_tried_again(
+    engine: Engine,
+) -> None:
+    """The overdue step is not lost: the tick is not applied (the state still owes the step),
+    counted, and the next tick sends it once Kafka takes it."""
+    refuse = refusing(b"C-1", b"federal.report-law-enforcement")
+    producer = Producer(refuse)
+    worker, table = worker_with(engine, producer)
+    refuse.on = False
+    await worker.process([record(opened("C-1"))])
+    before = table[b"demo-agency:C-1"]
+    key = b"demo-agency:C-1"
+    tick = Ev(Message(key, b"tick", partition_for(key, PARTITIONS), 1, topic="rules-test-ticks"))
+    worker.clock = lambda: NOW + timedelta(days=2)
+    refuse.on = True
+    await worker.process([tick])
+
+    assert table[key] == before
+    assert too_large_inputs(worker, "tick") == 1
+    assert producer.on(topics.EVENTS_DLQ) == []
+    overdue = "federal.report-law-enforcement.overdue"
+    assert overdue not in {e["rule_id"] for e in escalated(producer, "C-1")}
+
+    refuse.on = False
+    await worker.process([tick])
+    assert overdue in {e["rule_id"] for e in escalated(producer, "C-1")}
+    assert table[key] != before
+
+
+@pytest.mark.asyncio
+async def test_a_canarys_escalation_kafka_refuses_is_counted(engine: Engine) -> None:
+    producer = Producer(refusing(b"canary-1", b"federal.report-ncmec"))
+    worker, table = worker_with(engine, producer)
+    await worker.process([record({**opened("canary-1"), "agency_id": CANARY_AGENCY})])
+    assert too_large_inputs(worker, "canary") == 1
+    assert producer.on(topics.EVENTS_DLQ) == [] and table == {}
+
+
+@pytest.mark.asyncio
+async def test_duties_a_state_drops_to_stay_bounded_are_counted(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(state_module, "MAX_OPEN", 1)  # a missing.opened opens more live duties
+    producer = Producer()
+    worker, table = worker_with(engine, producer)
+    await worker.process([record(opened("C-1"))])
+    state = ChildState.from_bytes(table[b"demo-agency:C-1"])
+    assert len(state.open) == 1 and state.forgotten > 0
+    forgotten = worker.metrics.registry.get_sample_value("carealert_rules_duties_forgotten_total")
+    assert forgotten == state.forgotten
 
 
 @pytest.mark.asyncio

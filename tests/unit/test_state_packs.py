@@ -246,18 +246,18 @@ def test_an_escalation_opened_before_state_v3_counts_an_event_of_any_time(
 # --- state v3 --------------------------------------------------------------------------------
 
 
-def test_state_v2_loads_as_v3_and_an_older_release_is_told_it_is_newer(engine: Engine) -> None:
+def test_state_v2_loads_as_the_current_version(engine: Engine) -> None:
     state, _ = engine.evaluate(None, opened("o", T0, "TX"), T0)
-    assert state is not None and state.v == STATE_VERSION == 3
+    assert state is not None and state.v == STATE_VERSION == 4
     data = json.loads(state.to_bytes())
     assert all("started_at" in e for e in data["open"].values())
     for e in data["open"].values():
         del e["started_at"]
     data["v"] = 2
     loaded = ChildState.from_bytes(json.dumps(data).encode())
-    assert loaded.v == 3
+    assert loaded.v == STATE_VERSION
     assert all(e.started_at is None for e in loaded.open.values())
-    assert json.loads(loaded.to_bytes())["v"] == 3
+    assert json.loads(loaded.to_bytes())["v"] == STATE_VERSION
 
 
 # --- data minimisation ---------------------------------------------------------------------------
