@@ -102,6 +102,7 @@ async def recover(
         raise exc
     for tp, offset in before.items():
         consumer.seek(tp, offset)
+    await _back_to_start(consumer, [tp for tp in consumer.assignment() if tp not in before])
     out: Batch = {}
     for tp in culprits:
         if deploy_can_fix(exc):
@@ -118,6 +119,21 @@ async def recover(
         if records:
             out[tp] = records
     return out
+
+
+async def _back_to_start(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
+    """Partitions that had no position when the fetch began (just assigned: their first fetch
+    was that one) go back to where they start, their committed offset or else the beginning
+    (every consumer here resets to the earliest offset): the fetch that raised moved them past
+    records nobody was given."""
+    if not partitions:
+        return
+    committed = {tp: await consumer.committed(tp) for tp in partitions}
+    never = [tp for tp, offset in committed.items() if offset is None]
+    beginning = await consumer.beginning_offsets(never) if never else {}
+    for tp in partitions:
+        offset = committed[tp]
+        consumer.seek(tp, offset if offset is not None else beginning[tp])
 
 
 def disable_codecs(names: list[str]) -> None:
