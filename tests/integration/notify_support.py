@@ -182,10 +182,12 @@ def start_stack(
     templates: dict[str, str] | None = None,
     tls: tuple[Path, Path] | None = None,
     fresh_broker: bool = False,
+    mail_folder: Path | None = None,
     **extra_env: str,
 ) -> NotifyStack:
-    """`templates`: file name → text, replacing shipped templates (to break one on purpose)."""
-    smtp = SmtpSink(free_port())
+    """`templates`: file name → text, replacing shipped templates (to break one on purpose);
+    `mail_folder`: where the SMTP sink saves each mail as a page (as `make run`'s does)."""
+    smtp = SmtpSink(free_port(), mail_folder)
     http = HttpSink(free_port(), secret=WEBHOOK_SECRET)
     smtp.start()
     http.start()
