@@ -31,13 +31,14 @@ def _schemas(out_dir: Path) -> int:
 
 
 def _apikey_new(agency_id: str, label: str) -> int:
-    from services.ingest.keys import hash_key, new_key
+    from services.common.secrets import secret_hash
+    from services.ingest.keys import new_key
 
     key = new_key()
     sys.stdout.write(f"API key (give it to the agency; it is not stored): {key}\n")
     sys.stdout.write("Add to the keys file:\n")
     sys.stdout.write(
-        f"  - agency_id: {agency_id}\n    label: {label}\n    sha256: {hash_key(key)}\n"
+        f"  - agency_id: {agency_id}\n    label: {label}\n    sha256: {secret_hash(key)}\n"
     )
     return 0
 
@@ -190,13 +191,14 @@ def _user_list(people: People, agency_id: str) -> int:
 
 
 def _token_add(args: argparse.Namespace) -> int:
-    from services.common.tokens import ApiTokensInvalid, append_token, hash_token, new_token
+    from services.common.secrets import secret_hash
+    from services.common.tokens import ApiTokensInvalid, append_token, new_token
 
     path = _file_option(args.file, "CAREALERT_API_TOKENS_FILE", "token add")
     if path is None:
         return 2
     token = new_token()
-    entry = {"sha256": hash_token(token), "agency_id": args.agency, "role": args.role}
+    entry = {"sha256": secret_hash(token), "agency_id": args.agency, "role": args.role}
     optional = (("label", args.label), ("person_id", args.person), ("receiver", args.receiver))
     entry |= {k: v for k, v in optional if v is not None}
     try:

@@ -44,8 +44,16 @@ DEMO_SECRETS: Final = frozenset(
         "demo-canary-not-a-secret",
     }
 )
+
+
 # The SHA-256 of the demo API keys and tokens: a keys or tokens file holding one is a demo file.
-DEMO_KEY_HASHES: Final = frozenset(hashlib.sha256(s.encode()).hexdigest() for s in DEMO_SECRETS)
+def secret_hash(value: str) -> str:
+    """The SHA-256 hex digest stored in place of an API key or token (never the value). Any
+    str hashes, lone surrogates included, so whatever a client presents can be looked up."""
+    return hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+DEMO_KEY_HASHES: Final = frozenset(secret_hash(s) for s in DEMO_SECRETS)
 
 # Parts of the placeholders in .env.example and the like.
 PLACEHOLDER_PARTS: Final = ("replace-me", "changeme", "change-me", "placeholder")

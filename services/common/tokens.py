@@ -6,7 +6,7 @@ File format (YAML, `CAREALERT_API_TOKENS_FILE`)::
 
     version: 1
     tokens:
-      - sha256: 5e88...            # hash_token(token)
+      - sha256: 5e88...            # secret_hash(token)
         agency_id: mo-jackson      # or "*" (every agency), for role receiver only
         role: operator             # operator | auditor | receiver
         label: "ops laptop"        # for people; never logged with the token
@@ -18,7 +18,6 @@ A token that is the public demo token of deploy/local is refused unless demo mod
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from services.common.people import (
     read_entries,
     write_private_yaml,
 )
-from services.common.secrets import DEMO_KEY_HASHES
+from services.common.secrets import DEMO_KEY_HASHES, secret_hash
 from services.common.topics import AGENCY_ID_PATTERN
 
 TokenRole = Literal["operator", "auditor", "receiver"]
@@ -82,11 +81,6 @@ class _Entry(Strict):
     label: Annotated[str, Field(max_length=256)] = ""
     person_id: Id | None = None
     receiver: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)] | None = None
-
-
-def hash_token(token: str) -> str:
-    """The SHA-256 hex digest stored for a token. Any str hashes, lone surrogates included."""
-    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def new_token() -> str:
@@ -159,7 +153,7 @@ class ApiTokens:
         """What the presented token grants, or None (missing, empty or unknown). Never raises."""
         if not presented:
             return None
-        return self._by_hash.get(hash_token(presented))
+        return self._by_hash.get(secret_hash(presented))
 
     def agencies(self) -> frozenset[str]:
         """The agencies some token is scoped to ("*" not included)."""

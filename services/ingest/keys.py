@@ -5,12 +5,11 @@ File format (YAML)::
     keys:
       - agency_id: demo-agency
         label: demo          # for operators; never logged with the key
-        sha256: 5e88...      # hashlib.sha256(key.encode()).hexdigest()
+        sha256: 5e88...      # services.common.secrets.secret_hash(key)
 """
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from pathlib import Path
 from typing import Annotated
@@ -19,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from services.common.events import AgencyId
-from services.common.secrets import DEMO_KEY_HASHES
+from services.common.secrets import DEMO_KEY_HASHES, secret_hash
 
 
 class ApiKeysInvalid(ValueError):
@@ -36,10 +35,6 @@ class _Key(BaseModel):
 class _KeysFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     keys: tuple[_Key, ...]
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def new_key() -> str:
@@ -83,4 +78,4 @@ class ApiKeys:
 
     def agency_for(self, presented: str) -> str | None:
         """The agency id the key belongs to, or None for an unknown key."""
-        return self._by_hash.get(hash_key(presented))
+        return self._by_hash.get(secret_hash(presented))

@@ -90,7 +90,7 @@ people:
 
 
 def tokens_file(path: Path) -> Path:
-    from services.common.tokens import hash_token
+    from services.common.secrets import secret_hash
 
     entries = [
         (OPERATOR_TOKEN, "demo-agency", "operator", "person_id: O-1"),
@@ -102,7 +102,7 @@ def tokens_file(path: Path) -> Path:
     lines = ["version: 1", "tokens:"]
     for token, agency, role, extra in entries:
         lines += [
-            f"  - sha256: {hash_token(token)}",
+            f"  - sha256: {secret_hash(token)}",
             f'    agency_id: "{agency}"',
             f"    role: {role}",
             f"    label: test {role}",

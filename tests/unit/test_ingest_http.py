@@ -19,9 +19,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
+from services.common.secrets import secret_hash
 from services.ingest.app import create_app
 from services.ingest.body import DECODE_CHUNK, BodyReader, BodyRejected
-from services.ingest.keys import ApiKeys, ApiKeysInvalid, hash_key
+from services.ingest.keys import ApiKeys, ApiKeysInvalid
 from services.ingest.metrics import IngestMetrics
 from services.ingest.settings import IngestSettings
 from services.ingest.sink import MemoryEventSink
@@ -43,7 +44,7 @@ def metrics() -> IngestMetrics:
 
 @pytest.fixture
 def client(sink: MemoryEventSink, metrics: IngestMetrics) -> TestClient:
-    keys = ApiKeys({hash_key(KEY): "demo-agency", hash_key("other"): "other-agency"})
+    keys = ApiKeys({secret_hash(KEY): "demo-agency", secret_hash("other"): "other-agency"})
     settings = IngestSettings(max_body_bytes=64 * 1024, max_batch_events=5)
     return TestClient(create_app(settings, keys, sink, metrics))
 
@@ -263,7 +264,7 @@ def test_health_ready_metrics_openapi(client: TestClient) -> None:
 
 def test_keys_file_loads_and_rejects_bad_entries(tmp_path: Path) -> None:
     good = tmp_path / "keys.yaml"
-    good.write_text(f"keys:\n  - agency_id: a-1\n    sha256: {hash_key('k')}\n")
+    good.write_text(f"keys:\n  - agency_id: a-1\n    sha256: {secret_hash('k')}\n")
     assert ApiKeys.load(good).agency_for("k") == "a-1"
     assert ApiKeys.load(good).agency_for("nope") is None
     bad = tmp_path / "bad.yaml"
@@ -274,8 +275,8 @@ def test_keys_file_loads_and_rejects_bad_entries(tmp_path: Path) -> None:
         ApiKeys.load(bad)
     dup = tmp_path / "dup.yaml"
     dup.write_text(
-        f"keys:\n  - agency_id: a-1\n    sha256: {hash_key('k')}\n"
-        f"  - agency_id: a-2\n    sha256: {hash_key('k')}\n"
+        f"keys:\n  - agency_id: a-1\n    sha256: {secret_hash('k')}\n"
+        f"  - agency_id: a-2\n    sha256: {secret_hash('k')}\n"
     )
     with pytest.raises(ApiKeysInvalid, match=r"dup.yaml: keys.1.sha256: duplicate key hash"):
         ApiKeys.load(dup)

@@ -18,20 +18,20 @@ from services.common.secrets import (
     DEMO_OPERATOR_TOKEN_TX_EL_PASO,
     DEMO_RECEIVER_TOKEN_NCMEC,
     DEMO_SECRETS,
+    secret_hash,
 )
 from services.common.tokens import (
     ApiTokens,
     ApiTokensInvalid,
     Grant,
     append_token,
-    hash_token,
     new_token,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "deploy" / "local" / "tokens.yaml"
 TOKEN = "cat_a-real-looking-token-for-the-tests-0123456789"
-SHA = hash_token(TOKEN)
+SHA = secret_hash(TOKEN)
 
 
 def write(directory: Path, text: str) -> Path:
@@ -129,8 +129,8 @@ def test_the_empty_set_grants_nothing() -> None:
 
 
 def test_hash_token_is_sha256_of_utf8_and_takes_any_str() -> None:
-    assert hash_token("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-    assert len(hash_token("\udcff")) == 64
+    assert secret_hash("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert len(secret_hash("\udcff")) == 64
 
 
 def test_new_tokens_are_long_random_and_prefixed() -> None:
@@ -198,7 +198,7 @@ def test_every_problem_is_reported_at_once_and_a_duplicate_hash_named(tmp_path: 
           - {{sha256: {SHA}, agency_id: mo-jackson, role: operator}}
           - {{sha256: {SHA}, agency_id: tx-el-paso, role: auditor}}
           - {{sha256: nothex, agency_id: mo-jackson, role: operator}}
-          - {{sha256: {hash_token("b")}, agency_id: "*", role: auditor}}
+          - {{sha256: {secret_hash("b")}, agency_id: "*", role: auditor}}
         """,
     )
     assert problems(path) == [
@@ -248,7 +248,7 @@ def test_append_creates_the_file_owner_only_and_keeps_the_others(tmp_path: Path)
     first = {"sha256": SHA, "agency_id": "mo-jackson", "role": "operator"}
     append_token(path, first)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    second = {"sha256": hash_token("b"), "agency_id": "*", "role": "receiver", "receiver": "ncmec"}
+    second = {"sha256": secret_hash("b"), "agency_id": "*", "role": "receiver", "receiver": "ncmec"}
     append_token(path, second)
     tokens = ApiTokens.load(path)
     assert tokens.lookup(TOKEN) == Grant("mo-jackson", "operator", "", None, None)
