@@ -28,6 +28,9 @@ RecipientClass = Literal[
     "placement_provider",
     "on_call",
 ]
+# Rules no silence may mute, whatever the policy says: federal duties, the missing-child
+# broadcast, the compliance checks (services.notify.silences).
+NEVER_SILENCEABLE_PREFIXES: tuple[str, ...] = ("federal.", "alert.", "compliance.")
 RECIPIENT_CLASSES: frozenset[str] = frozenset(RecipientClass.__args__)  # type: ignore[attr-defined]
 
 
@@ -77,6 +80,8 @@ class Escalation(Strict):
     subject: Subject | None = None
     # When Kafka took the triggering event (its record timestamp); for end-to-end latency.
     event_accepted_at: AwareDatetime | None = None
+    # Added: the policy lets a silence mute its notifications (never a duty's).
+    silenceable: bool = False
 
     @property
     def key(self) -> str:

@@ -9,8 +9,11 @@ ESCALATIONS: Final = "care.escalations.v1"
 ESCALATIONS_DLQ: Final = "care.escalations.dlq"
 NOTIFICATIONS: Final = "care.notifications.v1"
 ACKS: Final = "care.acks.v1"
+# Silences and maintenance windows (compacted, key: silence id), and who did what (audit).
+SILENCES: Final = "care.silences.v1"
+AUDIT: Final = "care.audit.v1"
 
-ALL: Final = (EVENTS, EVENTS_DLQ, ESCALATIONS, ESCALATIONS_DLQ, NOTIFICATIONS, ACKS)
+ALL: Final = (EVENTS, EVENTS_DLQ, ESCALATIONS, ESCALATIONS_DLQ, NOTIFICATIONS, ACKS, AUDIT)
 
 # Per-agency input topics (docs/agency-topics.md): an agency's own Kafka principal writes its
 # events to `care.events.in.<agency_id>`; the gate (services.gate) checks that each record is

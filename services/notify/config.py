@@ -25,14 +25,25 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from services.common import yamlio
 from services.common.config import ConfigInvalid, ConfigProblem
 from services.common.durations import parse_duration
+from services.common.escalations import RECIPIENT_CLASSES, RecipientClass
 from services.common.events import AgencyId
 from services.common.models import Strict
-from services.common.people import read_entries
+from services.common.people import Role, read_entries
 from services.notify.agencies import DEFAULT_ACK_ROLES, AckRole, AgencyView
 from services.notify.channels.email import EmailTarget
 from services.notify.channels.sms import SmsTarget
 from services.notify.channels.webhook import WebhookTarget
-from services.notify.routing import KNOWN_VALUES, LABELS, Agency, Route, Routing
+from services.notify.oncall import ScheduleSpec, compile_schedules
+from services.notify.routing import (
+    KNOWN_VALUES,
+    LABELS,
+    Agency,
+    EscalationPolicy,
+    Level,
+    Reach,
+    Route,
+    Routing,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -43,6 +54,37 @@ class ReceiverSpec(Strict):
     email: EmailTarget | None = None
     webhook: WebhookTarget | None = None
     sms: SmsTarget | None = None
+    # Where its messages go during a maintenance window on it (services.notify.silences).
+    fallback_receiver: str | None = None
+
+
+class LevelTarget(Strict):
+    """Whom one escalation level tells: exactly one of a receiver (the agency's own or a shared
+    one), a person by id, the agency's first person with a role, or whoever a schedule puts on
+    call; people are written to by email (name an SMS receiver for SMS). `recipient_class`:
+    what they are shown (default: a schedule's `on_call`, a role's own class, else
+    `supervisor`: deadlines and escalations, no narrative)."""
+
+    receiver: str | None = None
+    person: str | None = None
+    role: Role | None = None
+    schedule: str | None = None
+    recipient_class: RecipientClass | None = None
+
+
+class LevelSpec(Strict):
+    notify: tuple[LevelTarget, ...] = Field(min_length=1)
+    wait: str = "1h"  # before the next level, if nobody has acknowledged
+
+
+class EscalationPolicySpec(Strict):
+    """Ordered levels after the first notification: level 1 when the route's ack timeout has
+    passed unacknowledged, each next one after the level before's `wait`; then all levels again,
+    `repeat` times."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    levels: tuple[LevelSpec, ...] = Field(min_length=1, max_length=10)
+    repeat: int = Field(default=0, ge=0, le=5)
 
 
 class RouteSpec(Strict):
@@ -53,6 +95,7 @@ class RouteSpec(Strict):
     repeat_interval: str | None = None
     ack_timeout: str | None = None
     send_resolved: bool | None = None
+    escalation_policy: str | None = None  # agency files only: one of its escalation_policies
     routes: list[RouteSpec] = []
 
 
@@ -87,6 +130,11 @@ class AgencyFile(Strict):
     acknowledge_roles: tuple[AckRole, ...] = DEFAULT_ACK_ROLES
     receivers: list[ReceiverSpec] = []
     routes: list[RouteSpec] = []
+    schedules: list[ScheduleSpec] = []  # on-call rotations (services.notify.oncall)
+    escalation_policies: list[EscalationPolicySpec] = []
+    escalation_policy: str | None = None  # the agency's default; else the staff ladder
+    # Where a silenced notification of a duty goes instead (services.notify.silences).
+    fallback_receiver: str | None = None
 
     @field_validator("time_zone")
     @classmethod
@@ -173,6 +221,7 @@ def _compile(
         if spec.send_resolved is not None
         else (parent.send_resolved if parent else defaults.send_resolved),
         children=(),
+        escalation_policy=spec.escalation_policy or (parent.escalation_policy if parent else None),
     )
     children = _children(spec.routes, path, node, defaults, receiver_problem, file, problems)
     return dataclasses.replace(node, children=children)
@@ -249,13 +298,12 @@ def _receiver_problems(
         for kind, target in (("email", r.email), ("sms", r.sms)):
             if target is None:
                 continue
-            ways = [target.to, target.to_staff, target.to_person, target.to_role]
-            if sum(w is not None for w in ways) != 1:
+            if sum(w is not None for w in target.ways()) != 1:
                 problems.append(
                     RoutingProblem(
                         file,
                         f"{where}.{kind}",
-                        "give exactly one of to, to_staff, to_person, to_role",
+                        "give exactly one of to, to_staff, to_person, to_role, to_schedule",
                     )
                 )
             if shared_file and target.names_people():
@@ -264,7 +312,8 @@ def _receiver_problems(
                         file,
                         f"{where}.{kind}",
                         "a shared receiver serves every agency and can not name an agency's"
-                        " people (to_staff, to_person, to_role, fallback_role): declare it in"
+                        " people (to_staff, to_person, to_role, to_schedule, fallback_role):"
+                        " declare it in"
                         " agencies/<agency_id>.yaml",
                     )
                 )
@@ -341,12 +390,142 @@ def _agency(
     own_root = dataclasses.replace(root, children=children + root.children)
     problems.extend(_secrets_shared(spec.receivers, shared, file))
     view = AgencyView(spec.agency_id, spec.name, spec.time_zone, spec.contact_24_7)
+    schedules = compile_schedules(
+        spec.schedules, spec.time_zone, path.parent.parent, file, problems
+    )
+    problems.extend(_schedule_references(spec, set(schedules), file))
+    problems.extend(_fallback_problems(spec, own, shared, file))
+    policies, people_receivers = _policies(spec, receiver_problem, set(schedules), file, problems)
+    for node in _nodes(own_root):
+        wanted = node.escalation_policy
+        if wanted is not None and wanted not in policies:
+            problems.append(
+                RoutingProblem(file, node.path, f"unknown escalation policy {wanted!r}")
+            )
+    if spec.escalation_policy is not None and spec.escalation_policy not in policies:
+        problems.append(
+            RoutingProblem(
+                file, "escalation_policy", f"unknown escalation policy {spec.escalation_policy!r}"
+            )
+        )
     return Agency(
         view=view,
-        receivers=own,
+        receivers={**own, **people_receivers},
         root=own_root,
         acknowledge_roles=frozenset(spec.acknowledge_roles),
+        schedules=schedules,
+        policies=policies,
+        default_policy=spec.escalation_policy,
+        fallback_receiver=spec.fallback_receiver,
     )
+
+
+def _schedule_references(spec: AgencyFile, schedules: set[str], file: str) -> list[RoutingProblem]:
+    """Each receiver's `to_schedule` names one of the agency's schedules."""
+    return [
+        RoutingProblem(
+            file, f"receivers.{i}.{kind}.to_schedule", f"unknown schedule {target.to_schedule!r}"
+        )
+        for i, r in enumerate(spec.receivers)
+        for kind, target in (("email", r.email), ("sms", r.sms))
+        if target is not None
+        and target.to_schedule is not None
+        and target.to_schedule not in schedules
+    ]
+
+
+def _fallback_problems(
+    spec: AgencyFile, own: dict[str, ReceiverSpec], shared: dict[str, ReceiverSpec], file: str
+) -> list[RoutingProblem]:
+    """The agency's fallback receiver and each receiver's are its own receivers (a silenced or
+    maintained receiver's messages never go to anybody else's)."""
+    problems: list[RoutingProblem] = []
+    wanted = [("fallback_receiver", spec.fallback_receiver)] + [
+        (f"receivers.{i}.fallback_receiver", r.fallback_receiver)
+        for i, r in enumerate(spec.receivers)
+    ]
+    for where, name in wanted:
+        if name is None or name in own:
+            continue
+        why = "is a shared receiver" if name in shared else "is not a receiver of this agency"
+        problems.append(RoutingProblem(file, where, f"{name!r} {why}: name one of its own"))
+    for i, r in enumerate(spec.receivers):
+        if r.fallback_receiver == r.name:
+            problems.append(
+                RoutingProblem(file, f"receivers.{i}.fallback_receiver", "names itself")
+            )
+    return problems
+
+
+def _policies(
+    spec: AgencyFile,
+    receiver_problem: ReceiverCheck,
+    schedules: set[str],
+    file: str,
+    problems: list[RoutingProblem],
+) -> tuple[dict[str, EscalationPolicy], dict[str, ReceiverSpec]]:
+    """The agency's escalation policies, and a receiver for each person, role and schedule a
+    level names (written to by email; named `person:<id>`, `role:<role>`, `schedule:<name>`)."""
+    policies: dict[str, EscalationPolicy] = {}
+    people_receivers: dict[str, ReceiverSpec] = {}
+    for i, p in enumerate(spec.escalation_policies):
+        where = f"escalation_policies.{i}"
+        if p.name in policies:
+            problems.append(RoutingProblem(file, f"{where}.name", f"duplicate policy {p.name!r}"))
+        levels = []
+        for j, level in enumerate(p.levels):
+            reaches = []
+            for k, target in enumerate(level.notify):
+                at = f"{where}.levels.{j}.notify.{k}"
+                reach = _reach(target, receiver_problem, schedules, file, at, problems)
+                if reach is None:
+                    continue
+                reaches.append(reach[0])
+                if reach[1] is not None:
+                    people_receivers[reach[0].receiver] = reach[1]
+            wait = _duration(level.wait, file, f"{where}.levels.{j}.wait", problems)
+            levels.append(Level(tuple(reaches), wait))
+        policies[p.name] = EscalationPolicy(p.name, tuple(levels), p.repeat)
+    return policies, people_receivers
+
+
+def _reach(
+    target: LevelTarget,
+    receiver_problem: ReceiverCheck,
+    schedules: set[str],
+    file: str,
+    where: str,
+    problems: list[RoutingProblem],
+) -> tuple[Reach, ReceiverSpec | None] | None:
+    """Whom one level target tells, and the receiver made for a person, role or schedule."""
+    ways = [target.receiver, target.person, target.role, target.schedule]
+    if sum(w is not None for w in ways) != 1:
+        problems.append(
+            RoutingProblem(file, where, "give exactly one of receiver, person, role, schedule")
+        )
+        return None
+    if target.receiver is not None:
+        if why := receiver_problem(target.receiver):
+            problems.append(RoutingProblem(file, f"{where}.receiver", why))
+            return None
+        return Reach(target.receiver, target.recipient_class or "supervisor"), None
+    if target.schedule is not None and target.schedule not in schedules:
+        problems.append(
+            RoutingProblem(file, f"{where}.schedule", f"unknown schedule {target.schedule!r}")
+        )
+        return None
+    if target.person is not None:
+        name, addressee = f"person:{target.person}", EmailTarget(to_person=target.person)
+        shown = "supervisor"
+    elif target.role is not None:
+        name, addressee = f"role:{target.role}", EmailTarget(to_role=target.role)
+        shown = target.role if target.role in RECIPIENT_CLASSES else "supervisor"
+    else:
+        name, addressee = f"schedule:{target.schedule}", EmailTarget(to_schedule=target.schedule)
+        shown = "on_call"
+    # Made here, not read from a file: the name's `:` keeps it apart from declared receivers.
+    receiver = ReceiverSpec.model_construct(name=name, email=addressee)
+    return Reach(name, target.recipient_class or shown), receiver
 
 
 def _nodes(route: Route) -> list[Route]:
@@ -408,6 +587,25 @@ def load_routing(path: Path) -> Routing:
         return f"unknown receiver {name!r}: not shared, and no agency declares it"
 
     root = _compile(parsed.route, "route", None, parsed.defaults, receiver_problem, file, problems)
+    problems.extend(
+        RoutingProblem(
+            file,
+            node.path,
+            "escalation policies are an agency's: set escalation_policy in"
+            " agencies/<agency_id>.yaml",
+        )
+        for node in _nodes(root)
+        if node.escalation_policy is not None
+    )
+    problems.extend(
+        RoutingProblem(
+            file,
+            f"receivers.{i}.fallback_receiver",
+            f"{r.fallback_receiver!r} is not a shared receiver",
+        )
+        for i, r in enumerate(parsed.receivers)
+        if r.fallback_receiver is not None and r.fallback_receiver not in shared
+    )
     agencies = {}
     for agency_path in files:
         agency = _agency(agency_path, parsed, root, shared, owners, problems)

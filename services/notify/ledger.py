@@ -5,8 +5,9 @@
 - the open registry (compacted topic, key escalation_id): firing escalations still waiting for
   acknowledgement or resolution; a tombstone closes one.
 - acknowledgements (care.acks.v1, key escalation_id).
+- silences and maintenance windows (care.silences.v1, compacted, key silence_id).
 
-`load()` reads all three to their end before the worker starts; `follow()` keeps tailing them so
+`load()` reads all four to their end before the worker starts; `follow()` keeps tailing them so
 that several notify instances see each other's writes. Every write waits for Kafka's ack.
 """
 
@@ -23,6 +24,7 @@ from prometheus_client import Counter
 from services.common import topics
 from services.common.kafka import KafkaClient, partition_counts
 from services.notify.records import Ack, NotificationRecord, OpenEntry
+from services.notify.silences import Silence
 from services.notify.store import keep_ack, keep_outcome, stopped_by
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ class Ledger:
         self.acks: dict[str, list[Ack]] = {}
         # The final record of each notification of an open escalation (the operators' API).
         self.outcomes: dict[str, list[NotificationRecord]] = {}
+        self.silences: dict[str, Silence] = {}
         # Escalations closed (monotonic time): their acks and outcomes are forgotten a while
         # later (records of the last step may still arrive from another topic).
         self._closed: dict[str, float] = {}
@@ -64,6 +67,8 @@ class Ledger:
                 if topic == self.sent_topic
                 else "open"
                 if topic == self.open_topic
+                else "silences"
+                if topic == topics.SILENCES
                 else "acks"
             )
             log.error(
@@ -91,18 +96,23 @@ class Ledger:
                 self.open[k] = entry
         elif topic == topics.ACKS and value is not None:
             self._acked(Ack.model_validate_json(value))
+        elif topic == topics.SILENCES:
+            if value is None:
+                self.silences.pop(k, None)
+            else:
+                self.silences[k] = Silence.model_validate_json(value)
 
     def _acked(self, ack: Ack) -> None:
         keep_ack(self.acks, self.open, ack)
 
     async def load(self) -> None:
-        """Read the three topics to their current end."""
+        """Read the four topics to their current end."""
         consumer = AIOKafkaConsumer(
             **self.kafka.aiokafka(enable_auto_commit=False, isolation_level="read_committed")
         )
         await consumer.start()
         try:
-            names = (topics.ACKS, self.sent_topic, self.open_topic)
+            names = (topics.ACKS, topics.SILENCES, self.sent_topic, self.open_topic)
             counts = await asyncio.to_thread(
                 partition_counts, self.kafka, names, client_id="carealert-notify"
             )
@@ -174,6 +184,12 @@ class Ledger:
             topics.ACKS, key=ack.escalation_id.encode(), value=ack.to_bytes()
         )
         self._acked(ack)
+
+    async def put_silence(self, silence: Silence) -> None:
+        await self.producer.send_and_wait(
+            topics.SILENCES, key=silence.silence_id.encode(), value=silence.to_bytes()
+        )
+        self.silences[silence.silence_id] = silence
 
 
 async def wait_stopped(tasks: list[asyncio.Task[Any]]) -> None:

@@ -139,7 +139,7 @@ async def connect_kafka(settings: NotifySettings) -> KafkaClient:
         kafka,
         partitions=settings.topic_partitions,
         replication=settings.topic_replication,
-        names=[sent_topic(settings), open_topic(settings)],
+        names=[sent_topic(settings), open_topic(settings), topics.SILENCES],
         compacted=True,
     )
     return kafka

@@ -41,7 +41,8 @@ from services.notify.records import (
 )
 from services.notify.retry import RetryPolicy
 from services.notify.routing import Routing
-from services.notify.schedule import due_steps, make_plan, open_entry, recipients
+from services.notify.schedule import due_steps, make_plan, open_entry, reached_nobody, recipients
+from services.notify.silences import Mute, Redirect, Verdict, verdict
 from services.notify.store import NotificationLog, RecordWriter, stopped_by
 from services.notify.templates import Message, Templates, context_for
 
@@ -107,29 +108,78 @@ class Notifier:
     # --- one notification: de-duplicate → prepare → send with retry → record ------------------
 
     async def deliver(
-        self, esc: Escalation, target: Recipient, step: str, partition: int | None = None
+        self,
+        esc: Escalation,
+        target: Recipient,
+        step: str,
+        partition: int | None = None,
+        at: datetime | None = None,
+        redirected: bool = False,
     ) -> None:
         """Deliver one notification at most once; record every attempt and the outcome.
-        `partition`: the escalation's partition when its commit waits on this delivery."""
+        `partition`: the escalation's partition when its commit waits on this delivery. `at`:
+        when the step was due (default: the escalation's creation), the instant whose on-call
+        person it reaches and whose silences apply. `redirected`: it stands in for a silenced
+        or maintained receiver's, and no silence applies to it."""
         nid = notification_id(esc.escalation_id, target.receiver, step)
         if nid in self.ledger.sent or nid in self.inflight:
             return
         self.inflight.add(nid)
+        when = at if at is not None else esc.created_at
         try:
-            prepared = self.prepare(nid, esc, target)
-            if isinstance(prepared, Unsendable):
+            silenced = None if redirected else self._silenced(esc, target, when)
+            if isinstance(silenced, Redirect):
+                # The stand-in first: the suppressed record is final, and must never be
+                # written unless the notification went somewhere.
+                stand_in = Recipient(receiver=silenced.to, recipient_class=target.recipient_class)
+                await self.deliver(esc, stand_in, step, partition, when, redirected=True)
                 final = await self.recorder.attempt(
-                    nid, esc, target, step, prepared.channel, "failed", 0, prepared.reason
+                    nid,
+                    esc,
+                    target,
+                    step,
+                    "none",
+                    "suppressed",
+                    0,
+                    silenced.reason,
+                    silence_id=silenced.silence_id,
+                    redirected_to=silenced.to,
+                )
+            elif isinstance(silenced, Mute):
+                final = await self.recorder.attempt(
+                    nid,
+                    esc,
+                    target,
+                    step,
+                    "none",
+                    "suppressed",
+                    0,
+                    "silenced",
+                    silence_id=silenced.silence_id,
                 )
             else:
-                final = await self.send(prepared, esc, target, step, partition)
+                prepared = self.prepare(nid, esc, target, when)
+                if isinstance(prepared, Unsendable):
+                    final = await self.recorder.attempt(
+                        nid, esc, target, step, prepared.channel, "failed", 0, prepared.reason
+                    )
+                else:
+                    final = await self.send(prepared, esc, target, step, partition)
             await self.recorder.final(final)
         finally:
             self.inflight.discard(nid)
 
-    def prepare(self, nid: str, esc: Escalation, target: Recipient) -> Prepared | Unsendable:
-        """The receiver's address and the message its recipient class may see. Receivers are
-        looked up for the escalation's agency only: its own, or shared ones."""
+    def _silenced(self, esc: Escalation, target: Recipient, at: datetime) -> Verdict:
+        if target.recipient_class == OPERATOR_CLASS:
+            return None
+        return verdict(esc, target, at, self.ledger.silences.values(), self.routing)
+
+    def prepare(
+        self, nid: str, esc: Escalation, target: Recipient, at: datetime | None = None
+    ) -> Prepared | Unsendable:
+        """The receiver's address (whoever is on call at `at`, when it names a schedule) and
+        the message its recipient class may see. Receivers are looked up for the escalation's
+        agency only: its own, or shared ones."""
         spec = self.routing.receiver(esc.agency_id, target.receiver)
         if spec is None:
             # An agency with no configuration has no receivers of its own to reach; otherwise
@@ -137,8 +187,11 @@ class Notifier:
             known = esc.agency_id in self.routing.agencies
             return Unsendable("none", "unknown_receiver" if known else "unknown_agency")
         default_channel = "email" if spec.email else "webhook" if spec.webhook else "sms"
+        agency = self.routing.agencies.get(esc.agency_id)
         try:
-            address = resolve_address(spec, esc, self.people)
+            address = resolve_address(
+                spec, esc, self.people, at, agency.schedules if agency is not None else None
+            )
         except NoContact as exc:
             return Unsendable(default_channel, str(exc))
         if target.recipient_class == OPERATOR_CLASS:
@@ -244,7 +297,15 @@ class Notifier:
                     )
                 self._observe_delivered(esc, step, name)
                 return await self.recorder.attempt(
-                    nid, esc, target, step, name, "delivered", attempt, None
+                    nid,
+                    esc,
+                    target,
+                    step,
+                    name,
+                    "delivered",
+                    attempt,
+                    None,
+                    person_id=prepared.delivery.person_id,
                 )
         finally:
             if retrying:
@@ -329,8 +390,9 @@ class Notifier:
             esc = entry.escalation
             if entry.acked_by is None and esc.due_at is not None and esc.due_at <= now:
                 past_due += 1
-            for step, target in due_steps(entry, now):
-                work.append(self.deliver(esc, target, step))
+            nobody = reached_nobody(entry.plan, self.ledger.outcomes.get(key, []))
+            for due in due_steps(entry, now, nobody):
+                work.append(self.deliver(esc, due.target, due.step, at=due.at))
         self.metrics.unacked_past_due.set(past_due)
         self.metrics.open.set(len(self.ledger.open))
         if work:

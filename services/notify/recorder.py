@@ -87,6 +87,10 @@ class Recorder:
         status: Status,
         attempt: int,
         reason: str | None,
+        *,
+        person_id: str | None = None,
+        silence_id: str | None = None,
+        redirected_to: str | None = None,
     ) -> NotificationRecord:
         """Write one notification record to care.notifications.v1 and count it."""
         record = NotificationRecord(
@@ -101,6 +105,9 @@ class Recorder:
             escalation_status=esc.status,
             at=self.clock(),
             reason=reason or None,
+            person_id=person_id,
+            silence_id=silence_id,
+            redirected_to=redirected_to,
         )
         await self.written(
             lambda: self.producer.send_and_wait(

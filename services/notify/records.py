@@ -39,7 +39,9 @@ class Stored(BaseModel):
 
 
 class NotificationRecord(Stored):
-    """One attempt or outcome of one notification (`retrying` records precede the final one)."""
+    """One attempt or outcome of one notification (`retrying` records precede the final one).
+    A `suppressed` one names the silence or maintenance window (`silence_id`) and, when the
+    notification went to another receiver instead, which (`redirected_to`)."""
 
     notification_id: str
     escalation_id: str
@@ -52,6 +54,9 @@ class NotificationRecord(Stored):
     escalation_status: str
     at: datetime
     reason: str | None = None
+    silence_id: str | None = None
+    redirected_to: str | None = None
+    person_id: str | None = None  # the person it was addressed to (e.g. whoever was on call)
 
 
 AckVia = Literal["link", "api", "console"]
@@ -104,15 +109,29 @@ class Widening(Stored):
     recipient_class: str
 
 
+class PlanLevel(Stored):
+    """One escalation level of a plan: its step (`e<level>`, `e<level>.<pass>` when a policy
+    repeats), whom it tells, and how long to wait for an acknowledgement before the next."""
+
+    step: str
+    recipients: list[Recipient]
+    wait_s: float
+
+
 class Plan(Stored):
     """Fixed when an escalation opens: its first receivers with their reminder intervals and
-    whether they hear of the resolution, the ack timeout, the receivers each escalation level
-    adds, and how many reminders at most."""
+    whether they hear of the resolution, the ack timeout, the escalation levels (from the
+    agency's escalation policy, or the staff ladder), and how many reminders at most.
+
+    `widenings` is what the release before reads (the levels' receivers, each level after
+    level × the ack timeout); a plan without `levels` was stored by it and is read that way."""
 
     recipients: list[Recipient]
     ack_timeout_s: float | None = None
     widenings: list[Widening] = []
     max_reminders: int = 0
+    levels: list[PlanLevel] | None = None
+    policy: str | None = None  # the escalation policy's name; None: the staff ladder
 
 
 class OpenEntry(Stored):

@@ -11,8 +11,8 @@ The file that describes the tree, and its checks, are in services.notify.config.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -21,6 +21,7 @@ from services.notify.agencies import AgencyView, unknown_agency
 
 if TYPE_CHECKING:
     from services.notify.config import Defaults, ReceiverSpec
+    from services.notify.oncall import Schedule
 
 LABELS = ("severity", "rule_id", "recipient_class", "agency", "state", "county", "status")
 KNOWN_VALUES: Mapping[str, frozenset[str]] = {
@@ -43,6 +44,7 @@ class Route:
     ack_timeout: timedelta
     send_resolved: bool
     children: tuple[Route, ...]
+    escalation_policy: str | None = None  # an agency route's (inherited), else the agency's
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(labels.get(k) == v for k, v in self.match.items()) and all(
@@ -60,6 +62,29 @@ class Target:
 
 
 @dataclass(frozen=True)
+class Reach:
+    """Whom an escalation level tells: a receiver, and the recipient class it is shown as."""
+
+    receiver: str
+    recipient_class: str
+
+
+@dataclass(frozen=True)
+class Level:
+    reaches: tuple[Reach, ...]
+    wait: timedelta  # before the next level, if nobody has acknowledged
+
+
+@dataclass(frozen=True)
+class EscalationPolicy:
+    """An agency's ordered escalation levels, repeated `repeat` times after the last."""
+
+    name: str
+    levels: tuple[Level, ...]
+    repeat: int = 0
+
+
+@dataclass(frozen=True)
 class Agency:
     """One tenant: how messages name it, its own receivers, and its tree (routing.yaml's with
     the agency's own routes tried first)."""
@@ -68,6 +93,16 @@ class Agency:
     receivers: Mapping[str, ReceiverSpec]
     root: Route
     acknowledge_roles: frozenset[str]
+    schedules: Mapping[str, Schedule] = field(default_factory=dict)
+    policies: Mapping[str, EscalationPolicy] = field(default_factory=dict)
+    default_policy: str | None = None  # None: the staff ladder (services.common.ladder)
+    fallback_receiver: str | None = None  # where a silenced duty's notifications go instead
+
+    def policy(self, route_policies: Iterable[str | None]) -> EscalationPolicy | None:
+        """The escalation policy for an escalation whose first receivers' routes name
+        `route_policies`: the first named, else the agency's default; None: the staff ladder."""
+        name = next((n for n in route_policies if n is not None), self.default_policy)
+        return self.policies.get(name) if name is not None else None
 
     def stopped_by(self, person_roles: Sequence[str] | None, receiver: str, legacy: bool) -> bool:
         """Whether an acknowledgement stops this agency's reminders and chain: a person of the

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from services.notify.records import Ack, NotificationRecord, OpenEntry
+from services.notify.silences import Silence
 
 
 class NotificationLog(Protocol):
@@ -21,6 +22,7 @@ class NotificationLog(Protocol):
     open: dict[str, OpenEntry]
     acks: dict[str, list[Ack]]  # escalation id → its acknowledgements, first first
     outcomes: dict[str, list[NotificationRecord]]  # open escalation id → final records
+    silences: dict[str, Silence]  # silence id → the silence or maintenance window
 
     async def record_sent(self, nid: str, record: NotificationRecord) -> None:
         """Remember that a notification's outcome is final (durably, before returning)."""
@@ -33,6 +35,9 @@ class NotificationLog(Protocol):
 
     async def record_ack(self, ack: Ack) -> None:
         """Remember who acknowledged an escalation (reminders and escalation steps stop)."""
+
+    async def put_silence(self, silence: Silence) -> None:
+        """Remember a silence or maintenance window, or its expiry (durably)."""
 
 
 def keep_ack(acks: dict[str, list[Ack]], open_entries: dict[str, OpenEntry], ack: Ack) -> None:
@@ -72,6 +77,7 @@ class MemoryNotificationLog:
         self.open: dict[str, OpenEntry] = {}
         self.acks: dict[str, list[Ack]] = {}
         self.outcomes: dict[str, list[NotificationRecord]] = {}
+        self.silences: dict[str, Silence] = {}
 
     async def record_sent(self, nid: str, record: NotificationRecord) -> None:
         self.sent.add(nid)
@@ -86,6 +92,9 @@ class MemoryNotificationLog:
 
     async def record_ack(self, ack: Ack) -> None:
         keep_ack(self.acks, self.open, ack)
+
+    async def put_silence(self, silence: Silence) -> None:
+        self.silences[silence.silence_id] = silence
 
 
 class RecordWriter(Protocol):

@@ -525,4 +525,11 @@ class Engine:
             caseworker_id=st.caseworker_id,
             supervisor_id=st.supervisor_id,
             subject=subject,
+            silenceable=self._silenceable(st.state, esc.rule_id),
         )
+
+    def _silenceable(self, state: str, rule_id: str) -> bool:
+        """Whether the policy lets a silence mute this rule's notifications (an overdue
+        escalation's rule id is the engine's, never silenceable)."""
+        rule = self._rules(state).get(rule_id)
+        return rule is not None and rule.silenceable

@@ -29,7 +29,12 @@ from pydantic import (
 from services.common import yamlio
 from services.common.config import ConfigInvalid, ConfigProblem
 from services.common.durations import parse_duration
-from services.common.escalations import RECIPIENT_CLASSES, SEVERITIES, Severity
+from services.common.escalations import (
+    NEVER_SILENCEABLE_PREFIXES,
+    RECIPIENT_CLASSES,
+    SEVERITIES,
+    Severity,
+)
 from services.common.events import (
     EVENT_TYPES,
     USPS_STATES,
@@ -193,6 +198,9 @@ class RuleSpec(Strict):
     cancel_on: tuple[str, ...] = ()
     resolved_by: tuple[Resolution, ...] = ()
     overdue: Overdue | None = Overdue()
+    # A silence may mute its notifications (services.notify.silences). Never a duty: a rule
+    # with a deadline, a federal rule, the missing-child broadcast or a state's rule.
+    silenceable: bool = False
 
 
 class RulesFile(Strict):
@@ -324,6 +332,7 @@ class Rule:
     # `due_when`: (condition, deadline) pairs; the first whose condition holds replaces `due`.
     due_when: tuple[tuple[Condition, Due], ...] = ()
     fire: FireAt | None = None  # when a `fire_after` rule fires
+    silenceable: bool = False
 
     def triggered_by(self, event_type: str) -> bool:
         return event_type in self.on or "*" in self.on
@@ -434,9 +443,24 @@ def check_due_when(entries: tuple[DueWhen, ...], path: str) -> list[str]:
 # --- loading ---------------------------------------------------------------------------------
 
 
-def _check_rule(spec: RuleSpec, file: str, path: str, problems: list[PolicyProblem]) -> None:
+def _check_rule(
+    spec: RuleSpec, file: str, path: str, problems: list[PolicyProblem], state_rule: bool = False
+) -> None:
     def bad(where: str, reason: str) -> None:
         problems.append(PolicyProblem(file, f"{path}.{where}", reason))
+
+    if spec.silenceable:
+        why = (
+            "a state's rule is a state duty"
+            if state_rule
+            else "a federal duty or broadcast"
+            if spec.id.startswith(NEVER_SILENCEABLE_PREFIXES)
+            else "a rule with a deadline is a duty"
+            if spec.due != "none" or spec.due_when
+            else None
+        )
+        if why is not None:
+            bad("silenceable", f"{why}: no silence may hide it")
 
     for i, et in enumerate(spec.on):
         if et != "*" and et not in EVENT_TYPES:
@@ -535,6 +559,7 @@ def _compile(spec: RuleSpec, grace: timedelta, override: Override | None = None)
         overdue=overdue,
         due_when=tuple((entry.when, parse_due(entry.due)) for entry in due_when),
         fire=fire,
+        silenceable=spec.silenceable,
     )
 
 
@@ -723,7 +748,7 @@ def load_policy(directory: Path) -> Policy:
                         )
                     )
         for i, spec in enumerate(overlay.rules):
-            _check_rule(spec, name, f"rules.{i}", problems)
+            _check_rule(spec, name, f"rules.{i}", problems, state_rule=True)
             if spec.id in base_specs:
                 problems.append(
                     PolicyProblem(

@@ -201,10 +201,11 @@ def test_receiver_needs_a_channel_and_unique_name(tmp_path: Path) -> None:
     assert [str(p) for p in info.value.problems] == [
         "routing.yaml: receivers.0: a receiver needs email, webhook or sms",
         "routing.yaml: receivers.1.name: duplicate receiver 'a'",
-        "routing.yaml: receivers.1.email: give exactly one of to, to_staff, to_person, to_role",
+        "routing.yaml: receivers.1.email: give exactly one of to, to_staff, to_person, to_role,"
+        " to_schedule",
         "routing.yaml: receivers.1.email: a shared receiver serves every agency and can not name"
-        " an agency's people (to_staff, to_person, to_role, fallback_role): declare it in"
-        " agencies/<agency_id>.yaml",
+        " an agency's people (to_staff, to_person, to_role, to_schedule, fallback_role):"
+        " declare it in agencies/<agency_id>.yaml",
     ]
 
 
@@ -416,7 +417,7 @@ def test_schedule_of_reminders_and_escalation(routing: Any) -> None:
     entry = open_entry(escalation(recipients=["caseworker"]), 0, T0, routing)
 
     def due(after: timedelta) -> list[tuple[str, str]]:
-        return [(s, t.receiver) for s, t in due_steps(entry, T0 + after)]
+        return [(d.step, d.target.receiver) for d in due_steps(entry, T0 + after)]
 
     assert due(timedelta(minutes=59)) == []
     assert due(timedelta(hours=1)) == [("e1", "supervisor")]
@@ -431,7 +432,7 @@ def test_schedule_of_reminders_and_escalation(routing: Any) -> None:
 
 def test_reminders_stop_at_the_cap(routing: Any) -> None:
     entry = open_entry(escalation(recipients=["caseworker"]), 0, T0, routing)
-    reminders = [s for s, t in due_steps(entry, T0 + timedelta(days=30)) if s.startswith("r")]
+    reminders = [d.step for d in due_steps(entry, T0 + timedelta(days=30)) if d.step[0] == "r"]
     assert reminders == [f"r{i}" for i in range(1, 7)]
 
 

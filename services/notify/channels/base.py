@@ -15,19 +15,31 @@ from services.notify.templates import Message
 class Addressee(Strict):
     """Whom an email or SMS receiver writes to: exactly one of a fixed organisational address
     (`to`), the escalation's own caseworker or supervisor (`to_staff`), one person of the agency
-    by id (`to_person`) or the agency's first person holding a role (`to_role`); then, if that
-    finds nobody with an address, `fallback_role` and then the `fallback` address. People are
-    looked up in the people registry, for the escalation's agency only."""
+    by id (`to_person`), the agency's first person holding a role (`to_role`) or whoever the
+    agency's schedule puts on call at the step's time (`to_schedule`, services.notify.oncall);
+    then, if that finds nobody with an address, `fallback_role` and then the `fallback`
+    address. People are looked up in the people registry, for the escalation's agency only."""
 
     to: str | None = None
     to_staff: Literal["caseworker", "supervisor"] | None = None
     to_person: str | None = None
     to_role: Role | None = None
+    to_schedule: str | None = None
     fallback_role: Role | None = None
     fallback: str | None = None
 
+    def ways(self) -> list[str | None]:
+        """The primary ways of addressing, of which a receiver gives exactly one."""
+        return [self.to, self.to_staff, self.to_person, self.to_role, self.to_schedule]
+
     def names_people(self) -> bool:
-        return bool(self.to_staff or self.to_person or self.to_role or self.fallback_role)
+        return bool(
+            self.to_staff
+            or self.to_person
+            or self.to_role
+            or self.to_schedule
+            or self.fallback_role
+        )
 
 
 class DeliveryError(Exception):
