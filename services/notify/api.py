@@ -15,6 +15,7 @@ from services.notify.escalations_api import escalations_router
 from services.notify.ledger import Ledger
 from services.notify.metrics import NotifyMetrics
 from services.notify.settings import NotifySettings
+from services.notify.silences_api import silences_router
 from services.notify.tenancy import Tenancy
 
 # Acknowledgements are a few hundred bytes; the ack endpoint is public (links work without a
@@ -41,6 +42,7 @@ def create_api(
     )
     app.include_router(acks_router(acknowledger, tenancy.tokens))
     app.include_router(escalations_router(tenancy.tokens, tenancy.people, ledger))
+    app.include_router(silences_router(tenancy.tokens, tenancy.people, ledger, tenancy.routing))
     app.include_router(health_router(metrics, ready, healthy, unready))
     return app
 

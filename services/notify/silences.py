@@ -21,18 +21,23 @@ work): for the window its notifications go to the receiver's declared `fallback_
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Literal
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, Field
 
 from services.common.escalations import NEVER_SILENCEABLE_PREFIXES, Escalation
+from services.common.models import Strict
 from services.notify.records import Recipient, Stored
-from services.notify.routing import LABELS, Routing, labels_of
+from services.notify.routing import KNOWN_VALUES, LABELS, Routing, labels_of
 
 SilenceKind = Literal["silence", "maintenance"]
 # What a silence may match on: the routing labels but `agency` (a silence is its agency's).
 SILENCE_LABELS = tuple(label for label in LABELS if label != "agency") + ("receiver",)
+MAX_SILENCE = timedelta(days=31)
 
 
 class Silence(Stored):
@@ -128,3 +133,86 @@ def verdict(
             return Redirect(s.silence_id, fallback, "silenced")
         return None
     return None
+
+
+Value = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class SilenceRequest(Strict):
+    """What a person asks for (API body, CLI options): matchers, or a receiver for a
+    maintenance window; when; why."""
+
+    match: Annotated[dict[str, Value], Field(max_length=10)] = {}
+    match_re: Annotated[dict[str, Value], Field(max_length=10)] = {}
+    receiver: Annotated[str, Field(max_length=64)] | None = None
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime
+    reason: str = Field(min_length=3, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+
+
+def request_problems(
+    request: SilenceRequest, agency_id: str, routing: Routing, now: datetime
+) -> list[tuple[str, str]]:
+    """What is wrong with a request, as (field, problem); never repeating what was sent."""
+    problems: list[tuple[str, str]] = []
+    agency = routing.agencies.get(agency_id)
+    if agency is None:
+        return [("agency", "this agency has no configuration")]
+    for kind, matchers in (("match", request.match), ("match_re", request.match_re)):
+        for label, value in matchers.items():
+            if label not in SILENCE_LABELS:
+                problems.append((kind, f"unknown label (labels: {', '.join(SILENCE_LABELS)})"))
+            elif kind == "match" and label in KNOWN_VALUES and value not in KNOWN_VALUES[label]:
+                problems.append((f"match.{label}", f"not a known {label.replace('_', ' ')}"))
+            elif kind == "match_re":
+                try:
+                    re.compile(value)
+                except re.error:
+                    problems.append((f"match_re.{label}", "not a regular expression"))
+    has_matchers = bool(request.match or request.match_re)
+    if request.receiver is not None:
+        spec = agency.receivers.get(request.receiver)
+        if has_matchers:
+            problems.append(("receiver", "a maintenance window names a receiver and no matchers"))
+        elif spec is None or ":" in request.receiver:
+            problems.append(("receiver", "not one of this agency's receivers"))
+        elif spec.fallback_receiver is None:
+            problems.append(
+                ("receiver", "has no fallback_receiver to take its messages during the window")
+            )
+    elif not has_matchers:
+        problems.append(
+            ("match", "a silence needs a matcher (or a receiver, for a maintenance window)")
+        )
+    starts = request.starts_at or now
+    if request.ends_at <= starts:
+        problems.append(("ends_at", "must be after starts_at"))
+    elif request.ends_at <= now:
+        problems.append(("ends_at", "is already past"))
+    elif request.ends_at - starts > MAX_SILENCE:
+        problems.append(("ends_at", "a silence lasts at most 31 days"))
+    return problems
+
+
+def new_silence(request: SilenceRequest, agency_id: str, by: str, now: datetime) -> Silence:
+    """The silence a valid request makes (its id random: a silence is made once)."""
+    return Silence(
+        silence_id=uuid.uuid4().hex,
+        agency_id=agency_id,
+        kind="maintenance" if request.receiver is not None else "silence",
+        match=dict(request.match),
+        match_re=dict(request.match_re),
+        receiver=request.receiver,
+        starts_at=request.starts_at or now,
+        ends_at=request.ends_at,
+        reason=request.reason,
+        created_by=by,
+        created_at=now,
+    )
+
+
+def expired(silence: Silence, by: str, now: datetime) -> Silence | None:
+    """The silence expired now, or None if it has ended already (nothing to write)."""
+    if silence.state(now) == "expired":
+        return None
+    return silence.model_copy(update={"expired_at": now, "expired_by": by})

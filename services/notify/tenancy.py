@@ -54,37 +54,41 @@ def _targets(agency: Agency) -> list[tuple[str, Addressee]]:
     """(path in the agency file, addressing) of each email and sms receiver."""
     out: list[tuple[str, Addressee]] = []
     for i, spec in enumerate(agency.receivers.values()):
+        # A receiver an escalation level made for a person, role or schedule (`person:W-1`).
+        where = f"escalation_policies ({spec.name})" if ":" in spec.name else f"receivers.{i}"
         for kind, target in (("email", spec.email), ("sms", spec.sms)):
             if target is not None:
-                out.append((f"receivers.{i}.{kind}", target))
+                out.append((f"{where}.{kind}", target))
     return out
 
 
+def _person_problem(people: People, agency_id: str, person_id: str) -> str | None:
+    """Why an agency may not name this person: not in the registry, another agency's, or
+    disabled; None if it may."""
+    person = people.get(agency_id, person_id)
+    if person is None:
+        foreign = any(
+            people.get(other, person_id) is not None for other in people.agencies() - {agency_id}
+        )
+        if foreign:
+            return f"{person_id!r} is another agency's person: an agency names only its own people"
+        return f"{person_id!r} is not in the people registry"
+    return "names a disabled person" if person.disabled else None
+
+
 def people_problems(routing: Routing, people: People) -> list[ConfigProblem]:
-    """Each agency's references to its people, checked against the registry."""
+    """Each agency's references to its people (receivers, schedules), checked against the
+    registry."""
     problems: list[ConfigProblem] = []
     for agency_id, agency in sorted(routing.agencies.items()):
         file = f"agencies/{agency_id}.yaml"
+        named = [(f"{where}.to_person", t.to_person) for where, t in _targets(agency)]
+        for i, schedule in enumerate(agency.schedules.values()):
+            named += [(f"schedules.{i}.{where}", pid) for where, pid in schedule.people()]
+        for where, person_id in named:
+            if person_id is not None and (why := _person_problem(people, agency_id, person_id)):
+                problems.append(ConfigProblem(file, where, why))
         for where, target in _targets(agency):
-            if target.to_person is not None:
-                person = people.get(agency_id, target.to_person)
-                if person is None:
-                    foreign = any(
-                        people.get(other, target.to_person) is not None
-                        for other in people.agencies() - {agency_id}
-                    )
-                    reason = (
-                        "is another agency's person: an agency names only its own people"
-                        if foreign
-                        else "is not in the people registry"
-                    )
-                    problems.append(
-                        ConfigProblem(file, f"{where}.to_person", f"{target.to_person!r} {reason}")
-                    )
-                elif person.disabled:
-                    problems.append(
-                        ConfigProblem(file, f"{where}.to_person", "names a disabled person")
-                    )
             for key, role in (("to_role", target.to_role), ("fallback_role", target.fallback_role)):
                 if role is not None and not people.with_role(agency_id, role):
                     problems.append(

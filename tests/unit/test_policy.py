@@ -80,7 +80,7 @@ def problems(directory: Path) -> list[str]:
             "escalations.yaml: rules.1.on.0: unknown event type 'missing.openned'",
         ),
         (
-            "recipients: [law_enforcement, shelter_network]",
+            "recipients: [law_enforcement, shelter_network, on_call]",
             "recipients: [law_enforcement, shelters]",
             "escalations.yaml: rules.2.recipients.1: unknown recipient class 'shelters'",
         ),

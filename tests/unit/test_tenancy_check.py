@@ -139,7 +139,7 @@ def test_people_references_keys_and_tokens_are_checked_against_the_registry(
     mo.write_text(
         mo.read_text()
         .replace("{to_role: director}", "{to_person: D-2}")  # El Paso's director
-        .replace("to_role: on_call", "to_person: NOBODY")
+        .replace("to_schedule: on-call", "to_person: NOBODY")
     )
     keys = tmp_path / "keys.yaml"
     keys.write_text(
