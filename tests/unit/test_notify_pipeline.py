@@ -124,7 +124,13 @@ class Clock:
 
 
 class Stack:
-    def __init__(self, routing: Routing, templates: Templates, log: MemoryNotificationLog) -> None:
+    def __init__(
+        self,
+        routing: Routing,
+        templates: Templates,
+        log: MemoryNotificationLog,
+        people: People = PEOPLE,
+    ) -> None:
         self.clock = Clock()
         self.log = log
         self.writer = MemoryRecordWriter()
@@ -139,7 +145,7 @@ class Stack:
             templates=templates,
             channels={"email": self.email, "webhook": self.webhook, "sms": FakeChannel("sms")},
             ledger=log,
-            people=PEOPLE,
+            people=people,
             producer=self.writer,
             metrics=NotifyMetrics(CollectorRegistry()),
             retry=RetryPolicy(max_attempts=3, base_s=1, max_s=4),

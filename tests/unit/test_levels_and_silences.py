@@ -1,0 +1,282 @@
+"""Escalation levels, on-call schedules and silences in the notify core, on a simulated clock:
+the in-memory notification log and record writer, fake channels (tests/unit/test_notify_pipeline)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.common import topics
+from services.common.people import People, Person
+from services.notify.config import load_routing
+from services.notify.records import Ack
+from services.notify.routing import Routing
+from services.notify.silences import Silence, SilenceRequest, request_problems
+from services.notify.store import MemoryNotificationLog
+from services.notify.templates import Templates
+from tests.unit.test_notify_pipeline import (
+    ROOT,
+    ROUTING,
+    T0,
+    Stack,
+    escalation,
+    run,
+    write_policy,
+)
+
+# T0 is 2026-11-23 20:00 in Chicago. The schedule hands over every hour from 20:00: C-1, then
+# C-2, then C-1 again; level 1 (the supervisor) after the 1 h ack timeout, level 2 (whoever is
+# on call) 30 min later, i.e. at 21:30, when C-2 is on call.
+AGENCY = """\
+version: 1
+agency_id: demo-agency
+name: Demo County
+time_zone: America/Chicago
+contact_24_7: "+1-555-0100"
+receivers:
+  - name: caseworker
+    email: {to_staff: caseworker}
+  - name: supervisor
+    email: {to_staff: supervisor}
+  - name: director
+    email: {to: director@agency.example}
+  - name: county-hook
+    webhook: {url: "https://county.example/hook"}
+    fallback_receiver: director
+schedules:
+  - name: on-call
+    layers:
+      - name: hourly
+        members: [C-1, C-2]
+        rotation: 1h
+        starts: "2026-11-23T20:00"
+escalation_policies:
+  - name: standard
+    levels:
+      - notify: [{receiver: supervisor}]
+        wait: 30m
+      - notify: [{schedule: on-call}]
+        wait: 1h
+  - name: nobody-first
+    levels:
+      - notify: [{person: GONE}]
+        wait: 2h
+      - notify: [{receiver: director}]
+escalation_policy: standard
+fallback_receiver: director
+routes:
+  - match: {rule_id: policy.nobody-first}
+    receiver: caseworker
+    escalation_policy: nobody-first
+  - match: {rule_id: policy.county}
+    receiver: county-hook
+"""
+
+
+def person(pid: str, role: str, email: str | None, disabled: bool = False) -> Person:
+    return Person(
+        id=pid,
+        agency_id="demo-agency",
+        name=pid,
+        email=email,
+        roles=(role,),
+        disabled=disabled,
+    )
+
+
+PEOPLE = People(
+    [
+        person("W-1", "caseworker", "alex@agency.example"),
+        person("S-1", "supervisor", "jordan@agency.example"),
+        person("C-1", "on_call", "casey@agency.example"),
+        person("C-2", "on_call", "quinn@agency.example"),
+        person("GONE", "supervisor", "gone@agency.example", disabled=True),
+    ]
+)
+
+
+@pytest.fixture
+def routing(tmp_path: Path) -> Routing:
+    return load_routing(write_policy(tmp_path, ROUTING, AGENCY))
+
+
+@pytest.fixture
+def stack(routing: Routing) -> Stack:
+    return Stack(routing, Templates(ROOT / "rules" / "templates"), MemoryNotificationLog(), PEOPLE)
+
+
+def at(stack: Stack, after: timedelta) -> None:
+    stack.clock.now = T0 + after
+    run(stack.notifier.tick(None))
+
+
+def records(stack: Stack, receiver: str) -> list[dict[str, Any]]:
+    return [
+        json.loads(r.value or b"{}")
+        for r in stack.writer.records
+        if r.topic == topics.NOTIFICATIONS and json.loads(r.value or b"{}")["receiver"] == receiver
+    ]
+
+
+def silence(**kw: Any) -> Silence:
+    base: dict[str, Any] = {
+        "silence_id": "s-1",
+        "agency_id": "demo-agency",
+        "starts_at": T0 - timedelta(hours=1),
+        "ends_at": T0 + timedelta(hours=4),
+        "reason": "planned",
+        "created_by": "O-1",
+        "created_at": T0 - timedelta(hours=1),
+    }
+    return Silence(**{**base, **kw})
+
+
+def test_level_one_then_level_two_reaches_whoever_was_on_call_when_it_was_due(
+    stack: Stack,
+) -> None:
+    run(stack.notifier.handle(escalation(), partition=0))
+    at(stack, timedelta(minutes=59))
+    assert stack.email.to("supervisor") == []
+    at(stack, timedelta(minutes=61))
+    assert [d.address for d in stack.email.to("supervisor")] == ["jordan@agency.example"]
+    at(stack, timedelta(minutes=89))
+    assert stack.email.to("schedule:on-call") == []
+    # The tick runs late, at 22:10, when C-1 is on call again: level 2 was due at 21:30 (C-2).
+    at(stack, timedelta(hours=2, minutes=10))
+    [page] = stack.email.to("schedule:on-call")
+    assert page.address == "quinn@agency.example" and page.person_id == "C-2"
+    [record] = [r for r in records(stack, "schedule:on-call") if r["status"] == "delivered"]
+    assert record["step"] == "e2" and record["person_id"] == "C-2"
+
+
+def test_an_acknowledgement_by_the_agencys_person_stops_the_chain(stack: Stack) -> None:
+    esc = escalation()
+    run(stack.notifier.handle(esc, partition=0))
+    at(stack, timedelta(minutes=61))
+    ack = Ack(
+        escalation_id=esc.escalation_id,
+        receiver="supervisor",
+        acked_at=stack.clock.now,
+        person_id="S-1",
+        agency_id="demo-agency",
+    )
+    run(stack.log.record_ack(ack))
+    at(stack, timedelta(hours=5))
+    assert stack.email.to("schedule:on-call") == []
+
+
+def test_a_level_that_reaches_nobody_falls_through_at_once_and_is_recorded(
+    stack: Stack,
+) -> None:
+    run(stack.notifier.handle(escalation(rule_id="policy.nobody-first"), partition=0))
+    at(stack, timedelta(minutes=61))
+    [nobody] = records(stack, "person:GONE")
+    assert nobody["status"] == "failed" and nobody["reason"] == "no_contact"
+    assert stack.email.to("director") == []
+    at(stack, timedelta(minutes=62))  # the next tick: level 2 without its 2 h wait
+    assert [d.address for d in stack.email.to("director")] == ["director@agency.example"]
+
+
+def test_a_silence_mutes_a_silenceable_rule(stack: Stack) -> None:
+    run(stack.log.put_silence(silence(match={"rule_id": "risk.tier-changed"})))
+    risk = escalation(rule_id="risk.tier-changed", silenceable=True, recipients=["caseworker"])
+    run(stack.notifier.handle(risk, partition=0))
+    assert stack.email.attempts == []
+    [record] = records(stack, "caseworker")
+    assert record["status"] == "suppressed" and record["silence_id"] == "s-1"
+    assert "redirected_to" not in record
+
+
+def test_a_silence_redirects_a_duty_to_the_fallback_and_never_touches_law_enforcement(
+    stack: Stack,
+) -> None:
+    run(stack.log.put_silence(silence(match={"severity": "high"})))
+    # Even marked silenceable by a record written straight to the topic, a federal duty is not.
+    duty = escalation(silenceable=True, recipients=["caseworker", "law_enforcement"])
+    run(stack.notifier.handle(duty, partition=0))
+    assert stack.email.to("caseworker") == []
+    [record] = records(stack, "caseworker")
+    assert record["status"] == "suppressed"
+    assert (record["silence_id"], record["redirected_to"]) == ("s-1", "director")
+    assert [d.address for d in stack.email.to("director")] == ["director@agency.example"]
+    assert len(stack.webhook.to("law-enforcement")) == 1
+
+
+def test_an_expired_or_other_agencys_silence_does_nothing(stack: Stack) -> None:
+    run(
+        stack.log.put_silence(
+            silence(match={"rule_id": "risk.tier-changed"}, expired_at=T0 - timedelta(minutes=1))
+        )
+    )
+    run(stack.log.put_silence(silence(silence_id="s-2", agency_id="other-agency")))
+    risk = escalation(rule_id="risk.tier-changed", silenceable=True, recipients=["caseworker"])
+    run(stack.notifier.handle(risk, partition=0))
+    assert len(stack.email.to("caseworker")) == 1
+
+
+def test_a_maintenance_window_routes_a_receiver_to_its_fallback(stack: Stack) -> None:
+    run(stack.log.put_silence(silence(kind="maintenance", receiver="county-hook")))
+    run(stack.notifier.handle(escalation(rule_id="policy.county"), partition=0))
+    assert stack.webhook.to("county-hook") == []
+    [record] = records(stack, "county-hook")
+    assert (record["status"], record["reason"], record["redirected_to"]) == (
+        "suppressed",
+        "maintenance",
+        "director",
+    )
+    assert len(stack.email.to("director")) == 1
+    # After the window, the webhook is back.
+    stack.clock.now = T0 + timedelta(hours=5)
+    later = escalation(rule_id="policy.county", created_at=T0 + timedelta(hours=5))
+    run(stack.notifier.handle(later, partition=0))
+    assert len(stack.webhook.to("county-hook")) == 1
+
+
+def test_silence_requests_name_the_field_and_never_repeat_it(routing: Routing) -> None:
+    def problems(**kw: Any) -> list[tuple[str, str]]:
+        body = {"ends_at": T0 + timedelta(hours=2), "reason": "planned work", **kw}
+        return request_problems(SilenceRequest(**body), "demo-agency", routing, T0)
+
+    assert problems(match={"rule_id": "risk.tier-changed"}) == []
+    assert problems(receiver="county-hook") == []
+    [(field, why)] = problems(match={"secret-label-x": "v"})
+    assert field == "match" and "secret-label-x" not in why
+    assert problems() == [
+        ("match", "a silence needs a matcher (or a receiver, for a maintenance window)")
+    ]
+    assert problems(receiver="caseworker") == [
+        ("receiver", "has no fallback_receiver to take its messages during the window")
+    ]
+    assert problems(receiver="schedule:on-call") == [
+        ("receiver", "not one of this agency's receivers")
+    ]
+    assert problems(match={"severity": "loud"}) == [("match.severity", "not a known severity")]
+    assert problems(match_re={"rule_id": "("}) == [("match_re.rule_id", "not a regular expression")]
+    long = {"match": {"county": "Jackson"}, "ends_at": T0 + timedelta(days=40)}
+    assert problems(**long) == [("ends_at", "a silence lasts at most 31 days")]
+    past = {"match": {"county": "Jackson"}, "ends_at": T0 - timedelta(minutes=1)}
+    assert problems(**past) == [("ends_at", "must be after starts_at")]
+    assert request_problems(
+        SilenceRequest(match={"county": "x"}, ends_at=T0 + timedelta(hours=1), reason="why"),
+        "no-such-agency",
+        routing,
+        T0,
+    ) == [("agency", "this agency has no configuration")]
+
+
+def test_policy_levels_name_known_schedules_people_and_policies(tmp_path: Path) -> None:
+    broken = (
+        AGENCY.replace("{schedule: on-call}", "{schedule: nights}")
+        .replace("escalation_policy: standard", "escalation_policy: missing")
+        .replace("fallback_receiver: director\n", "fallback_receiver: law-enforcement\n")
+    )
+    with pytest.raises(ValueError) as info:
+        load_routing(write_policy(tmp_path, ROUTING, broken))
+    text = str(info.value)
+    assert "escalation_policies.0.levels.1.notify.0.schedule: unknown schedule 'nights'" in text
+    assert "escalation_policy: unknown escalation policy 'missing'" in text
+    assert "'law-enforcement' is a shared receiver: name one of its own" in text
