@@ -7,6 +7,7 @@ import re
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ from tests.integration.notify_support import (
     DIRECTOR,
     SUPERVISOR,
     NotifyStack,
+    start_stack,
     text_of,
 )
 from tests.integration.services import AUTH
@@ -338,3 +340,60 @@ def test_the_agency_trace_follows_its_event_to_law_enforcement(
     assert traced and all(
         r.headers["traceparent"].decode().startswith(f"00-{trace_id}-") for r in traced
     )
+
+
+def night_zone(hour: int = 2) -> str:
+    """A fixed-offset zone whose local clock reads about `hour` o'clock now."""
+    offset = (hour - datetime.now(UTC).hour) % 24
+    if offset > 14:
+        offset -= 24
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"  # Etc/GMT-3 is UTC+3
+
+
+def test_a_missing_child_at_night_reaches_whoever_the_schedule_puts_on_call(
+    pipeline: tuple[Service, Service, NotifyStack],
+    bootstrap: str,
+    log_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """C-2 covers the day and C-1 the night, in a zone where it is 2 a.m. now: the broadcast
+    about a missing child reaches C-1's phone, and never C-2's."""
+    ingest, _, _ = pipeline
+    schedule = f"""
+schedules:
+  - name: on-call
+    time_zone: {night_zone()}
+    layers:
+      - name: days
+        members: [C-2]
+        rotation: 7d
+        starts: "2026-01-05T06:00"
+        restrictions: [{{start: "06:00", end: "22:00"}}]
+      - name: nights
+        members: [C-1]
+        rotation: 7d
+        starts: "2026-01-05T22:00"
+        restrictions: [{{start: "22:00", end: "06:00"}}]
+"""
+    notify = start_stack(bootstrap, log_dir, tmp_path, demo_agency=schedule)
+    try:
+        child = f"C-{uuid.uuid4().hex[:8]}"
+        post(ingest, registered(child, datetime.now(UTC)), missing_opened(child_id=child))
+
+        def pages(number: str) -> list[Any]:
+            return [
+                r
+                for r in notify.http.on("/sms")
+                if r.json()["to"] == number and child in r.json()["message"]
+            ]
+
+        wait_until(lambda: bool(pages("+15555550199")), 60, "the night on-call person's SMS")
+        assert pages("+15555550198") == []
+        delivered = [
+            r.json()
+            for r in read_topic(bootstrap, topics.NOTIFICATIONS)
+            if r.json().get("receiver") == "on-call" and r.json().get("status") == "delivered"
+        ]
+        assert any(d["person_id"] == "C-1" for d in delivered)
+    finally:
+        notify.stop()

@@ -80,6 +80,7 @@ people:
   - {id: W-1, agency_id: demo-agency, name: Alex Rivera, email: alex@agency.example, roles: [caseworker]}
   - {id: S-1, agency_id: demo-agency, name: Jordan Price, email: jordan@agency.example, roles: [supervisor]}
   - {id: C-1, agency_id: demo-agency, name: Casey Brooks, sms: "+15555550199", roles: [on_call]}
+  - {id: C-2, agency_id: demo-agency, name: Quinn Harper, sms: "+15555550198", roles: [on_call]}
   - {id: O-1, agency_id: demo-agency, name: Riley Quinn, email: riley@agency.example, roles: [operator]}
   - {id: A-1, agency_id: demo-agency, name: Taylor Grant, roles: [auditor]}
   - {id: W-1, agency_id: other-agency, name: Dana Ortiz, email: dana@other-agency.example, roles: [caseworker]}
@@ -111,8 +112,11 @@ def tokens_file(path: Path) -> Path:
     return path
 
 
-def write_policy(policy: Path, http_port: int, repeat: str, ack: str) -> None:
-    """routing.yaml, and the two agencies' files, pointing at the test's sinks."""
+def write_policy(
+    policy: Path, http_port: int, repeat: str, ack: str, demo_agency: str = ""
+) -> None:
+    """routing.yaml, and the two agencies' files, pointing at the test's sinks; `demo_agency`:
+    YAML appended to demo-agency's file (e.g. a schedule, a fallback receiver)."""
     (policy / "routing.yaml").write_text(ROUTING.format(repeat=repeat, ack=ack, http=http_port))
     (policy / "agencies").mkdir(exist_ok=True)
     for agency, name, zone, phone in (
@@ -120,6 +124,11 @@ def write_policy(policy: Path, http_port: int, repeat: str, ack: str) -> None:
         ("other-agency", "Other County Family Services", "America/Denver", "+1-555-0200"),
     ):
         text = AGENCY.format(agency=agency, name=name, zone=zone, phone=phone, http=http_port)
+        if agency == "demo-agency" and demo_agency:
+            # A schedule, when given, decides who the on-call receiver reaches.
+            if "schedules:" in demo_agency:
+                text = text.replace("to_role: on_call", "to_schedule: on-call")
+            text += demo_agency
         (policy / "agencies" / f"{agency}.yaml").write_text(text)
 
 
@@ -183,10 +192,12 @@ def start_stack(
     tls: tuple[Path, Path] | None = None,
     fresh_broker: bool = False,
     mail_folder: Path | None = None,
+    demo_agency: str = "",
     **extra_env: str,
 ) -> NotifyStack:
     """`templates`: file name → text, replacing shipped templates (to break one on purpose);
-    `mail_folder`: where the SMTP sink saves each mail as a page (as `make run`'s does)."""
+    `mail_folder`: where the SMTP sink saves each mail as a page (as `make run`'s does);
+    `demo_agency`: YAML added to demo-agency's file."""
     smtp = SmtpSink(free_port(), mail_folder)
     http = HttpSink(free_port(), secret=WEBHOOK_SECRET)
     smtp.start()
@@ -195,7 +206,7 @@ def start_stack(
     shutil.copytree(ROOT / "rules" / "templates", policy / "templates")
     for name, text in (templates or {}).items():
         (policy / "templates" / name).write_text(text)
-    write_policy(policy, http.port, repeat, ack)
+    write_policy(policy, http.port, repeat, ack, demo_agency)
     (tmp / "people.yaml").write_text(PEOPLE)
     group = f"notify-it-{uuid.uuid4().hex[:8]}"
     from services.common.kafka import KafkaClient, ensure_topics
