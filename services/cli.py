@@ -227,12 +227,16 @@ class TenancyFiles:
 
 def policy_problems(directory: Path, files: TenancyFiles | None = None) -> list[str]:
     """Every problem in the policy directory (rules, overlays, risk, routing, agencies,
-    templates), each as "path: where: reason"; with `files`, also the cross-checks against the
-    people registry, the ingest API keys and the operators' tokens."""
+    templates, on-call gaps in the next 28 days), each as "path: where: reason"; with `files`,
+    also the cross-checks against the people registry, the ingest API keys and the operators'
+    tokens."""
+    from datetime import UTC, datetime
+
     from services.common.config import ConfigInvalid
     from services.common.people import People
     from services.common.tokens import ApiTokens
     from services.notify.config import RoutingInvalid, load_routing
+    from services.notify.oncall import gap_problems
     from services.notify.templates import check_templates
     from services.notify.tenancy import tenancy_problems
     from services.rules.policy import PolicyInvalid, load_policy
@@ -247,6 +251,11 @@ def policy_problems(directory: Path, files: TenancyFiles | None = None) -> list[
         routing = load_routing(directory / "routing.yaml")
     except RoutingInvalid as exc:
         problems += [f"{directory}/{p}" for p in exc.problems]
+    if routing is not None:
+        now = datetime.now(UTC)  # the command line is the edge: the gap check looks ahead from now
+        for agency_id, agency in routing.agencies.items():
+            gaps = gap_problems(agency.schedules, f"agencies/{agency_id}.yaml", now)
+            problems += [f"{directory}/{p}" for p in gaps]
     problems += [f"{directory}/{p}" for p in check_templates(directory / "templates")]
     if files is None or routing is None:
         return problems
@@ -452,6 +461,8 @@ def _dlq_replay(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from services.oncall_cli import add_parser as oncall_parser
+
     parser = argparse.ArgumentParser(prog="carealert", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("ingest", help="run the ingest HTTP service")
@@ -514,6 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     apikey.add_argument("--agency", required=True)
     apikey.add_argument("--label", default="")
     _people_parsers(sub)
+    oncall_parser(sub)
     return parser
 
 
@@ -608,6 +620,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _user(args)
         if args.command == "token":
             return _token_add(args)
+        if args.command == "oncall":
+            from services.oncall_cli import run as run_oncall
+
+            return run_oncall(args)
     except ValidationError as exc:
         # Settings errors: name the variable and the problem, never the value (it may be a secret).
         for err in exc.errors(include_input=False, include_url=False):
