@@ -462,6 +462,7 @@ def _dlq_replay(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from services.oncall_cli import add_parser as oncall_parser
+    from services.silence_cli import add_parser as silence_parser
 
     parser = argparse.ArgumentParser(prog="carealert", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -526,6 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     apikey.add_argument("--label", default="")
     _people_parsers(sub)
     oncall_parser(sub)
+    silence_parser(sub)
     return parser
 
 
@@ -624,6 +626,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from services.oncall_cli import run as run_oncall
 
             return run_oncall(args)
+        if args.command == "silence":
+            from services.silence_cli import run as run_silence
+
+            return run_silence(args)
     except ValidationError as exc:
         # Settings errors: name the variable and the problem, never the value (it may be a secret).
         for err in exc.errors(include_input=False, include_url=False):

@@ -132,3 +132,35 @@ def test_a_silence_survives_a_restart_mutes_a_tier_change_and_redirects_a_duty(
         ("silence.create", "O-1", "api")
     ]
     assert county not in json.dumps(audit)
+
+
+def test_the_command_line_makes_lists_and_expires_a_silence_notify_then_shows(
+    stack: NotifyStack, bootstrap: str, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    from services.cli import main
+
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
+    common = ["--agency", "demo-agency", "--by", "O-1"]
+    bad = ["silence", "add", *common, "--match", "colour=red", "--for", "2h", "--reason", "x y z"]
+    assert main([*bad, "--policy", str(stack.policy_dir)]) == 2
+    assert "unknown label" in capsys.readouterr().err
+    made = ["silence", "add", *common, "--receiver", "caseworker", "--for", "2h"]
+    assert main([*made, "--reason", "nope", "--policy", str(stack.policy_dir)]) == 2
+    assert "no fallback_receiver" in capsys.readouterr().err
+    add = ["silence", "add", *common, "--match", "rule_id=risk.tier-changed", "--for", "3h"]
+    assert main([*add, "--reason", "risk review day", "--policy", str(stack.policy_dir)]) == 0
+    silence_id = capsys.readouterr().out.strip()
+    assert main(["silence", "list", "--agency", "demo-agency", "--state", "active"]) == 0
+    assert silence_id in capsys.readouterr().out
+    assert main(["silence", "list", "--agency", "other-agency"]) == 0
+    assert silence_id not in capsys.readouterr().out
+
+    def shown() -> dict[str, Any]:
+        listed = api(stack, "GET", "/v1/silences", OPERATOR_TOKEN).json()["silences"]
+        return next((s for s in listed if s["silence_id"] == silence_id), {})
+
+    wait_until(lambda: shown().get("state") == "active", 30, "notify to read the silence")
+    assert shown()["created_by"] == "cli:O-1"
+    assert main(["silence", "expire", silence_id, "--agency", "other-agency", "--by", "O-2"]) == 1
+    assert main(["silence", "expire", silence_id, "--agency", "demo-agency", "--by", "O-1"]) == 0
+    wait_until(lambda: shown().get("state") == "expired", 30, "notify to read the expiry")
