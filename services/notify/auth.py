@@ -3,7 +3,9 @@ unknown or names a person who is no longer the agency's (disabled or gone from t
 
 from __future__ import annotations
 
-from fastapi import HTTPException
+from collections.abc import Callable
+
+from fastapi import HTTPException, Request
 
 from services.common.bearer import bearer_token
 from services.common.tokens import ApiTokens, Grant
@@ -24,4 +26,20 @@ def bearer_grant(tokens: ApiTokens, people: Directory, authorization: str | None
         raise HTTPException(
             401, "missing or unknown API token", headers={"WWW-Authenticate": "Bearer"}
         )
+    return grant
+
+
+def role_grant(
+    tokens: ApiTokens, people: Directory, roles: frozenset[str], what: str
+) -> Callable[[Request], Grant]:
+    """The dependency giving the request's grant: 401 (WWW-Authenticate) for a missing or
+    unknown token or one whose person is no longer the agency's, 403 ("this token's role may
+    not <what>") for a role not in `roles`."""
+
+    def grant(request: Request) -> Grant:
+        found = bearer_grant(tokens, people, request.headers.get("authorization"))
+        if found.role not in roles:
+            raise HTTPException(403, f"this token's role may not {what}")
+        return found
+
     return grant

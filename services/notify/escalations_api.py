@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
 from services.common.tokens import ApiTokens, Grant
 from services.notify.addresses import Directory
-from services.notify.auth import NOT_OPEN, bearer_grant
+from services.notify.auth import NOT_OPEN, role_grant
 from services.notify.records import Ack, NotificationRecord, OpenEntry
 from services.notify.store import NotificationLog
 
@@ -24,17 +24,8 @@ StatusFilter = Literal["open", "unacknowledged", "acknowledged"]
 
 
 def reader(tokens: ApiTokens, people: Directory) -> Callable[[Request], Grant]:
-    """The dependency giving the request's grant: 401 (WWW-Authenticate) for a missing or
-    unknown token or one whose person is no longer the agency's, 403 for a role that may not
-    read escalations."""
-
-    def grant(request: Request) -> Grant:
-        found = bearer_grant(tokens, people, request.headers.get("authorization"))
-        if found.role not in READ_ROLES:
-            raise HTTPException(403, "this token's role may not read escalations")
-        return found
-
-    return grant
+    """The grant of a token that may read escalations (services.notify.auth.role_grant)."""
+    return role_grant(tokens, people, READ_ROLES, "read escalations")
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from services.notify.records import (
 from services.notify.retry import RetryPolicy
 from services.notify.routing import Routing
 from services.notify.schedule import due_steps, make_plan, open_entry, reached_nobody, recipients
-from services.notify.silences import Mute, Redirect, Verdict, verdict
+from services.notify.silences import Verdict, verdict
 from services.notify.store import NotificationLog, RecordWriter, stopped_by
 from services.notify.templates import Message, Templates, context_for
 
@@ -128,11 +128,14 @@ class Notifier:
         when = at if at is not None else esc.created_at
         try:
             silenced = None if redirected else self._silenced(esc, target, when)
-            if isinstance(silenced, Redirect):
-                # The stand-in first: the suppressed record is final, and must never be
-                # written unless the notification went somewhere.
-                stand_in = Recipient(receiver=silenced.to, recipient_class=target.recipient_class)
-                await self.deliver(esc, stand_in, step, partition, when, redirected=True)
+            if silenced is not None:
+                if silenced.to is not None:
+                    # The stand-in first: the suppressed record is final, and must never be
+                    # written unless the notification went somewhere.
+                    stand_in = Recipient(
+                        receiver=silenced.to, recipient_class=target.recipient_class
+                    )
+                    await self.deliver(esc, stand_in, step, partition, when, redirected=True)
                 final = await self.recorder.attempt(
                     nid,
                     esc,
@@ -144,18 +147,6 @@ class Notifier:
                     silenced.reason,
                     silence_id=silenced.silence_id,
                     redirected_to=silenced.to,
-                )
-            elif isinstance(silenced, Mute):
-                final = await self.recorder.attempt(
-                    nid,
-                    esc,
-                    target,
-                    step,
-                    "none",
-                    "suppressed",
-                    0,
-                    "silenced",
-                    silence_id=silenced.silence_id,
                 )
             else:
                 prepared = self.prepare(nid, esc, target, when)

@@ -77,6 +77,8 @@ class Mute:
     """Record the notification `suppressed`; send nothing."""
 
     silence_id: str
+    to: None = None
+    reason: Literal["silenced"] = "silenced"
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import JSONResponse
 
 from services.common.audit import audit_record, write_audit
 from services.common.tokens import ApiTokens, Grant
 from services.notify.addresses import Directory
-from services.notify.auth import bearer_grant
+from services.notify.auth import role_grant
 from services.notify.ledger import Ledger
 from services.notify.routing import Routing
 from services.notify.silences import (
@@ -26,16 +26,6 @@ from services.notify.silences import (
 
 NO_SILENCE = "no silence with this id"
 StateFilter = Literal["active", "pending", "expired"]
-
-
-def _role(tokens: ApiTokens, people: Directory, roles: frozenset[str]) -> Callable[..., Grant]:
-    def grant(request: Request) -> Grant:
-        found = bearer_grant(tokens, people, request.headers.get("authorization"))
-        if found.role not in roles:
-            raise HTTPException(403, "this token's role may not do this with silences")
-        return found
-
-    return grant
 
 
 def actor(grant: Grant) -> str:
@@ -55,8 +45,8 @@ def silences_router(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> APIRouter:
     router = APIRouter()
-    reader = _role(tokens, people, frozenset({"operator", "auditor"}))
-    writer = _role(tokens, people, frozenset({"operator"}))
+    reader = role_grant(tokens, people, frozenset({"operator", "auditor"}), "read silences")
+    writer = role_grant(tokens, people, frozenset({"operator"}), "change silences")
 
     @router.get("/v1/silences")
     async def list_silences(
