@@ -87,14 +87,14 @@ def _pairs(items: list[str], option: str) -> dict[str, str]:
 
 def _add(args: argparse.Namespace, kafka: KafkaClient, now: datetime) -> int:
     try:
-        starts = datetime.fromisoformat(args.starts) if args.starts else None
+        starts = _time(args.starts, "--starts") if args.starts else None
         if args.duration:
             length = parse_duration(args.duration)
             if length is None:
                 raise ValueError("--for: give a duration such as 2h")
             ends = (starts or now) + length
         else:
-            ends = datetime.fromisoformat(args.ends)
+            ends = _time(args.ends, "--ends")
         request = SilenceRequest(
             match=_pairs(args.match, "--match"),
             match_re=_pairs(args.match_re, "--match-re"),
@@ -140,6 +140,13 @@ def _expire(
     _write(kafka, ended, record)
     sys.stdout.write("expired\n")
     return 0
+
+
+def _time(text: str, option: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{option}: not an ISO 8601 time with offset") from None
 
 
 def _first_line(exc: Exception) -> str:

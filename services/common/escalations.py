@@ -80,8 +80,9 @@ class Escalation(Strict):
     subject: Subject | None = None
     # When Kafka took the triggering event (its record timestamp); for end-to-end latency.
     event_accepted_at: AwareDatetime | None = None
-    # Added: the policy lets a silence mute its notifications (never a duty's).
-    silenceable: bool = False
+    # Added: the policy lets a silence mute its notifications (never a duty's). Written only
+    # when true, so the release before (which refuses unknown fields) reads every other record.
+    silenceable: bool | None = None
 
     @property
     def key(self) -> str:

@@ -67,7 +67,11 @@ def _on_call(
     schedule = schedules.get(name)
     if schedule is None:
         return []
-    ids = [schedule.on_call(at), schedule.fallback_person]
+    try:
+        on_call = schedule.on_call(at)
+    except Exception:  # a feed whose recurrence can not be expanded: its fallback person
+        on_call = None
+    ids = [on_call, schedule.fallback_person]
     return [people.get(esc.agency_id, pid) for pid in dict.fromkeys(ids) if pid is not None]
 
 

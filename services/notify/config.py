@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from services.common import yamlio
 from services.common.config import ConfigInvalid, ConfigProblem
 from services.common.durations import parse_duration
-from services.common.escalations import RECIPIENT_CLASSES, RecipientClass
+from services.common.escalations import RECIPIENT_CLASSES
 from services.common.events import AgencyId
 from services.common.models import Strict
 from services.common.people import Role, read_entries
@@ -69,7 +69,8 @@ class LevelTarget(Strict):
     person: str | None = None
     role: Role | None = None
     schedule: str | None = None
-    recipient_class: RecipientClass | None = None
+    # Levels reach the agency's staff: never a class kept from findings (parents, courts).
+    recipient_class: Literal["caseworker", "supervisor", "director", "on_call"] | None = None
 
 
 class LevelSpec(Strict):
@@ -601,10 +602,10 @@ def load_routing(path: Path) -> Routing:
         RoutingProblem(
             file,
             f"receivers.{i}.fallback_receiver",
-            f"{r.fallback_receiver!r} is not a shared receiver",
+            "shared receivers are never silenced or put under maintenance by an agency",
         )
         for i, r in enumerate(parsed.receivers)
-        if r.fallback_receiver is not None and r.fallback_receiver not in shared
+        if r.fallback_receiver is not None
     )
     agencies = {}
     for agency_path in files:

@@ -115,27 +115,25 @@ class Notifier:
         partition: int | None = None,
         at: datetime | None = None,
         redirected: bool = False,
-    ) -> None:
-        """Deliver one notification at most once; record every attempt and the outcome.
+    ) -> NotificationRecord | None:
+        """Deliver one notification at most once; record every attempt and the outcome, and
+        return the final record (None if it was final already or is being delivered).
         `partition`: the escalation's partition when its commit waits on this delivery. `at`:
         when the step was due (default: the escalation's creation), the instant whose on-call
         person it reaches and whose silences apply. `redirected`: it stands in for a silenced
         or maintained receiver's, and no silence applies to it."""
         nid = notification_id(esc.escalation_id, target.receiver, step)
         if nid in self.ledger.sent or nid in self.inflight:
-            return
+            return None
         self.inflight.add(nid)
         when = at if at is not None else esc.created_at
         try:
             silenced = None if redirected else self._silenced(esc, target, when)
+            if silenced is not None and silenced.to is not None:
+                stand_in = Recipient(receiver=silenced.to, recipient_class=target.recipient_class)
+                if not await self._stood_in(esc, stand_in, step, partition, when):
+                    silenced = None  # nobody took it: the receiver gets it, silence or not
             if silenced is not None:
-                if silenced.to is not None:
-                    # The stand-in first: the suppressed record is final, and must never be
-                    # written unless the notification went somewhere.
-                    stand_in = Recipient(
-                        receiver=silenced.to, recipient_class=target.recipient_class
-                    )
-                    await self.deliver(esc, stand_in, step, partition, when, redirected=True)
                 final = await self.recorder.attempt(
                     nid,
                     esc,
@@ -157,8 +155,23 @@ class Notifier:
                 else:
                     final = await self.send(prepared, esc, target, step, partition)
             await self.recorder.final(final)
+            return final
         finally:
             self.inflight.discard(nid)
+
+    async def _stood_in(
+        self, esc: Escalation, stand_in: Recipient, step: str, partition: int | None, at: datetime
+    ) -> bool:
+        """Deliver a silenced or maintained receiver's notification to its stand-in; whether
+        the stand-in got it. Only then is the original recorded `suppressed`: a duty is never
+        hidden, so a stand-in that failed, or whose outcome is not known here yet, leaves the
+        original to be sent as usual."""
+        final = await self.deliver(esc, stand_in, step, partition, at, redirected=True)
+        if final is None:
+            nid = notification_id(esc.escalation_id, stand_in.receiver, step)
+            known = self.ledger.outcomes.get(esc.escalation_id, [])
+            final = next((r for r in known if r.notification_id == nid), None)
+        return final is not None and final.status == "delivered"
 
     def _silenced(self, esc: Escalation, target: Recipient, at: datetime) -> Verdict:
         if target.recipient_class == OPERATOR_CLASS:

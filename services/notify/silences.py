@@ -38,6 +38,15 @@ SilenceKind = Literal["silence", "maintenance"]
 # What a silence may match on: the routing labels but `agency` (a silence is its agency's).
 SILENCE_LABELS = tuple(label for label in LABELS if label != "agency") + ("receiver",)
 MAX_SILENCE = timedelta(days=31)
+START_SKEW = timedelta(minutes=5)  # how far in the past a silence may say it starts
+# A silence's `match_re` is typed by a person and run on every notification of the agency: only
+# alternatives of letters, digits and `_.:-`, with at most three `.*`, so no pattern can make
+# matching slow (no groups, no nested or counted repetition).
+_SAFE_PATTERN = re.compile(r"^(?:[A-Za-z0-9_:\- |]|\.(?!\*)|\.\*)*$")
+
+
+def safe_pattern(rx: str) -> bool:
+    return len(rx) <= 200 and rx.count(".*") <= 3 and _SAFE_PATTERN.match(rx) is not None
 
 
 class Silence(Stored):
@@ -67,6 +76,10 @@ class Silence(Stored):
         return "pending" if at < self.starts_at and self.expired_at is None else "expired"
 
     def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether every matcher holds; a `match_re` outside the safe grammar (a record not
+        written through the API or CLI) makes the silence match nothing."""
+        if not all(safe_pattern(rx) for rx in self.match_re.values()):
+            return False
         return all(labels.get(k) == v for k, v in self.match.items()) and all(
             re.fullmatch(rx, labels.get(k, "")) for k, rx in self.match_re.items()
         )
@@ -97,7 +110,8 @@ def may_mute(esc: Escalation) -> bool:
     """Whether a silence may drop `esc`'s notifications: only a rule the policy marks
     silenceable, never a federal duty, the missing-child broadcast or an overdue duty."""
     return (
-        esc.silenceable
+        esc.silenceable is True
+        and esc.due_at is None
         and not esc.rule_id.startswith(NEVER_SILENCEABLE_PREFIXES)
         and not esc.rule_id.endswith(".overdue")
     )
@@ -166,11 +180,13 @@ def request_problems(
                 problems.append((kind, f"unknown label (labels: {', '.join(SILENCE_LABELS)})"))
             elif kind == "match" and label in KNOWN_VALUES and value not in KNOWN_VALUES[label]:
                 problems.append((f"match.{label}", f"not a known {label.replace('_', ' ')}"))
-            elif kind == "match_re":
-                try:
-                    re.compile(value)
-                except re.error:
-                    problems.append((f"match_re.{label}", "not a regular expression"))
+            elif kind == "match_re" and not safe_pattern(value):
+                problems.append(
+                    (
+                        f"match_re.{label}",
+                        "use only letters, digits, _ . : - and | with at most three .*",
+                    )
+                )
     has_matchers = bool(request.match or request.match_re)
     if request.receiver is not None:
         spec = agency.receivers.get(request.receiver)
@@ -187,6 +203,8 @@ def request_problems(
             ("match", "a silence needs a matcher (or a receiver, for a maintenance window)")
         )
     starts = request.starts_at or now
+    if starts < now - START_SKEW:
+        problems.append(("starts_at", "is in the past: a silence starts now or later"))
     if request.ends_at <= starts:
         problems.append(("ends_at", "must be after starts_at"))
     elif request.ends_at <= now:

@@ -525,7 +525,7 @@ class Engine:
             caseworker_id=st.caseworker_id,
             supervisor_id=st.supervisor_id,
             subject=subject,
-            silenceable=self._silenceable(st.state, esc.rule_id),
+            silenceable=self._silenceable(st.state, esc.rule_id) or None,
         )
 
     def _silenceable(self, state: str, rule_id: str) -> bool:

@@ -559,7 +559,8 @@ def _compile(spec: RuleSpec, grace: timedelta, override: Override | None = None)
         overdue=overdue,
         due_when=tuple((entry.when, parse_due(entry.due)) for entry in due_when),
         fire=fire,
-        silenceable=spec.silenceable,
+        # A state's override that gives the rule a deadline makes it a duty: never silenced.
+        silenceable=spec.silenceable and parse_due(due).kind == "none" and not due_when,
     )
 
 

@@ -98,7 +98,11 @@ def test_a_silence_survives_a_restart_mutes_a_tier_change_and_redirects_a_duty(
 
     where = {"state": "MO", "county": county}
     risk = make_escalation(
-        rule_id="risk.tier-changed", silenceable=True, recipients=["caseworker"], jurisdiction=where
+        rule_id="risk.tier-changed",
+        silenceable=True,
+        recipients=["caseworker"],
+        jurisdiction=where,
+        due_at=None,
     )
     duty = make_escalation(recipients=["caseworker", "law_enforcement"], jurisdiction=where)
     publish(producer, risk)

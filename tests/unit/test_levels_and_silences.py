@@ -183,7 +183,9 @@ def test_a_level_that_reaches_nobody_falls_through_at_once_and_is_recorded(
 
 def test_a_silence_mutes_a_silenceable_rule(stack: Stack) -> None:
     run(stack.log.put_silence(silence(match={"rule_id": "risk.tier-changed"})))
-    risk = escalation(rule_id="risk.tier-changed", silenceable=True, recipients=["caseworker"])
+    risk = escalation(
+        rule_id="risk.tier-changed", silenceable=True, recipients=["caseworker"], due_at=None
+    )
     run(stack.notifier.handle(risk, partition=0))
     assert stack.email.attempts == []
     [record] = records(stack, "caseworker")
@@ -255,7 +257,13 @@ def test_silence_requests_name_the_field_and_never_repeat_it(routing: Routing) -
         ("receiver", "not one of this agency's receivers")
     ]
     assert problems(match={"severity": "loud"}) == [("match.severity", "not a known severity")]
-    assert problems(match_re={"rule_id": "("}) == [("match_re.rule_id", "not a regular expression")]
+    safe_only = "use only letters, digits, _ . : - and | with at most three .*"
+    assert problems(match_re={"rule_id": "("}) == [("match_re.rule_id", safe_only)]
+    assert problems(match_re={"rule_id": "(.|.)*X"}) == [("match_re.rule_id", safe_only)]
+    assert problems(match_re={"rule_id": "a{99999999999}"}) == [("match_re.rule_id", safe_only)]
+    assert problems(match_re={"rule_id": "risk.*|policy.ncic.*"}) == []
+    earlier = {"match": {"county": "x"}, "starts_at": T0 - timedelta(hours=1)}
+    assert problems(**earlier) == [("starts_at", "is in the past: a silence starts now or later")]
     long = {"match": {"county": "Jackson"}, "ends_at": T0 + timedelta(days=40)}
     assert problems(**long) == [("ends_at", "a silence lasts at most 31 days")]
     past = {"match": {"county": "Jackson"}, "ends_at": T0 - timedelta(minutes=1)}
@@ -280,3 +288,26 @@ def test_policy_levels_name_known_schedules_people_and_policies(tmp_path: Path) 
     assert "escalation_policies.0.levels.1.notify.0.schedule: unknown schedule 'nights'" in text
     assert "escalation_policy: unknown escalation policy 'missing'" in text
     assert "'law-enforcement' is a shared receiver: name one of its own" in text
+
+
+def test_a_redirect_whose_stand_in_failed_is_sent_to_the_receiver_after_all(
+    stack: Stack,
+) -> None:
+    """A duty is never hidden: if the fallback could not take it, the silence gives way."""
+    from services.notify.channels.base import DeliveryError
+
+    run(stack.log.put_silence(silence(match={"severity": "high"})))
+    stack.email.failures = [DeliveryError("smtp_5xx", retryable=False)]  # the director's mail
+    run(stack.notifier.handle(escalation(recipients=["caseworker"]), partition=0))
+    [record] = [r for r in records(stack, "caseworker") if r["status"] != "retrying"]
+    assert record["status"] == "delivered" and "silence_id" not in record
+    assert [d.address for d in stack.email.to("caseworker")] == ["alex@agency.example"]
+
+
+def test_a_deadline_makes_a_rule_a_duty_no_silence_mutes(stack: Stack) -> None:
+    run(stack.log.put_silence(silence(match={"rule_id": "risk.tier-changed"})))
+    due = escalation(rule_id="risk.tier-changed", silenceable=True, recipients=["caseworker"])
+    run(stack.notifier.handle(due, partition=0))
+    [record] = records(stack, "caseworker")
+    assert record["redirected_to"] == "director"
+    assert len(stack.email.to("director")) == 1
