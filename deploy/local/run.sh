@@ -148,4 +148,12 @@ Try it:
     -d @deploy/local/example-event.json
 
 then, within a few seconds: ls $SINK_DIR/mail $SINK_DIR/webhooks
+
+On call at mo-jackson (docs/oncall.md): caseworkers W-1 and W-2 take weekdays 08:00-17:00 by
+turns, C-1 and C-2 the nights and weekends a week each; a missing child's alert reaches whoever
+is on call by SMS (in $SINK_DIR/webhooks/*-sms.json):
+$(.venv/bin/carealert oncall who --agency mo-jackson 2>/dev/null | sed 's/^/  /')
+  .venv/bin/carealert oncall show --agency mo-jackson --days 7
+  .venv/bin/carealert silence add --agency mo-jackson --by O-1 --match rule_id=risk.tier-changed \\
+    --for 1h --reason "risk review day"     # mutes tier changes; a duty is never hidden
 EOF2

@@ -97,6 +97,7 @@ class RouteSpec(Strict):
     ack_timeout: str | None = None
     send_resolved: bool | None = None
     escalation_policy: str | None = None  # agency files only: one of its escalation_policies
+    digest: str | None = None  # e.g. 1h: notifications that are no duty, gathered (inherited)
     routes: list[RouteSpec] = []
 
 
@@ -166,6 +167,13 @@ def _duration(text: str, file: str, path: str, problems: list[RoutingProblem]) -
     return d
 
 
+def _digest(text: str, file: str, path: str, problems: list[RoutingProblem]) -> timedelta:
+    every = _duration(text, file, path, problems)
+    if not timedelta(minutes=1) <= every <= timedelta(days=1):
+        problems.append(RoutingProblem(file, path, "a digest interval is 1m to 1d"))
+    return every
+
+
 ReceiverCheck = Callable[[str], str | None]  # a receiver name → why it may not be used, or None
 
 
@@ -223,6 +231,9 @@ def _compile(
         else (parent.send_resolved if parent else defaults.send_resolved),
         children=(),
         escalation_policy=spec.escalation_policy or (parent.escalation_policy if parent else None),
+        digest=_digest(spec.digest, file, f"{path}.digest", problems)
+        if spec.digest
+        else (parent.digest if parent else None),
     )
     children = _children(spec.routes, path, node, defaults, receiver_problem, file, problems)
     return dataclasses.replace(node, children=children)

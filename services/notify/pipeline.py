@@ -14,6 +14,7 @@ accepting a message and the sent-log write; each message therefore carries its i
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 from collections import defaultdict
@@ -28,6 +29,7 @@ from services.notify.acks import AckSubject, ack_url
 from services.notify.addresses import Address, Directory, NoContact, resolve_address
 from services.notify.canary import canary_returned
 from services.notify.channels.base import Channel, Delivery, DeliveryError
+from services.notify.digest import digest_id, digest_message, window_end
 from services.notify.metrics import NotifyMetrics
 from services.notify.operator import OPERATOR_CLASS, operator_notice, operator_recipient
 from services.notify.recorder import Recorder
@@ -41,8 +43,15 @@ from services.notify.records import (
 )
 from services.notify.retry import RetryPolicy
 from services.notify.routing import Routing
-from services.notify.schedule import due_steps, make_plan, open_entry, reached_nobody, recipients
-from services.notify.silences import Verdict, verdict
+from services.notify.schedule import (
+    Due,
+    due_steps,
+    make_plan,
+    open_entry,
+    reached_nobody,
+    recipients,
+)
+from services.notify.silences import Verdict, may_mute, verdict
 from services.notify.store import NotificationLog, RecordWriter, stopped_by
 from services.notify.templates import Message, Templates, context_for
 
@@ -57,6 +66,25 @@ def utc_now() -> datetime:
 class Prepared:
     channel: str
     delivery: Delivery
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """A notification waiting for its digest, ready to send."""
+
+    esc: Escalation
+    due: Due
+    nid: str
+    prepared: Prepared
+
+
+MAX_DIGEST = 50  # notifications in one digest message at most
+
+
+def digested(esc: Escalation, target: Recipient, step: str) -> bool:
+    """Whether this notification waits for its route's digest: only what is no duty (what a
+    silence may mute), never a resolution notice."""
+    return bool(target.digest_s) and step != "resolved" and may_mute(esc)
 
 
 @dataclass(frozen=True)
@@ -115,15 +143,19 @@ class Notifier:
         partition: int | None = None,
         at: datetime | None = None,
         redirected: bool = False,
+        alone: bool = False,
     ) -> NotificationRecord | None:
         """Deliver one notification at most once; record every attempt and the outcome, and
         return the final record (None if it was final already or is being delivered).
         `partition`: the escalation's partition when its commit waits on this delivery. `at`:
         when the step was due (default: the escalation's creation), the instant whose on-call
         person it reaches and whose silences apply. `redirected`: it stands in for a silenced
-        or maintained receiver's, and no silence applies to it."""
+        or maintained receiver's, and no silence applies to it. A notification its route
+        gathers into a digest waits for it (`tick`), unless sent `alone`."""
         nid = notification_id(esc.escalation_id, target.receiver, step)
         if nid in self.ledger.sent or nid in self.inflight:
+            return None
+        if not alone and not redirected and digested(esc, target, step):
             return None
         self.inflight.add(nid)
         when = at if at is not None else esc.created_at
@@ -358,7 +390,8 @@ class Notifier:
             planned = (await self._plan(entry)).recipients
         else:
             planned = recipients(self.routing.route(esc))
-        targets = [t for t in planned if t.send_resolved]
+        # A digest route tells of no resolution: a digest is what is still open when it goes.
+        targets = [t for t in planned if t.send_resolved and not digested(esc, t, "0")]
         await asyncio.gather(*(self.deliver(esc, t, "resolved", partition) for t in targets))
         await self.ledger.close_open(esc.escalation_id)
 
@@ -387,6 +420,7 @@ class Notifier:
             await asyncio.gather(*(self._plan_locked(e) for e in unplanned))
         past_due = 0
         work = []
+        gathered: list[tuple[Escalation, Due]] = []
         for key in [e.escalation.escalation_id for e in mine]:
             entry = self.ledger.open.get(key)
             if entry is None:
@@ -395,9 +429,102 @@ class Notifier:
             if entry.acked_by is None and esc.due_at is not None and esc.due_at <= now:
                 past_due += 1
             nobody = reached_nobody(entry.plan, self.ledger.outcomes.get(key, []))
-            for due in due_steps(entry, now, nobody):
+            dues = due_steps(entry, now, nobody)
+            for due in dues:
                 work.append(self.deliver(esc, due.target, due.step, at=due.at))
+            gathered += [
+                (esc, due)
+                for due in [
+                    Due("0", r, esc.created_at)
+                    for r in (entry.plan or Plan(recipients=[])).recipients
+                ]
+                + dues
+                if digested(esc, due.target, due.step)
+                and window_end(due.at, due.target.digest_s or 1.0) <= now
+                and notification_id(esc.escalation_id, due.target.receiver, due.step)
+                not in self.ledger.sent
+            ]
         self.metrics.unacked_past_due.set(past_due)
         self.metrics.open.set(len(self.ledger.open))
+        if gathered:
+            work.append(self._send_digests(gathered))
         if work:
             await asyncio.gather(*work)
+
+    # --- digests: what is no duty, gathered per receiver and person (services.notify.digest) ---
+
+    async def _send_digests(self, gathered: list[tuple[Escalation, Due]]) -> None:
+        """One message per receiver and address for the notifications whose digest window
+        has ended; a silenced one, or one with nowhere to go, is handled alone (and so
+        recorded)."""
+        groups: dict[tuple[str, str, str, str], list[Gathered]] = defaultdict(list)
+        alone = []
+        for esc, due in gathered:
+            nid = notification_id(esc.escalation_id, due.target.receiver, due.step)
+            if nid in self.inflight:
+                continue
+            prepared = (
+                self.prepare(nid, esc, due.target, due.at)
+                if self._silenced(esc, due.target, due.at) is None
+                else None
+            )
+            if not isinstance(prepared, Prepared):
+                alone.append(self.deliver(esc, due.target, due.step, at=due.at, alone=True))
+                continue
+            key = (esc.agency_id, due.target.receiver, prepared.channel, prepared.delivery.address)
+            groups[key].append(Gathered(esc, due, nid, prepared))
+        for group in groups.values():
+            for start in range(0, len(group), MAX_DIGEST):
+                alone.append(self._send_digest(group[start : start + MAX_DIGEST]))
+        await asyncio.gather(*alone)
+
+    async def _send_digest(self, group: list[Gathered]) -> None:
+        """Send one digest; each notification in it recorded delivered with the digest's id.
+        If the channel refuses it, each goes alone (with its retries and records)."""
+        first = group[0]
+        every = first.due.target.digest_s or 1.0
+        end = window_end(first.due.at, every)
+        nids = [g.nid for g in group]
+        self.inflight.update(nids)
+        try:
+            delivery = first.prepared.delivery
+            did = digest_id(delivery.receiver, delivery.address, nids)
+            # One entry per escalation: its reminders in the same window add nothing.
+            by_escalation = {g.esc.escalation_id: g for g in reversed(group)}
+            message = digest_message(
+                [g.prepared.delivery.message for g in reversed(by_escalation.values())],
+                self.routing.agency(first.esc.agency_id),
+                end - timedelta(seconds=every),
+                end,
+            )
+            try:
+                await self.channels[first.prepared.channel].send(
+                    dataclasses.replace(delivery, notification_id=did, message=message)
+                )
+            except DeliveryError:
+                sent_together = False
+            else:
+                sent_together = True
+                for g in group:
+                    record = await self.recorder.attempt(
+                        g.nid,
+                        g.esc,
+                        g.due.target,
+                        g.due.step,
+                        first.prepared.channel,
+                        "delivered",
+                        1,
+                        None,
+                        person_id=g.prepared.delivery.person_id,
+                        digest_id=did,
+                    )
+                    await self.recorder.final(record)
+        finally:
+            self.inflight.difference_update(nids)
+        if not sent_together:
+            await asyncio.gather(
+                *(
+                    self.deliver(g.esc, g.due.target, g.due.step, at=g.due.at, alone=True)
+                    for g in group
+                )
+            )

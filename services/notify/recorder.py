@@ -91,6 +91,7 @@ class Recorder:
         person_id: str | None = None,
         silence_id: str | None = None,
         redirected_to: str | None = None,
+        digest_id: str | None = None,
     ) -> NotificationRecord:
         """Write one notification record to care.notifications.v1 and count it."""
         record = NotificationRecord(
@@ -108,6 +109,7 @@ class Recorder:
             person_id=person_id,
             silence_id=silence_id,
             redirected_to=redirected_to,
+            digest_id=digest_id,
         )
         await self.written(
             lambda: self.producer.send_and_wait(

@@ -57,6 +57,7 @@ class NotificationRecord(Stored):
     silence_id: str | None = None
     redirected_to: str | None = None
     person_id: str | None = None  # the person it was addressed to (e.g. whoever was on call)
+    digest_id: str | None = None  # the digest it went out in (services.notify.digest)
 
 
 AckVia = Literal["link", "api", "console"]
@@ -99,6 +100,7 @@ class Recipient(Stored):
     recipient_class: str
     repeat_interval_s: float | None = None
     send_resolved: bool = True
+    digest_s: float | None = None  # its route gathers notifications that are no duty
 
 
 class Widening(Stored):

@@ -45,6 +45,9 @@ class Route:
     send_resolved: bool
     children: tuple[Route, ...]
     escalation_policy: str | None = None  # an agency route's (inherited), else the agency's
+    digest: timedelta | None = (
+        None  # gather notifications that are no duty (services.notify.digest)
+    )
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(labels.get(k) == v for k, v in self.match.items()) and all(

@@ -33,6 +33,7 @@ def recipients(targets: Iterable[Target]) -> list[Recipient]:
             recipient_class=t.recipient_class,
             repeat_interval_s=t.route.repeat_interval.total_seconds(),
             send_resolved=t.route.send_resolved,
+            digest_s=t.route.digest.total_seconds() if t.route.digest else None,
         )
         for t in targets
     ]

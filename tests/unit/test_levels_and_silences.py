@@ -311,3 +311,52 @@ def test_a_deadline_makes_a_rule_a_duty_no_silence_mutes(stack: Stack) -> None:
     [record] = records(stack, "caseworker")
     assert record["redirected_to"] == "director"
     assert len(stack.email.to("director")) == 1
+
+
+DIGEST_AGENCY = AGENCY.replace(
+    "  - match: {rule_id: policy.county}",
+    "  - match: {recipient_class: caseworker}\n    receiver: caseworker\n    digest: 1h\n"
+    "    continue: true\n  - match: {rule_id: policy.county}",
+)
+
+
+def test_tier_changes_are_gathered_hourly_per_caseworker_and_duties_go_at_once(
+    tmp_path: Path,
+) -> None:
+    stack = Stack(
+        load_routing(write_policy(tmp_path, ROUTING, DIGEST_AGENCY)),
+        Templates(ROOT / "rules" / "templates"),
+        MemoryNotificationLog(),
+        PEOPLE,
+    )
+    changes = [
+        escalation(
+            rule_id="risk.tier-changed",
+            silenceable=True,
+            recipients=["caseworker"],
+            due_at=None,
+            created_at=T0 + timedelta(minutes=minutes),
+        )
+        for minutes in (5, 10, 20)
+    ]
+    for esc in changes:
+        run(stack.notifier.handle(esc, partition=0))
+    duty = escalation(recipients=["caseworker"], created_at=T0 + timedelta(minutes=15))
+    run(stack.notifier.handle(duty, partition=0))
+    assert [d.escalation_id for d in stack.email.to("caseworker")] == [duty.escalation_id]
+
+    def gathered() -> list[Any]:
+        return [d for d in stack.email.to("caseworker") if d.escalation_id != duty.escalation_id]
+
+    at(stack, timedelta(minutes=59))
+    assert gathered() == []  # the window (02:00-03:00 UTC) is still open
+    at(stack, timedelta(minutes=60))
+    [digest] = gathered()
+    assert digest.message.subject.startswith("3 updates: ")
+    assert all(esc.child_id in digest.message.body for esc in changes)
+    assert digest.message.body.count("Acknowledge:") == 3  # each its own link
+    delivered = [r for r in records(stack, "caseworker") if r.get("digest_id")]
+    assert {r["escalation_id"] for r in delivered} == {e.escalation_id for e in changes}
+    assert {r["digest_id"] for r in delivered} == {digest.notification_id}
+    at(stack, timedelta(minutes=61))
+    assert len(gathered()) == 1  # each went once
