@@ -107,7 +107,7 @@ def _add(args: argparse.Namespace, kafka: KafkaClient, now: datetime) -> int:
     except (ValueError, ValidationError, RoutingInvalid) as exc:
         sys.stderr.write(f"silence add: {_first_line(exc)}\n")
         return 2
-    problems = request_problems(request, args.agency, routing, now)
+    problems = request_problems(request, args.agency, routing, now, read_silences(kafka).values())
     if problems:
         for field, why in problems:
             sys.stderr.write(f"silence add: {field}: {why}\n")

@@ -3,6 +3,7 @@ agency's escalations (services.notify.escalations_api), health and metrics. Wiri
 router per resource."""
 
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -51,15 +52,19 @@ async def invalid_request(_: Request, exc: Exception) -> JSONResponse:
     """FastAPI's own parameter validation: 422 naming each field and the problem, without the
     submitted values its default answer repeats."""
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
-    problems = [
-        {
-            "field": ".".join(str(p) for p in e.get("loc", ()) if p not in ("query", "body")),
-            "problem": e["msg"],
-        }
-        for e in errors
-    ]
+    problems = [{"field": _field(e), "problem": e["msg"]} for e in errors]
     detail = "; ".join(f"{p['field']}: {p['problem']}" for p in problems) or "invalid request"
     return JSONResponse({"detail": detail, "errors": problems}, status_code=422)
+
+
+def _field(error: Any) -> str:
+    """The parameter or top-level body field an error is about. Deeper parts of its path are
+    left out, and an unknown field is not named: both may be keys the client typed (a child's
+    name), which an answer never repeats."""
+    loc = [p for p in error.get("loc", ()) if p not in ("query", "body", "path", "header")]
+    if error.get("type") == "extra_forbidden" or not loc:
+        return "(unknown field)" if loc else "(body)"
+    return str(loc[0])
 
 
 # --- health and metrics -------------------------------------------------------------------------

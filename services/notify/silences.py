@@ -21,6 +21,7 @@ work): for the window its notifications go to the receiver's declared `fallback_
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -40,13 +41,21 @@ SILENCE_LABELS = tuple(label for label in LABELS if label != "agency") + ("recei
 MAX_SILENCE = timedelta(days=31)
 START_SKEW = timedelta(minutes=5)  # how far in the past a silence may say it starts
 # A silence's `match_re` is typed by a person and run on every notification of the agency: only
-# alternatives of letters, digits and `_.:-`, with at most three `.*`, so no pattern can make
-# matching slow (no groups, no nested or counted repetition).
-_SAFE_PATTERN = re.compile(r"^(?:[A-Za-z0-9_:\- |]|\.(?!\*)|\.\*)*$")
+# alternatives of letters, digits and `_.:-`, each with at most one `.*`, so matching is linear
+# in the label's length (no groups, no nested, counted or repeated wildcards).
+_SAFE_ALTERNATIVE = re.compile(
+    r"^(?:[A-Za-z0-9_:\- ]|\.(?!\*))*(?:\.\*(?:[A-Za-z0-9_:\- ]|\.(?!\*))*)?$"
+)
+MAX_SILENCES = 100  # an agency's silences not yet ended, at most
 
 
 def safe_pattern(rx: str) -> bool:
-    return len(rx) <= 200 and rx.count(".*") <= 3 and _SAFE_PATTERN.match(rx) is not None
+    return len(rx) <= 200 and all(_SAFE_ALTERNATIVE.match(alt) for alt in rx.split("|"))
+
+
+def printable_line(text: str) -> bool:
+    """No control, format (direction overrides, zero-width) or line-separator characters."""
+    return not any(unicodedata.category(c) in {"Cc", "Cf", "Zl", "Zp"} for c in text)
 
 
 class Silence(Stored):
@@ -167,13 +176,21 @@ class SilenceRequest(Strict):
 
 
 def request_problems(
-    request: SilenceRequest, agency_id: str, routing: Routing, now: datetime
+    request: SilenceRequest,
+    agency_id: str,
+    routing: Routing,
+    now: datetime,
+    existing: Iterable[Silence] = (),
 ) -> list[tuple[str, str]]:
-    """What is wrong with a request, as (field, problem); never repeating what was sent."""
+    """What is wrong with a request, as (field, problem); never repeating what was sent.
+    `existing`: every silence known, to keep an agency under MAX_SILENCES not yet ended."""
     problems: list[tuple[str, str]] = []
     agency = routing.agencies.get(agency_id)
     if agency is None:
         return [("agency", "this agency has no configuration")]
+    live = [s for s in existing if s.agency_id == agency_id and s.state(now) != "expired"]
+    if len(live) >= MAX_SILENCES:
+        return [("silences", f"this agency has {MAX_SILENCES} silences not yet ended: expire some")]
     for kind, matchers in (("match", request.match), ("match_re", request.match_re)):
         for label, value in matchers.items():
             if label not in SILENCE_LABELS:
@@ -184,9 +201,15 @@ def request_problems(
                 problems.append(
                     (
                         f"match_re.{label}",
-                        "use only letters, digits, _ . : - and | with at most three .*",
+                        "use only letters, digits, _ . : - and |, with at most one .* in each"
+                        " alternative",
                     )
                 )
+    named = request.match.get("receiver")
+    if named is not None and (named not in agency.receivers or ":" in named):
+        problems.append(("match.receiver", "not one of this agency's receivers"))
+    if not printable_line(request.reason):
+        problems.append(("reason", "one line of visible text, without control characters"))
     has_matchers = bool(request.match or request.match_re)
     if request.receiver is not None:
         spec = agency.receivers.get(request.receiver)
@@ -205,6 +228,8 @@ def request_problems(
     starts = request.starts_at or now
     if starts < now - START_SKEW:
         problems.append(("starts_at", "is in the past: a silence starts now or later"))
+    elif starts > now + MAX_SILENCE:
+        problems.append(("starts_at", "a silence starts within 31 days"))
     if request.ends_at <= starts:
         problems.append(("ends_at", "must be after starts_at"))
     elif request.ends_at <= now:

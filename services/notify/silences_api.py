@@ -62,7 +62,7 @@ def silences_router(
     @router.post("/v1/silences", status_code=201)
     async def create_silence(body: SilenceRequest, grant: Annotated[Grant, Depends(writer)]) -> Any:
         now = clock()
-        problems = request_problems(body, grant.agency_id, routing, now)
+        problems = request_problems(body, grant.agency_id, routing, now, ledger.silences.values())
         if problems:
             return JSONResponse(
                 {

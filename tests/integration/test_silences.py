@@ -72,6 +72,9 @@ def test_silences_are_refused_to_other_agencies_auditors_and_bad_fields(
     secret = "Maya-Lopez-label"
     r = api(stack, "POST", "/v1/silences", OPERATOR_TOKEN, json=body(match={secret: "x"}))
     assert r.status_code == 422 and secret not in r.text and "match" in r.text
+    for sent in ({**body(match={"county": "x"}), secret: 1}, body(match={secret: ""})):
+        r = api(stack, "POST", "/v1/silences", OPERATOR_TOKEN, json=sent)
+        assert r.status_code == 422 and secret not in r.text
     r = api(stack, "POST", "/v1/silences", OPERATOR_TOKEN, json=body(match={"county": "Jackson"}))
     assert r.status_code == 201, r.text
     made = r.json()

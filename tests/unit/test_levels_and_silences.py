@@ -257,23 +257,36 @@ def test_silence_requests_name_the_field_and_never_repeat_it(routing: Routing) -
         ("receiver", "not one of this agency's receivers")
     ]
     assert problems(match={"severity": "loud"}) == [("match.severity", "not a known severity")]
-    safe_only = "use only letters, digits, _ . : - and | with at most three .*"
+    safe_only = "use only letters, digits, _ . : - and |, with at most one .* in each alternative"
+    assert problems(match_re={"county": ".*.*.*Z"}) == [("match_re.county", safe_only)]
     assert problems(match_re={"rule_id": "("}) == [("match_re.rule_id", safe_only)]
     assert problems(match_re={"rule_id": "(.|.)*X"}) == [("match_re.rule_id", safe_only)]
     assert problems(match_re={"rule_id": "a{99999999999}"}) == [("match_re.rule_id", safe_only)]
     assert problems(match_re={"rule_id": "risk.*|policy.ncic.*"}) == []
+    assert problems(match={"receiver": "law-enforcement"}) == [
+        ("match.receiver", "not one of this agency's receivers")
+    ]
+    assert problems(match={"county": "x"}, reason="ok \u202eJane Doe") == [
+        ("reason", "one line of visible text, without control characters")
+    ]
+    later = {"match": {"county": "x"}, "starts_at": T0 + timedelta(days=40)}
+    assert ("starts_at", "a silence starts within 31 days") in problems(**later)
     earlier = {"match": {"county": "x"}, "starts_at": T0 - timedelta(hours=1)}
     assert problems(**earlier) == [("starts_at", "is in the past: a silence starts now or later")]
     long = {"match": {"county": "Jackson"}, "ends_at": T0 + timedelta(days=40)}
     assert problems(**long) == [("ends_at", "a silence lasts at most 31 days")]
     past = {"match": {"county": "Jackson"}, "ends_at": T0 - timedelta(minutes=1)}
     assert problems(**past) == [("ends_at", "must be after starts_at")]
-    assert request_problems(
-        SilenceRequest(match={"county": "x"}, ends_at=T0 + timedelta(hours=1), reason="why"),
-        "no-such-agency",
-        routing,
-        T0,
-    ) == [("agency", "this agency has no configuration")]
+    asked = SilenceRequest(match={"county": "x"}, ends_at=T0 + timedelta(hours=1), reason="why")
+    assert request_problems(asked, "no-such-agency", routing, T0) == [
+        ("agency", "this agency has no configuration")
+    ]
+    many = [silence(silence_id=f"s-{i}") for i in range(100)]
+    assert request_problems(asked, "demo-agency", routing, T0, many) == [
+        ("silences", "this agency has 100 silences not yet ended: expire some")
+    ]
+    ended = [silence(silence_id=f"s-{i}", expired_at=T0 - timedelta(minutes=1)) for i in range(100)]
+    assert request_problems(asked, "demo-agency", routing, T0, ended) == []
 
 
 def test_policy_levels_name_known_schedules_people_and_policies(tmp_path: Path) -> None:
