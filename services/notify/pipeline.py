@@ -78,7 +78,21 @@ class Gathered:
     prepared: Prepared
 
 
-MAX_DIGEST = 50  # notifications in one digest message at most
+MAX_DIGEST = 50  # escalations in one digest message at most
+STAND_IN_WAIT_S = 30.0  # how long a redirect waits for a stand-in already being delivered
+
+
+def chunks(group: list[Gathered]) -> list[list[Gathered]]:
+    """A group in digests of at most MAX_DIGEST escalations, in notification-id order, each
+    escalation's notifications in one digest (so a replay makes the same digests)."""
+    by_escalation: dict[str, list[Gathered]] = defaultdict(list)
+    for g in sorted(group, key=lambda g: g.nid):
+        by_escalation[g.esc.escalation_id].append(g)
+    ordered = list(by_escalation.values())
+    return [
+        [g for items in ordered[i : i + MAX_DIGEST] for g in items]
+        for i in range(0, len(ordered), MAX_DIGEST)
+    ]
 
 
 def digested(esc: Escalation, target: Recipient, step: str) -> bool:
@@ -131,7 +145,9 @@ class Notifier:
             producer=producer, ledger=ledger, metrics=metrics, clock=clock, sleep=sleep
         )
         self.locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self.inflight: set[str] = set()
+        # Notifications being delivered, with the outcome each will have (a stand-in's is
+        # awaited by the receiver it stands in for).
+        self.inflight: dict[str, asyncio.Future[NotificationRecord | None]] = {}
 
     # --- one notification: de-duplicate → prepare → send with retry → record ------------------
 
@@ -144,6 +160,7 @@ class Notifier:
         at: datetime | None = None,
         redirected: bool = False,
         alone: bool = False,
+        claimed: bool = False,
     ) -> NotificationRecord | None:
         """Deliver one notification at most once; record every attempt and the outcome, and
         return the final record (None if it was final already or is being delivered).
@@ -151,14 +168,17 @@ class Notifier:
         when the step was due (default: the escalation's creation), the instant whose on-call
         person it reaches and whose silences apply. `redirected`: it stands in for a silenced
         or maintained receiver's, and no silence applies to it. A notification its route
-        gathers into a digest waits for it (`tick`), unless sent `alone`."""
+        gathers into a digest waits for it (`tick`), unless sent `alone`. `claimed`: the caller
+        has already marked it in flight (`claim`)."""
         nid = notification_id(esc.escalation_id, target.receiver, step)
-        if nid in self.ledger.sent or nid in self.inflight:
-            return None
-        if not alone and not redirected and digested(esc, target, step):
-            return None
-        self.inflight.add(nid)
+        if not claimed:
+            if nid in self.ledger.sent or nid in self.inflight:
+                return None
+            if not alone and not redirected and digested(esc, target, step):
+                return None
+            self.claim(nid)
         when = at if at is not None else esc.created_at
+        final: NotificationRecord | None = None
         try:
             silenced = None if redirected else self._silenced(esc, target, when)
             if silenced is not None and silenced.to is not None:
@@ -189,7 +209,17 @@ class Notifier:
             await self.recorder.final(final)
             return final
         finally:
-            self.inflight.discard(nid)
+            self.release(nid, final)
+
+    def claim(self, nid: str) -> None:
+        """Mark a notification in flight (checked against the sent-log and in-flight first)."""
+        self.inflight[nid] = asyncio.get_running_loop().create_future()
+
+    def release(self, nid: str, final: NotificationRecord | None) -> None:
+        """It is no longer in flight; whoever waits for it learns its final record."""
+        outcome = self.inflight.pop(nid, None)
+        if outcome is not None and not outcome.done():
+            outcome.set_result(final)
 
     async def _stood_in(
         self, esc: Escalation, stand_in: Recipient, step: str, partition: int | None, at: datetime
@@ -198,9 +228,17 @@ class Notifier:
         the stand-in got it. Only then is the original recorded `suppressed`: a duty is never
         hidden, so a stand-in that failed, or whose outcome is not known here yet, leaves the
         original to be sent as usual."""
+        nid = notification_id(esc.escalation_id, stand_in.receiver, step)
+        pending = self.inflight.get(nid)
         final = await self.deliver(esc, stand_in, step, partition, at, redirected=True)
+        if final is None and pending is not None:
+            # Being delivered already (e.g. the fallback is told at this step anyway): wait for
+            # it, a while (a stand-in waiting on this one would never end).
+            try:
+                final = await asyncio.wait_for(asyncio.shield(pending), STAND_IN_WAIT_S)
+            except TimeoutError:
+                final = None
         if final is None:
-            nid = notification_id(esc.escalation_id, stand_in.receiver, step)
             known = self.ledger.outcomes.get(esc.escalation_id, [])
             final = next((r for r in known if r.notification_id == nid), None)
         return final is not None and final.status == "delivered"
@@ -393,7 +431,25 @@ class Notifier:
         # A digest route tells of no resolution: a digest is what is still open when it goes.
         targets = [t for t in planned if t.send_resolved and not digested(esc, t, "0")]
         await asyncio.gather(*(self.deliver(esc, t, "resolved", partition) for t in targets))
+        waiting = [t for t in planned if digested(esc, t, "0")]
+        await asyncio.gather(*(self._resolved_first(esc, t) for t in waiting))
         await self.ledger.close_open(esc.escalation_id)
+
+    async def _resolved_first(self, esc: Escalation, target: Recipient) -> None:
+        """A notification waiting for its digest whose escalation resolved first is not sent
+        (the digest carries what is still open): recorded suppressed, so it is accounted for."""
+        nid = notification_id(esc.escalation_id, target.receiver, "0")
+        if nid in self.ledger.sent or nid in self.inflight:
+            return
+        self.claim(nid)
+        final: NotificationRecord | None = None
+        try:
+            final = await self.recorder.attempt(
+                nid, esc, target, "0", "none", "suppressed", 0, "resolved_before_digest"
+            )
+            await self.recorder.final(final)
+        finally:
+            self.release(nid, final)
 
     async def _plan(self, entry: OpenEntry) -> Plan:
         """The entry's plan. An entry an older release stored has none: it is planned once,
@@ -454,77 +510,92 @@ class Notifier:
     # --- digests: what is no duty, gathered per receiver and person (services.notify.digest) ---
 
     async def _send_digests(self, gathered: list[tuple[Escalation, Due]]) -> None:
-        """One message per receiver and address for the notifications whose digest window
-        has ended; a silenced one, or one with nowhere to go, is handled alone (and so
+        """One message per receiver, address and window for the notifications whose digest
+        window has ended, each claimed here so an overlapping tick leaves it alone; a silenced
+        one, one with nowhere to go or one that fails to prepare is handled alone (and so
         recorded)."""
-        groups: dict[tuple[str, str, str, str], list[Gathered]] = defaultdict(list)
-        alone = []
-        for esc, due in gathered:
+        groups: dict[tuple[str, str, str, str, datetime], list[Gathered]] = defaultdict(list)
+        work = []
+        for n, (esc, due) in enumerate(gathered):
+            if n % 50 == 49:
+                await asyncio.sleep(0)  # many gathered: let the loop breathe
             nid = notification_id(esc.escalation_id, due.target.receiver, due.step)
-            if nid in self.inflight:
+            if nid in self.ledger.sent or nid in self.inflight:
                 continue
-            prepared = (
-                self.prepare(nid, esc, due.target, due.at)
-                if self._silenced(esc, due.target, due.at) is None
-                else None
-            )
+            self.claim(nid)
+            try:
+                silenced = self._silenced(esc, due.target, due.at)
+                prepared = None if silenced else self.prepare(nid, esc, due.target, due.at)
+            except Exception:  # one bad item must not keep the others from their digests
+                log.exception("digest item failed to prepare", extra={"notification_id": nid})
+                prepared = None
             if not isinstance(prepared, Prepared):
-                alone.append(self.deliver(esc, due.target, due.step, at=due.at, alone=True))
+                work.append(self.deliver(esc, due.target, due.step, at=due.at, claimed=True))
                 continue
-            key = (esc.agency_id, due.target.receiver, prepared.channel, prepared.delivery.address)
+            end = window_end(due.at, due.target.digest_s or 1.0)
+            address = prepared.delivery.address
+            key = (esc.agency_id, due.target.receiver, prepared.channel, address, end)
             groups[key].append(Gathered(esc, due, nid, prepared))
         for group in groups.values():
-            for start in range(0, len(group), MAX_DIGEST):
-                alone.append(self._send_digest(group[start : start + MAX_DIGEST]))
-        await asyncio.gather(*alone)
+            for chunk in chunks(group):
+                work.append(self._send_digest(chunk))
+        await asyncio.gather(*work)
 
     async def _send_digest(self, group: list[Gathered]) -> None:
-        """Send one digest; each notification in it recorded delivered with the digest's id.
-        If the channel refuses it, each goes alone (with its retries and records)."""
+        """Send one digest (its notifications claimed by the caller), tried again like any
+        notification while the channel says it may help; each notification in it recorded
+        delivered with the digest's id. If it can not be sent, each goes alone."""
         first = group[0]
         every = first.due.target.digest_s or 1.0
         end = window_end(first.due.at, every)
-        nids = [g.nid for g in group]
-        self.inflight.update(nids)
-        try:
-            delivery = first.prepared.delivery
-            did = digest_id(delivery.receiver, delivery.address, nids)
-            # One entry per escalation: its reminders in the same window add nothing.
-            by_escalation = {g.esc.escalation_id: g for g in reversed(group)}
-            message = digest_message(
-                [g.prepared.delivery.message for g in reversed(by_escalation.values())],
-                self.routing.agency(first.esc.agency_id),
-                end - timedelta(seconds=every),
-                end,
-            )
+        delivery = first.prepared.delivery
+        did = digest_id(delivery.receiver, delivery.address, [g.nid for g in group])
+        # One entry per escalation: its reminders in the same window add nothing.
+        shown = list({g.esc.escalation_id: g for g in reversed(group)}.values())[::-1]
+        message = digest_message(
+            [g.prepared.delivery.message for g in shown],
+            self.routing.agency(first.esc.agency_id),
+            end - timedelta(seconds=every),
+            end,
+        )
+        channel = first.prepared.channel
+        attempt = 0
+        while True:
+            attempt += 1
             try:
-                await self.channels[first.prepared.channel].send(
+                await self.channels[channel].send(
                     dataclasses.replace(delivery, notification_id=did, message=message)
                 )
-            except DeliveryError:
-                sent_together = False
-            else:
-                sent_together = True
-                for g in group:
-                    record = await self.recorder.attempt(
-                        g.nid,
-                        g.esc,
-                        g.due.target,
-                        g.due.step,
-                        first.prepared.channel,
-                        "delivered",
-                        1,
-                        None,
-                        person_id=g.prepared.delivery.person_id,
-                        digest_id=did,
+                break
+            except DeliveryError as exc:
+                if not exc.retryable or attempt >= self.retry.max_attempts:
+                    await asyncio.gather(
+                        *(
+                            self.deliver(g.esc, g.due.target, g.due.step, at=g.due.at, claimed=True)
+                            for g in group
+                        )
                     )
-                    await self.recorder.final(record)
-        finally:
-            self.inflight.difference_update(nids)
-        if not sent_together:
-            await asyncio.gather(
-                *(
-                    self.deliver(g.esc, g.due.target, g.due.step, at=g.due.at, alone=True)
-                    for g in group
-                )
+                    return
+                await self.sleep(self.retry.backoff(attempt, self.rng))
+        await asyncio.gather(*(self._in_digest(g, channel, attempt, did) for g in group))
+
+    async def _in_digest(self, item: Gathered, channel: str, attempt: int, did: str) -> None:
+        """Record one notification delivered in digest `did`, and let it go."""
+        final: NotificationRecord | None = None
+        try:
+            self._observe_delivered(item.esc, item.due.step, channel)
+            final = await self.recorder.attempt(
+                item.nid,
+                item.esc,
+                item.due.target,
+                item.due.step,
+                channel,
+                "delivered",
+                attempt,
+                None,
+                person_id=item.prepared.delivery.person_id,
+                digest_id=did,
             )
+            await self.recorder.final(final)
+        finally:
+            self.release(item.nid, final)

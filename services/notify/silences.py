@@ -50,7 +50,7 @@ MAX_SILENCES = 100  # an agency's silences not yet ended, at most
 
 
 def safe_pattern(rx: str) -> bool:
-    return len(rx) <= 200 and all(_SAFE_ALTERNATIVE.match(alt) for alt in rx.split("|"))
+    return len(rx) <= 200 and all(_SAFE_ALTERNATIVE.fullmatch(alt) for alt in rx.split("|"))
 
 
 def printable_line(text: str) -> bool:
@@ -201,8 +201,8 @@ def request_problems(
                 problems.append(
                     (
                         f"match_re.{label}",
-                        "use only letters, digits, _ . : - and |, with at most one .* in each"
-                        " alternative",
+                        "use only letters, digits, spaces, _ . : - and |, with at most one .* in"
+                        " each alternative",
                     )
                 )
     named = request.match.get("receiver")

@@ -257,7 +257,9 @@ def test_silence_requests_name_the_field_and_never_repeat_it(routing: Routing) -
         ("receiver", "not one of this agency's receivers")
     ]
     assert problems(match={"severity": "loud"}) == [("match.severity", "not a known severity")]
-    safe_only = "use only letters, digits, _ . : - and |, with at most one .* in each alternative"
+    safe_only = (
+        "use only letters, digits, spaces, _ . : - and |, with at most one .* in each alternative"
+    )
     assert problems(match_re={"county": ".*.*.*Z"}) == [("match_re.county", safe_only)]
     assert problems(match_re={"rule_id": "("}) == [("match_re.rule_id", safe_only)]
     assert problems(match_re={"rule_id": "(.|.)*X"}) == [("match_re.rule_id", safe_only)]
@@ -373,3 +375,74 @@ def test_tier_changes_are_gathered_hourly_per_caseworker_and_duties_go_at_once(
     assert {r["digest_id"] for r in delivered} == {digest.notification_id}
     at(stack, timedelta(minutes=61))
     assert len(gathered()) == 1  # each went once
+
+
+def digest_stack(tmp_path: Path) -> Stack:
+    return Stack(
+        load_routing(write_policy(tmp_path, ROUTING, DIGEST_AGENCY)),
+        Templates(ROOT / "rules" / "templates"),
+        MemoryNotificationLog(),
+        PEOPLE,
+    )
+
+
+def tier_change(minutes: int = 5, **kw: Any) -> Any:
+    return escalation(
+        rule_id="risk.tier-changed",
+        silenceable=True,
+        recipients=["caseworker"],
+        due_at=None,
+        created_at=T0 + timedelta(minutes=minutes),
+        **kw,
+    )
+
+
+def test_a_digest_the_channel_refuses_for_good_goes_out_one_by_one(tmp_path: Path) -> None:
+    from services.notify.channels.base import Delivery, DeliveryError
+    from tests.unit.test_notify_pipeline import FakeChannel
+
+    class CaseworkerFails(FakeChannel):
+        async def send(self, delivery: Delivery) -> None:
+            self.attempts.append(delivery)
+            if delivery.receiver == "caseworker" and self.failures:
+                raise self.failures.pop(0)
+
+    stack = digest_stack(tmp_path)
+    stack.email = stack.notifier.channels["email"] = CaseworkerFails("email")
+    for esc in [tier_change(m) for m in (5, 6)]:
+        run(stack.notifier.handle(esc, partition=0))
+    stack.email.failures = [DeliveryError("timeout", retryable=True)]  # the digest's try 1
+    at(stack, timedelta(minutes=60))
+    assert [a.message.subject[:10] for a in stack.email.to("caseworker")] == ["2 updates:"] * 2
+    later = [tier_change(m) for m in (65, 66)]
+    for esc in later:
+        run(stack.notifier.handle(esc, partition=0))
+    stack.email.failures = [DeliveryError("smtp_5xx", retryable=False)]
+    at(stack, timedelta(minutes=120))
+    refused, *alone = stack.email.to("caseworker")[2:]
+    assert refused.message.subject.startswith("4 updates: ")  # both windows' leftovers
+    assert all(not a.message.subject.endswith("updates") for a in alone)
+    assert {a.escalation_id for a in alone} >= {e.escalation_id for e in later}
+    assert len({a.notification_id for a in alone}) == len(alone)  # each by itself, once
+
+
+def test_an_escalation_resolved_before_its_digest_is_recorded_not_sent(tmp_path: Path) -> None:
+    stack = digest_stack(tmp_path)
+    change = tier_change()
+    run(stack.notifier.handle(change, partition=0))
+    run(stack.notifier.handle(change.model_copy(update={"status": "resolved"}), partition=0))
+    at(stack, timedelta(minutes=61))
+    assert stack.email.to("caseworker") == []
+    [record] = records(stack, "caseworker")
+    assert (record["status"], record["reason"]) == ("suppressed", "resolved_before_digest")
+
+
+def test_a_redirect_to_a_fallback_told_at_the_same_step_waits_for_it(stack: Stack) -> None:
+    """The director is the fallback and is told anyway: one message to the director, and the
+    caseworker's is recorded redirected (not sent as if the stand-in had failed)."""
+    run(stack.log.put_silence(silence(match={"receiver": "caseworker"})))
+    run(stack.notifier.handle(escalation(recipients=["caseworker", "director"]), partition=0))
+    assert stack.email.to("caseworker") == []
+    assert len(stack.email.to("director")) == 1
+    [record] = records(stack, "caseworker")
+    assert (record["status"], record["redirected_to"]) == ("suppressed", "director")
