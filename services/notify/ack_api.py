@@ -29,6 +29,7 @@ from services.notify.ack_pages import ack_done, ack_form, ack_refused, html_page
 from services.notify.acks import AckSubject, check_ack_token
 from services.notify.addresses import Directory
 from services.notify.auth import NOT_OPEN, bearer_grant
+from services.notify.config import PLANNED_RECEIVER
 from services.notify.metrics import NotifyMetrics
 from services.notify.records import Ack, AckVia, NotificationRecord, OpenEntry
 from services.notify.routing import Routing
@@ -41,7 +42,7 @@ Note = Annotated[str, StringConstraints(max_length=500), AfterValidator(require_
 class AckIn(Strict):
     """An acknowledgement by link: the receiver, person and token from the link."""
 
-    receiver: str = Field(max_length=200, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    receiver: str = Field(max_length=200, pattern=PLANNED_RECEIVER)
     token: str = Field(max_length=200)
     person: Id | None = None
     note: Note | None = None

@@ -48,8 +48,14 @@ from services.notify.routing import (
 M = TypeVar("M", bound=BaseModel)
 
 
+# A receiver's name as declared, and as a plan may hold it: declared, or made by an escalation
+# level for a person, role or schedule (`person:W-1`, `schedule:on-call`).
+RECEIVER_NAME = r"^[a-z0-9][a-z0-9_-]*$"
+PLANNED_RECEIVER = r"^[a-z0-9][a-z0-9_-]*(:[A-Za-z0-9][A-Za-z0-9._-]*)?$"
+
+
 class ReceiverSpec(Strict):
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    name: str = Field(pattern=RECEIVER_NAME)
     shared: bool = False  # routing.yaml: serves every agency (a state police intake, NCMEC)
     email: EmailTarget | None = None
     webhook: WebhookTarget | None = None

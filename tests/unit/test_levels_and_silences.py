@@ -151,6 +151,14 @@ def test_level_one_then_level_two_reaches_whoever_was_on_call_when_it_was_due(
     assert page.address == "quinn@agency.example" and page.person_id == "C-2"
     [record] = [r for r in records(stack, "schedule:on-call") if r["status"] == "delivered"]
     assert record["step"] == "e2" and record["person_id"] == "C-2"
+    # Its link acknowledges as that person, for the receiver the level made.
+    from urllib.parse import parse_qs, urlsplit
+
+    from services.notify.ack_api import AckIn
+
+    query = parse_qs(urlsplit(page.message.data["ack_url"]).query)
+    link = AckIn(receiver=query["receiver"][0], token=query["token"][0], person=query["person"][0])
+    assert (link.receiver, link.person) == ("schedule:on-call", "C-2")
 
 
 def test_an_acknowledgement_by_the_agencys_person_stops_the_chain(stack: Stack) -> None:
