@@ -461,6 +461,7 @@ def _dlq_replay(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from services.console_cli import add_parser as console_parser
     from services.oncall_cli import add_parser as oncall_parser
     from services.silence_cli import add_parser as silence_parser
 
@@ -528,6 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     _people_parsers(sub)
     oncall_parser(sub)
     silence_parser(sub)
+    console_parser(sub)
     return parser
 
 
@@ -630,6 +632,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from services.silence_cli import run as run_silence
 
             return run_silence(args)
+        if args.command == "console":
+            from services.console_cli import run as run_console
+
+            return run_console(args)
     except ValidationError as exc:
         # Settings errors: name the variable and the problem, never the value (it may be a secret).
         for err in exc.errors(include_input=False, include_url=False):

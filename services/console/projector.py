@@ -1,0 +1,176 @@
+"""The edge: read the four topics and write the read model, exactly once.
+
+Partitions are assigned by hand (no consumer group: the database, not Kafka, holds the
+position). Each starts at the `next_offset` stored in `projection_offsets`, or at the
+beginning. Only committed records are read (`read_committed`). Each polled batch is projected
+(services.console.projection) and written with its partitions' new offsets in ONE transaction
+(services.console.store): after a crash the projector resumes after the last batch written, so
+no row is lost and none applied twice. A record that cannot be decoded or is invalid is skipped
+and counted; its offset advances with the batch, so it never stalls a partition. Logs name
+topic, partition, offset and a reason code, never a record's content.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from kafka import KafkaConsumer, TopicPartition
+from sqlalchemy import Engine
+
+from services.common.kafka import KafkaClient, KafkaUnavailable
+from services.console.metrics import ConsoleMetrics
+from services.console.projection import TOPICS, Unprojectable, Upsert, project
+from services.console.store import load_offsets, write_batch
+
+log = logging.getLogger(__name__)
+CLIENT_ID = "carealert-console"
+
+
+@dataclass(frozen=True)
+class Message:
+    """One Kafka record as the projector needs it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None = None
+
+
+@dataclass
+class Batch:
+    """What one batch writes: its upserts, the next offset per partition, what it skipped."""
+
+    upserts: list[Upsert] = field(default_factory=list)
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+    projected: dict[str, int] = field(default_factory=dict)
+
+
+def project_batch(messages: Iterable[Message]) -> Batch:
+    """Project `messages` (in partition order) into one batch. Pure."""
+    batch = Batch()
+    for msg in messages:
+        now = (
+            datetime.fromtimestamp(msg.timestamp_ms / 1000, UTC)
+            if msg.timestamp_ms is not None and msg.timestamp_ms >= 0
+            else None
+        )
+        try:
+            batch.upserts.extend(project(msg.topic, msg.key, msg.value, now))
+            batch.projected[msg.topic] = batch.projected.get(msg.topic, 0) + 1
+        except Unprojectable as exc:
+            batch.skipped[exc.reason] = batch.skipped.get(exc.reason, 0) + 1
+            log.warning(
+                "skipped a record the read model cannot take: %s at %s[%d]@%d",
+                exc.reason,
+                msg.topic,
+                msg.partition,
+                msg.offset,
+            )
+        tp = (msg.topic, msg.partition)
+        batch.offsets[tp] = max(batch.offsets.get(tp, 0), msg.offset + 1)
+    return batch
+
+
+class Source(Protocol):
+    """Where records come from: Kafka (`KafkaSource`), or a list in tests."""
+
+    def start(self, positions: Mapping[tuple[str, int], int]) -> None: ...
+
+    def poll(self, timeout_s: float, max_records: int) -> Sequence[Message]: ...
+
+    def close(self) -> None: ...
+
+
+class KafkaSource:
+    """The four topics' partitions, assigned by hand, committed records only."""
+
+    def __init__(self, kafka: KafkaClient, topics: Sequence[str] = TOPICS) -> None:
+        self.topics = topics
+        self.consumer = KafkaConsumer(
+            **kafka.kafka_python(
+                client_id=CLIENT_ID,
+                group_id=None,
+                enable_auto_commit=False,
+                isolation_level="read_committed",
+                auto_offset_reset="earliest",
+            )
+        )
+
+    def start(self, positions: Mapping[tuple[str, int], int]) -> None:
+        """Assign every partition of the topics; seek each to its stored position or the
+        beginning. Raises KafkaUnavailable for a topic it cannot see (missing, or no ACL)."""
+        assigned: list[Any] = []
+        for topic in self.topics:
+            partitions = self.consumer.partitions_for_topic(topic)
+            if not partitions:
+                raise KafkaUnavailable(f"the console projector cannot see {topic}")
+            assigned.extend(TopicPartition(topic, p) for p in sorted(partitions))
+        self.consumer.assign(assigned)
+        for tp in assigned:
+            stored = positions.get((tp.topic, tp.partition))
+            if stored is None:
+                self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, stored)
+        log.info("reading %d partitions of %s", len(assigned), ", ".join(self.topics))
+
+    def poll(self, timeout_s: float, max_records: int) -> Sequence[Message]:
+        polled = self.consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        return [
+            Message(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
+            for records in polled.values()
+            for r in records
+        ]
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+class Projector:
+    """Polls `source` and writes each batch to `engine` with its offsets, until `stop` is set."""
+
+    def __init__(
+        self,
+        source: Source,
+        engine: Engine,
+        metrics: ConsoleMetrics,
+        *,
+        batch_max: int = 500,
+        poll_s: float = 0.5,
+    ) -> None:
+        self.source = source
+        self.engine = engine
+        self.metrics = metrics
+        self.batch_max = batch_max
+        self.poll_s = poll_s
+
+    def run(self, stop: threading.Event) -> None:
+        self.source.start(load_offsets(self.engine))
+        try:
+            while not stop.is_set():
+                self.step()
+        finally:
+            self.source.close()
+
+    def step(self) -> int:
+        """One poll, one transaction. Returns how many records it consumed. Raises what the
+        database raises (nothing of the batch is written; the process exits and starts again
+        from the stored offsets)."""
+        messages = self.source.poll(self.poll_s, self.batch_max)
+        if not messages:
+            return 0
+        batch = project_batch(messages)
+        write_batch(self.engine, batch.upserts, batch.offsets)
+        for topic, count in batch.projected.items():
+            self.metrics.projected.labels(topic).inc(count)
+        for reason, count in batch.skipped.items():
+            self.metrics.skipped.labels(reason).inc(count)
+        return len(messages)
