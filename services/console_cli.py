@@ -2,6 +2,8 @@
 
 - `project` migrates the read model (CAREALERT_DATABASE_URL) and projects care.events.v1,
   care.escalations.v1, care.notifications.v1 and care.acks.v1 into it until SIGTERM or SIGINT.
+- `serve` does the same in a thread and serves /metrics, /healthz and /readyz on
+  CAREALERT_CONSOLE_PORT (8084) (services.console.main); `make run` runs it.
 - `rebuild` drops the read model (offsets included) and migrates it again, empty: the next
   `project` reads the topics from their beginning.
 
@@ -22,6 +24,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     console = sub.add_parser("console", help="the console's SQL read model")
     commands = console.add_subparsers(dest="console_command", required=True)
     commands.add_parser("project", help="project the topics into the read model until stopped")
+    commands.add_parser(
+        "serve", help="project, and serve /metrics, /healthz, /readyz (CAREALERT_CONSOLE_PORT)"
+    )
     commands.add_parser(
         "rebuild", help="drop the read model and migrate it again empty (then run project)"
     )
@@ -50,6 +55,13 @@ def run(args: argparse.Namespace) -> int:
             return 0
         migrate(engine)
         kafka = settings.connected_kafka(CLIENT_ID)
+        if args.console_command == "serve":
+            import asyncio
+
+            from services.console.main import serve
+
+            asyncio.run(serve(settings, engine, kafka))
+            return 0
         stop = threading.Event()
 
         def _stop(_signum: int, _frame: FrameType | None) -> None:

@@ -19,6 +19,9 @@ export CAREALERT_INGEST_PORT="${CAREALERT_INGEST_PORT:-8080}"
 export CAREALERT_RULES_PORT="${CAREALERT_RULES_PORT:-8081}"
 export CAREALERT_NOTIFY_PORT="${CAREALERT_NOTIFY_PORT:-8082}"
 export CAREALERT_GATE_PORT="${CAREALERT_GATE_PORT:-8083}"
+export CAREALERT_CONSOLE_PORT="${CAREALERT_CONSOLE_PORT:-8084}"
+# The console's read model (docs/console.md): a SQLite file here; PostgreSQL in production.
+export CAREALERT_DATABASE_URL="${CAREALERT_DATABASE_URL:-sqlite:///$RUN_DIR/console.db}"
 export CAREALERT_RULES_DATA_DIR="${CAREALERT_RULES_DATA_DIR:-$RUN_DIR/rules}"
 # Demo mode: the services accept the public demo secrets and API keys below only because
 # CAREALERT_ENV=demo. Without it they refuse them (and any secret under 32 characters).
@@ -42,6 +45,7 @@ SERVICES=(
   "rules:$CAREALERT_RULES_PORT:rules"
   "notify:$CAREALERT_NOTIFY_PORT:notify"
   "gate:$CAREALERT_GATE_PORT:gate"
+  "console:$CAREALERT_CONSOLE_PORT:console serve"
 )
 
 alive() { [[ -f "$RUN_DIR/$1.pid" ]] && kill -0 "$(cat "$RUN_DIR/$1.pid")" 2>/dev/null; }
@@ -129,6 +133,7 @@ carealert is running (stop it with: make stop)
   delivered email     $SINK_DIR/mail/index.html   (open in a browser; SMTP sink on 127.0.0.1:$CAREALERT_SMTP_PORT)
   delivered webhooks  $SINK_DIR/webhooks/*.json   (webhook + SMS sink on 127.0.0.1:$SINK_HTTP_PORT)
   gate      http://127.0.0.1:$CAREALERT_GATE_PORT/metrics   (agencies' own input topics care.events.in.<agency_id> → care.events.v1)
+  console   http://127.0.0.1:$CAREALERT_CONSOLE_PORT/metrics   (projects the topics into the SQL read model, docs/console.md; .run/console.db unless CAREALERT_DATABASE_URL)
   kafka     $KAFKA_BOOTSTRAP_SERVERS   (topics care.events.v1, care.events.dlq, care.escalations.v1, ...)
   logs      $RUN_DIR/*.log
 

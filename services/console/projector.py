@@ -151,9 +151,11 @@ class Projector:
         self.metrics = metrics
         self.batch_max = batch_max
         self.poll_s = poll_s
+        self.started = False  # positions read and partitions assigned: projecting
 
     def run(self, stop: threading.Event) -> None:
         self.source.start(load_offsets(self.engine))
+        self.started = True
         try:
             while not stop.is_set():
                 self.step()

@@ -20,3 +20,8 @@ class ConsoleSettings(CommonSettings):
     console_poll_s: float = Field(
         default=0.5, gt=0, le=30, description="How long one poll waits for records."
     )
+    console_host: str = Field(
+        default="127.0.0.1", description="Where `carealert console serve` listens."
+    )
+    # 8083 is the gate's (it came first); the console takes the next port.
+    console_port: int = Field(default=8084, ge=1, le=65535)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from kafka import KafkaProducer
 from sqlalchemy import Engine, Select, select
@@ -32,12 +34,14 @@ from services.console.models import AckRow, Child, Episode, EscalationRow, Notif
 from services.notify.records import Ack, NotificationRecord, notification_id
 from tests.support import (
     CAREALERT,
+    Service,
     ensure_debian_tool,
     free_port,
     make_escalation,
     make_event,
     missing_opened,
     ts,
+    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -276,5 +280,48 @@ def test_projector_survives_sigkill_and_rebuild(
         if projector.poll() is None:
             projector.kill()
             projector.wait(timeout=10)
+        traffic.close()
+        engine.dispose()
+
+
+def test_the_console_service_projects_and_answers_health_and_metrics(
+    bootstrap: str, tmp_path: Path, log_dir: Path
+) -> None:
+    """`carealert console serve` (what `make run` starts): the projector in a thread, and
+    /healthz, /readyz, /metrics on its port; SIGTERM stops it cleanly."""
+    url = f"sqlite:///{tmp_path / 'console.db'}"
+    port = free_port()
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "CAREALERT_DATABASE_URL": url,
+        "CAREALERT_CONSOLE_PORT": str(port),
+    }
+    service = Service(["console", "serve"], env, port, log_dir)
+    traffic = Traffic(bootstrap)
+    engine = make_engine(url)
+    service.start()
+    try:
+        wait_until(
+            lambda: httpx.get(f"{service.url}/readyz", timeout=2).status_code == 200,
+            60,
+            "console /readyz",
+        )
+        traffic.child(0)
+        traffic.flush()
+        assert service.proc is not None
+        expected = {"children": 1, "episodes": 1, "escalations": 1, "notifications": 2, "acks": 1}
+        wait_for(engine, traffic, expected, service.proc)
+        metrics = httpx.get(f"{service.url}/metrics", timeout=5).text
+        found = re.search(
+            r'^carealert_console_records_projected_total\{topic="care.escalations.v1"\} (\S+)$',
+            metrics,
+            re.M,
+        )
+        assert found is not None and float(found.group(1)) >= 1
+        assert httpx.get(f"{service.url}/v1/anything", timeout=5).status_code == 404
+        service.proc.send_signal(signal.SIGTERM)
+        assert service.proc.wait(timeout=30) == 0
+    finally:
+        service.stop(kill=True)
         traffic.close()
         engine.dispose()
