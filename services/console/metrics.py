@@ -23,5 +23,10 @@ class ConsoleMetrics:
             ["reason"],
             registry=registry,
         )
+        self.retries = Counter(
+            "carealert_console_batch_retries_total",
+            "Batches the database refused (away, restarting) and that were tried again.",
+            registry=registry,
+        )
         for reason in REASONS:
             self.skipped.labels(reason)  # every reason is exported from the start, at 0

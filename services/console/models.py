@@ -12,10 +12,12 @@ Migrations (services/console/migrations) create these tables; never `create_all`
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, MetaData, String
+from sqlalchemy import BigInteger, DateTime, Dialect, Index, Integer, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 # Named constraints so that migrations name them the same on SQLite and PostgreSQL.
 NAMING = {
@@ -26,6 +28,28 @@ NAMING = {
 
 ID = 128  # the contract's identifiers are at most 128 characters
 REF = 256  # receivers, codes and other references
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An instant, stored in UTC and read back aware on both databases (SQLite keeps no zone:
+    without this a time at -06:00 would sort before one at 04:00Z). A naive time is refused."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        del dialect  # the same on both databases
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("a naive time has no instant")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        del dialect
+        if not isinstance(value, datetime):
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -58,8 +82,8 @@ class Episode(Base):
     agency_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     episode_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
     child_id: Mapped[str] = mapped_column(String(ID))
-    opened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    opened_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     __table_args__ = (Index("ix_episodes_agency_child", "agency_id", "child_id"),)
 
@@ -81,9 +105,9 @@ class EscalationRow(Base):
     county: Mapped[str | None] = mapped_column(String(REF))
     caseworker_id: Mapped[str | None] = mapped_column(String(ID))
     supervisor_id: Mapped[str | None] = mapped_column(String(ID))
-    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    fired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    fired_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     __table_args__ = (
         Index("ix_escalations_agency_status_due", "agency_id", "status", "due_at"),
@@ -105,7 +129,7 @@ class NotificationRow(Base):
     channel: Mapped[str] = mapped_column(String(32))
     step: Mapped[str] = mapped_column(String(64))
     escalation_status: Mapped[str] = mapped_column(String(16))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
     reason: Mapped[str | None] = mapped_column(String(REF))
     person_id: Mapped[str | None] = mapped_column(String(ID))
     silence_id: Mapped[str | None] = mapped_column(String(ID))
@@ -126,7 +150,7 @@ class AckRow(Base):
     person_agency_id: Mapped[str | None] = mapped_column(String(64))
     via: Mapped[str | None] = mapped_column(String(16))
     stops: Mapped[bool]
-    acked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    acked_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class Offset(Base):

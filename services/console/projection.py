@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.common import topics
+from services.common.canary import is_canary
 from services.common.escalations import Escalation
 from services.common.events import (
     ChildRegistered,
@@ -32,11 +33,12 @@ from services.common.events import (
     MissingOpenedEvent,
     parse_event,
 )
+from services.console.models import Base
 from services.notify.records import Ack, NotificationRecord
 
 TOPICS: tuple[str, ...] = (topics.EVENTS, topics.ESCALATIONS, topics.NOTIFICATIONS, topics.ACKS)
-CANARY_AGENCY = "carealert-canary"  # proof-of-life records: no console shows them
 REASONS: tuple[str, ...] = (
+    "unwritable",  # a value longer than its column, a NUL, a time without a zone
     "undecodable",
     "invalid_event",
     "invalid_escalation",
@@ -77,14 +79,33 @@ def project(
     if value is None:
         raise Unprojectable("tombstone")
     if topic == topics.EVENTS:
-        return _event(value, now)
-    if topic == topics.ESCALATIONS:
-        return _escalation(value)
-    if topic == topics.NOTIFICATIONS:
-        return _notification(value)
-    if topic == topics.ACKS:
-        return _ack(value)
-    raise Unprojectable("unknown_topic")
+        upserts = _event(value, now)
+    elif topic == topics.ESCALATIONS:
+        upserts = _escalation(value)
+    elif topic == topics.NOTIFICATIONS:
+        upserts = _notification(value)
+    elif topic == topics.ACKS:
+        upserts = _ack(value)
+    else:
+        raise Unprojectable("unknown_topic")
+    if not all(writable(u) for u in upserts):
+        raise Unprojectable("unwritable")
+    return upserts
+
+
+def writable(upsert: Upsert) -> bool:
+    """Whether every value fits its column on every database the read model runs on (PostgreSQL
+    enforces lengths and refuses NUL; SQLite does neither), and every time names its zone: a
+    record that would fail the batch's transaction is skipped instead, so none stalls."""
+    columns = Base.metadata.tables[upsert.table].c
+    for name, value in upsert.values.items():
+        if isinstance(value, str):
+            length = getattr(columns[name].type, "length", None)
+            if "\x00" in value or (length is not None and len(value) > length):
+                return False
+        elif isinstance(value, datetime) and value.tzinfo is None:
+            return False
+    return True
 
 
 def _event(value: bytes, now: datetime | None) -> list[Upsert]:
@@ -93,7 +114,7 @@ def _event(value: bytes, now: datetime | None) -> list[Upsert]:
     except EventInvalid as exc:
         undecodable = any(e.type == "json_invalid" for e in exc.errors)
         raise Unprojectable("undecodable" if undecodable else "invalid_event") from None
-    if event.agency_id == CANARY_AGENCY:
+    if is_canary(event.agency_id):
         return []
     child = {
         "agency_id": event.agency_id,
@@ -167,7 +188,7 @@ def _escalation(value: bytes) -> list[Upsert]:
         esc = None
     if esc is None:
         raise Unprojectable("invalid_escalation")
-    if esc.agency_id == CANARY_AGENCY:
+    if is_canary(esc.agency_id):
         return []
     firing = esc.status == "firing"
     row = {

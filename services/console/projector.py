@@ -21,11 +21,12 @@ from typing import Any, Protocol
 
 from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 
-from services.common.kafka import KafkaClient, KafkaUnavailable
+from services.common.kafka import KafkaClient, KafkaUnavailable, retry_delay_s
 from services.console.metrics import ConsoleMetrics
 from services.console.projection import TOPICS, Unprojectable, Upsert, project
-from services.console.store import load_offsets, write_batch
+from services.console.store import OffsetsMoved, load_offsets, write_batch
 
 log = logging.getLogger(__name__)
 CLIENT_ID = "carealert-console"
@@ -152,15 +153,23 @@ class Projector:
         self.batch_max = batch_max
         self.poll_s = poll_s
         self.started = False  # positions read and partitions assigned: projecting
+        self.stop = threading.Event()
+        # The stored offset of each partition as this projector last read or wrote it.
+        self.positions: dict[tuple[str, int], int] = {}
 
     def run(self, stop: threading.Event) -> None:
-        self.source.start(load_offsets(self.engine))
+        self.stop = stop
+        self._start()
         self.started = True
         try:
             while not stop.is_set():
                 self.step()
         finally:
             self.source.close()
+
+    def _start(self) -> None:
+        self.positions = load_offsets(self.engine)
+        self.source.start(self.positions)
 
     def step(self) -> int:
         """One poll, one transaction. Returns how many records it consumed. Raises what the
@@ -170,7 +179,28 @@ class Projector:
         if not messages:
             return 0
         batch = project_batch(messages)
-        write_batch(self.engine, batch.upserts, batch.offsets)
+        expected = {tp: self.positions.get(tp) for tp in batch.offsets}
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                write_batch(self.engine, batch.upserts, batch.offsets, expected)
+                break
+            except OffsetsMoved:
+                # A rebuild or a second projector wrote meanwhile: start over from the database.
+                log.warning("the read model's offsets moved; reading them again")
+                self._start()
+                return 0
+            except (OperationalError, InterfaceError) as exc:
+                # The database is away (restarting, unreachable): the batch waits, nothing skipped.
+                self.metrics.retries.inc()
+                log.warning(
+                    "the read model's database refused a batch; trying again",
+                    extra={"reason": type(exc).__name__, "attempt": attempt},
+                )
+                if self.stop.wait(retry_delay_s(attempt)):
+                    raise
+        self.positions.update(batch.offsets)
         for topic, count in batch.projected.items():
             self.metrics.projected.labels(topic).inc(count)
         for reason, count in batch.skipped.items():

@@ -20,6 +20,11 @@ from services.console.projection import Upsert
 TopicPartition = tuple[str, int]
 
 
+class OffsetsMoved(RuntimeError):
+    """The stored offsets are not where this projector left them (a rebuild, or a second
+    projector, wrote meanwhile): nothing of the batch was written; read the offsets again."""
+
+
 def _insert(conn: Connection, table: Table) -> Any:
     """The dialect's INSERT that takes ON CONFLICT (SQLite and PostgreSQL spell it alike)."""
     if conn.dialect.name == "postgresql":
@@ -45,11 +50,24 @@ def apply(conn: Connection, upsert: Upsert) -> None:
 
 
 def write_batch(
-    engine: Engine, upserts: Iterable[Upsert], offsets: Mapping[TopicPartition, int]
+    engine: Engine,
+    upserts: Iterable[Upsert],
+    offsets: Mapping[TopicPartition, int],
+    expected: Mapping[TopicPartition, int | None] | None = None,
 ) -> None:
     """Apply `upserts` in order and store `offsets` (the next offset to read per partition) in
-    one transaction. Raises what the database raises; then nothing of the batch is written."""
+    one transaction. With `expected` (the stored offset the batch was read from, None for none
+    stored), raises OffsetsMoved when the database holds anything else. Raises what the
+    database raises; then nothing of the batch is written."""
     with engine.begin() as conn:
+        if expected is not None:
+            wanted = sorted(offsets)
+            query = select(Offset.topic, Offset.partition, Offset.next_offset)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update()
+            stored = {(t, p): n for t, p, n in conn.execute(query)}
+            if any(stored.get(tp) != expected.get(tp) for tp in wanted):
+                raise OffsetsMoved("the read model's offsets moved under this projector")
         for upsert in upserts:
             apply(conn, upsert)
         for (topic, partition), next_offset in sorted(offsets.items()):

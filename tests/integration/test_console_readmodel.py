@@ -50,14 +50,24 @@ pytestmark = pytest.mark.integration
 # --- a throw-away PostgreSQL cluster (Debian's binaries) -----------------------------------------
 
 
+def _initdbs() -> list[Path]:
+    """Debian's initdb binaries, newest major version last."""
+    found = glob.glob("/usr/lib/postgresql/*/bin/initdb")
+    return sorted((Path(f) for f in found), key=lambda p: int(p.parts[-3].split(".")[0]))
+
+
 def _pg_bin() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    found = _initdbs()
     if not found:
+        # Debian's package would create and start a cluster of its own on 5432: not here.
+        config = Path("/etc/postgresql-common/createcluster.d")
+        config.mkdir(parents=True, exist_ok=True)
+        (config / "carealert-tests.conf").write_text("create_main_cluster = false\n")
         ensure_debian_tool("pg_ctlcluster", "postgresql")
-        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        found = _initdbs()
     if not found:
         pytest.fail("Debian's postgresql package installed no initdb")
-    return Path(found[-1]).parent
+    return found[-1].parent
 
 
 @pytest.fixture(scope="module")
@@ -72,17 +82,25 @@ def postgres_url() -> Iterator[str]:
         as_user = ["runuser", "-u", "postgres", "--"]
     data, port = home / "data", free_port()
 
-    def pg(tool: str, *args: str) -> None:
-        subprocess.run([*as_user, str(bin_dir / tool), *args], check=True, capture_output=True)
+    def pg(tool: str, *args: str, check: bool = True) -> None:
+        done = subprocess.run([*as_user, str(bin_dir / tool), *args], capture_output=True)
+        if check and done.returncode != 0:
+            log = (
+                (home / "log").read_text(errors="replace")[-2000:]
+                if (home / "log").exists()
+                else ""
+            )
+            pytest.fail(f"{tool} failed: {done.stderr.decode(errors='replace')[-2000:]}\n{log}")
 
-    pg("initdb", "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
-    options = f"-k {home} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off"
-    pg("pg_ctl", "start", "-w", "-D", str(data), "-l", str(home / "log"), "-o", options)
     try:
+        pg("initdb", "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
+        options = f"-k {home} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off"
+        pg("pg_ctl", "start", "-w", "-D", str(data), "-l", str(home / "log"), "-o", options)
         pg("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "console")
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/console"
     finally:
-        pg("pg_ctl", "stop", "-D", str(data), "-m", "immediate")
+        if data.exists():
+            pg("pg_ctl", "stop", "-D", str(data), "-m", "immediate", check=False)
         shutil.rmtree(home, ignore_errors=True)
 
 

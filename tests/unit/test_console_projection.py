@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -313,3 +313,97 @@ def test_the_database_url_is_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = ConsoleSettings()
     assert settings.database_url.get_secret_value() == url
     assert "s3cret-pw" not in repr(settings) and "s3cret-pw" not in str(settings)
+
+
+def test_times_are_stored_as_instants_whatever_their_offset(engine: Engine) -> None:
+    """SQLite keeps no zone: 03:00-06:00 (09:00Z) must still sort after 04:00Z."""
+    central = datetime(2026, 11, 24, 3, 0, tzinfo=timezone(timedelta(hours=-6)))
+    records = [
+        make_escalation(escalation_id="late", agency_id=AGENCY, created_at=central),
+        make_escalation(
+            escalation_id="early",
+            agency_id=AGENCY,
+            created_at=datetime(2026, 11, 24, 4, 0, tzinfo=UTC),
+        ),
+    ]
+    messages = [
+        Message(topics.ESCALATIONS, 0, i, None, esc.to_bytes()) for i, esc in enumerate(records)
+    ]
+    batch = project_batch(messages)
+    write_batch(engine, batch.upserts, batch.offsets)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(EscalationRow.escalation_id, EscalationRow.fired_at).order_by(
+                EscalationRow.fired_at
+            )
+        ).all()
+    assert [r[0] for r in rows] == ["early", "late"]
+    assert rows[1][1] == central  # aware, the same instant
+
+
+def test_a_value_too_long_for_its_column_is_skipped_as_unwritable() -> None:
+    record = json.loads(notification())
+    record["receiver"] = "r" * 300
+    with pytest.raises(Unprojectable) as info:
+        project(topics.NOTIFICATIONS, None, json.dumps(record).encode())
+    assert info.value.reason == "unwritable"
+
+
+def test_offsets_moved_under_the_projector_write_nothing(engine: Engine) -> None:
+    from services.console.store import OffsetsMoved
+
+    first = project_batch([Message(topics.EVENTS, 0, 0, None, registered())])
+    write_batch(engine, first.upserts, first.offsets, {(topics.EVENTS, 0): None})
+    # A rebuild emptied the table meanwhile, or another projector wrote: this one's position
+    # (offset 1 stored) no longer matches what the database holds.
+    later = project_batch([Message(topics.EVENTS, 0, 5, None, registered("C-9"))])
+    with pytest.raises(OffsetsMoved):
+        write_batch(engine, later.upserts, later.offsets, {(topics.EVENTS, 0): 3})
+    assert load_offsets(engine) == {(topics.EVENTS, 0): 1}
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Child)).scalar() == 1
+
+
+def test_a_database_away_delays_the_batch_and_skips_nothing(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from prometheus_client import CollectorRegistry
+    from sqlalchemy.exc import OperationalError
+
+    from services.console import projector as module
+    from services.console.metrics import ConsoleMetrics
+
+    class ListSource:
+        def __init__(self, messages: list[Message]) -> None:
+            self.messages = messages
+
+        def start(self, positions: Any) -> None:
+            del positions
+
+        def poll(self, timeout_s: float, max_records: int) -> Sequence[Message]:
+            out, self.messages = self.messages, []
+            return out
+
+        def close(self) -> None:
+            pass
+
+    real = write_batch
+    refusals = [OperationalError("connect", {}, Exception("database restarting"))]
+
+    def flaky(*args: Any, **kw: Any) -> None:
+        if refusals:
+            raise refusals.pop(0)
+        real(*args, **kw)
+
+    monkeypatch.setattr(module, "write_batch", flaky)
+    monkeypatch.setattr(module, "retry_delay_s", lambda attempt: 0.0)
+    metrics = ConsoleMetrics(CollectorRegistry())
+    projector = module.Projector(
+        ListSource([Message(topics.EVENTS, 0, 0, None, registered())]), engine, metrics
+    )
+    projector.stop = threading.Event()
+    assert projector.step() == 1
+    assert load_offsets(engine) == {(topics.EVENTS, 0): 1}
+    assert metrics.retries._value.get() == 1
