@@ -116,9 +116,12 @@ class EscalationRow(Base):
 
 
 class NotificationRow(Base):
-    """One attempt or outcome of one notification (care.notifications.v1)."""
+    """One attempt or outcome of one notification (care.notifications.v1). `agency_id`: the
+    escalation's agency, in records notify writes since it carries one (older ones: reach them
+    by joining `escalations`)."""
 
     __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_agency_at", "agency_id", "at"),)
 
     notification_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
     status: Mapped[str] = mapped_column(String(16), primary_key=True)
@@ -135,6 +138,7 @@ class NotificationRow(Base):
     silence_id: Mapped[str | None] = mapped_column(String(ID))
     redirected_to: Mapped[str | None] = mapped_column(String(REF))
     digest_id: Mapped[str | None] = mapped_column(String(ID))
+    agency_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class AckRow(Base):

@@ -238,6 +238,7 @@ def _notification(value: bytes) -> list[Upsert]:
         "silence_id": rec.silence_id,
         "redirected_to": rec.redirected_to,
         "digest_id": rec.digest_id,
+        "agency_id": rec.agency_id,
     }
     key = ("notification_id", "status", "attempt")
     return [Upsert("notifications", row, key, tuple(c for c in row if c not in key))]

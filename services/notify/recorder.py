@@ -110,6 +110,7 @@ class Recorder:
             silence_id=silence_id,
             redirected_to=redirected_to,
             digest_id=digest_id,
+            agency_id=esc.agency_id,
         )
         await self.written(
             lambda: self.producer.send_and_wait(

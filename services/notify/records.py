@@ -58,6 +58,7 @@ class NotificationRecord(Stored):
     redirected_to: str | None = None
     person_id: str | None = None  # the person it was addressed to (e.g. whoever was on call)
     digest_id: str | None = None  # the digest it went out in (services.notify.digest)
+    agency_id: str | None = None  # the escalation's agency (absent in older records)
 
 
 AckVia = Literal["link", "api", "console"]

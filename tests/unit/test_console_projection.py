@@ -178,7 +178,7 @@ def test_notification_record() -> None:
         1,
         "email",
     )
-    assert "agency_id" not in row
+    assert row["agency_id"] is None  # an older record names no agency: joined by escalation
 
 
 def test_ack_keyed_by_person_or_receiver_without_note() -> None:
@@ -339,6 +339,16 @@ def test_times_are_stored_as_instants_whatever_their_offset(engine: Engine) -> N
         ).all()
     assert [r[0] for r in rows] == ["early", "late"]
     assert rows[1][1] == central  # aware, the same instant
+
+
+def test_a_notification_carries_its_escalations_agency() -> None:
+    record = json.loads(notification())
+    [upsert] = project(
+        topics.NOTIFICATIONS, None, json.dumps({**record, "agency_id": AGENCY}).encode()
+    )
+    assert upsert.values["agency_id"] == AGENCY
+    [older] = project(topics.NOTIFICATIONS, None, notification())
+    assert older.values["agency_id"] is None
 
 
 def test_a_value_too_long_for_its_column_is_skipped_as_unwritable() -> None:
