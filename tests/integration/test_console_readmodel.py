@@ -27,10 +27,12 @@ import httpx
 import pytest
 from kafka import KafkaProducer
 from sqlalchemy import Engine, Select, select
+from sqlalchemy.orm import Session
 
 from services.common import topics
 from services.console.db import make_engine
 from services.console.models import AckRow, Child, Episode, EscalationRow, NotificationRow
+from services.console.queries import escalation, open_escalations
 from services.notify.records import Ack, NotificationRecord, notification_id
 from tests.support import (
     CAREALERT,
@@ -281,6 +283,11 @@ def test_projector_survives_sigkill_and_rebuild(
         assert sorted(statuses) == ["firing", "firing", "resolved", "resolved", "resolved"]
         closed = [r for r in before["episodes"] if r[4] is not None]  # closed_at
         assert len(closed) == 3
+        with Session(engine) as session:  # the console's queries, on this database too
+            now = open_escalations(session, traffic.agency)
+            assert [r.escalation_id for r in now] == [traffic.escalation_id(n) for n in (3, 4)]
+            assert all(r.told == 1 and r.acknowledged for r in now)
+            assert escalation(session, "another-agency", traffic.escalation_id(3)) is None
         assert "Jane Doe" not in repr(before) and "2011-05-01" not in repr(before)
 
         projector.terminate()
