@@ -30,6 +30,7 @@ from services.console.store import OffsetsMoved, load_offsets, write_batch
 
 log = logging.getLogger(__name__)
 CLIENT_ID = "carealert-console"
+MAX_DB_ATTEMPTS = 12  # about four minutes of backoff before giving up on the database
 
 
 @dataclass(frozen=True)
@@ -192,14 +193,18 @@ class Projector:
                 self._start()
                 return 0
             except (OperationalError, InterfaceError) as exc:
-                # The database is away (restarting, unreachable): the batch waits, nothing skipped.
+                # The database is away (restarting, unreachable): the batch waits, nothing
+                # skipped. An error that does not clear ends the process (its supervisor
+                # restarts it, and the restarts show) instead of hiding behind a healthy /healthz.
+                if attempt >= MAX_DB_ATTEMPTS:
+                    raise
                 self.metrics.retries.inc()
                 log.warning(
                     "the read model's database refused a batch; trying again",
                     extra={"reason": type(exc).__name__, "attempt": attempt},
                 )
                 if self.stop.wait(retry_delay_s(attempt)):
-                    raise
+                    return 0  # stopping: the batch is read again at the next start
         self.positions.update(batch.offsets)
         for topic, count in batch.projected.items():
             self.metrics.projected.labels(topic).inc(count)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy import Connection, Engine, Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.console.models import Base, Offset
@@ -61,25 +61,57 @@ def write_batch(
     database raises; then nothing of the batch is written."""
     with engine.begin() as conn:
         if expected is not None:
-            wanted = sorted(offsets)
-            query = select(Offset.topic, Offset.partition, Offset.next_offset)
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update()
-            stored = {(t, p): n for t, p, n in conn.execute(query)}
-            if any(stored.get(tp) != expected.get(tp) for tp in wanted):
-                raise OffsetsMoved("the read model's offsets moved under this projector")
+            # Offsets first, each written only where it was expected: the first write takes the
+            # database's write lock (SQLite) or the row's (PostgreSQL), so two writers can never
+            # both pass; the loser's transaction is rolled back whole.
+            for (topic, partition), next_offset in sorted(offsets.items()):
+                if not _moved_on(
+                    conn, topic, partition, expected.get((topic, partition)), next_offset
+                ):
+                    raise OffsetsMoved("the read model's offsets moved under this projector")
         for upsert in upserts:
             apply(conn, upsert)
-        for (topic, partition), next_offset in sorted(offsets.items()):
-            apply(
-                conn,
-                Upsert(
-                    "projection_offsets",
-                    {"topic": topic, "partition": partition, "next_offset": next_offset},
-                    ("topic", "partition"),
-                    ("next_offset",),
-                ),
+        if expected is None:
+            for (topic, partition), next_offset in sorted(offsets.items()):
+                apply(
+                    conn,
+                    Upsert(
+                        "projection_offsets",
+                        {"topic": topic, "partition": partition, "next_offset": next_offset},
+                        ("topic", "partition"),
+                        ("next_offset",),
+                    ),
+                )
+
+
+def _moved_on(
+    conn: Connection, topic: str, partition: int, expected: int | None, next_offset: int
+) -> bool:
+    """Store `next_offset` for the partition if the stored one is `expected` (None: no row);
+    whether it was."""
+    table = Base.metadata.tables["projection_offsets"]
+    if expected is None:
+        stmt = _insert(conn, table).values(
+            topic=topic, partition=partition, next_offset=next_offset
+        )
+        # RETURNING says whether the row was inserted (the driver's rowcount does not, on
+        # PostgreSQL, for ON CONFLICT DO NOTHING).
+        inserted = conn.execute(
+            stmt.on_conflict_do_nothing(index_elements=["topic", "partition"]).returning(
+                table.c.topic
             )
+        )
+        return inserted.first() is not None
+    done = conn.execute(
+        update(table)
+        .where(
+            table.c.topic == topic,
+            table.c.partition == partition,
+            table.c.next_offset == expected,
+        )
+        .values(next_offset=next_offset)
+    )
+    return bool(done.rowcount == 1)
 
 
 def load_offsets(engine: Engine) -> dict[TopicPartition, int]:

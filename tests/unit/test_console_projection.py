@@ -372,6 +372,10 @@ def test_offsets_moved_under_the_projector_write_nothing(engine: Engine) -> None
     assert load_offsets(engine) == {(topics.EVENTS, 0): 1}
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Child)).scalar() == 1
+    # Two projectors that both started at the beginning: the second to write loses, whole.
+    with pytest.raises(OffsetsMoved):
+        write_batch(engine, later.upserts, later.offsets, {(topics.EVENTS, 0): None})
+    assert load_offsets(engine) == {(topics.EVENTS, 0): 1}
 
 
 def test_a_database_away_delays_the_batch_and_skips_nothing(
@@ -417,3 +421,9 @@ def test_a_database_away_delays_the_batch_and_skips_nothing(
     assert projector.step() == 1
     assert load_offsets(engine) == {(topics.EVENTS, 0): 1}
     assert metrics.retries._value.get() == 1
+    # Stopped while the database is away: the batch is left for the next start.
+    refusals.append(OperationalError("connect", {}, Exception("database restarting")))
+    projector.source = ListSource([Message(topics.EVENTS, 0, 1, None, registered("C-2"))])
+    projector.stop.set()
+    assert projector.step() == 0
+    assert load_offsets(engine) == {(topics.EVENTS, 0): 1}
