@@ -50,9 +50,19 @@ class Route:
     )
 
     def matches(self, labels: Mapping[str, str]) -> bool:
-        return all(labels.get(k) == v for k, v in self.match.items()) and all(
-            rx.fullmatch(labels.get(k, "")) for k, rx in self.match_re.items()
-        )
+        return labels_match(self.match, self.match_re, labels)
+
+
+def labels_match(
+    match: Mapping[str, str],
+    match_re: Mapping[str, str | re.Pattern[str]],
+    labels: Mapping[str, str],
+) -> bool:
+    """Whether `labels` have every `match` value and fully match every `match_re` pattern (a
+    route's, compiled, or a silence's)."""
+    return all(labels.get(k) == v for k, v in match.items()) and all(
+        re.fullmatch(rx, labels.get(k, "")) for k, rx in match_re.items()
+    )
 
 
 @dataclass(frozen=True)

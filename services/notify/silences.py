@@ -33,7 +33,7 @@ from pydantic import AwareDatetime, Field
 from services.common.escalations import NEVER_SILENCEABLE_PREFIXES, Escalation
 from services.common.models import Strict
 from services.notify.records import Recipient, Stored
-from services.notify.routing import KNOWN_VALUES, LABELS, Routing, labels_of
+from services.notify.routing import KNOWN_VALUES, LABELS, Routing, labels_match, labels_of
 
 SilenceKind = Literal["silence", "maintenance"]
 # What a silence may match on: the routing labels but `agency` (a silence is its agency's).
@@ -89,9 +89,7 @@ class Silence(Stored):
         written through the API or CLI) makes the silence match nothing."""
         if not all(safe_pattern(rx) for rx in self.match_re.values()):
             return False
-        return all(labels.get(k) == v for k, v in self.match.items()) and all(
-            re.fullmatch(rx, labels.get(k, "")) for k, rx in self.match_re.items()
-        )
+        return labels_match(self.match, self.match_re, labels)
 
 
 @dataclass(frozen=True)
