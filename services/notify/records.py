@@ -62,6 +62,7 @@ class NotificationRecord(Stored):
 
 
 AckVia = Literal["link", "api", "console"]
+AckKind = Literal["note"]
 
 
 class Ack(Stored):
@@ -79,6 +80,10 @@ class Ack(Stored):
     via: AckVia | None = None
     note: str | None = None
     stops: bool = True
+    # Added: "note" for a note added in the console (stops nothing; one per note_id, which the
+    # console chooses once per form so a double submit records one). Absent: an acknowledgement.
+    kind: AckKind | None = None
+    note_id: str | None = None
 
     @property
     def who(self) -> str:
