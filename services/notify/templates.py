@@ -18,7 +18,7 @@ import re
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -151,19 +151,6 @@ def _when(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _instant(value: object) -> datetime | None:
-    """A datetime, or an RFC 3339 string (as in `evidence`), as an aware datetime; a naive one
-    is read as UTC (the contract has every timestamp carry its offset)."""
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-    if not isinstance(value, datetime):
-        return None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def _birth_date(subject: Subject | None) -> date | None:
     if subject is None or not subject.date_of_birth:
         return None
@@ -194,14 +181,7 @@ def is_overdue(esc: Escalation) -> bool:
 def _facts(evidence: Mapping[str, Any], zone: ZoneInfo) -> str:
     """`evidence` in words for the caseworker: `risk tier: high; fired at: Tue 24 Nov 2026, ...`;
     times in the agency's zone."""
-    parts: list[str] = []
-    for key, value in evidence.items():
-        shown = value
-        if isinstance(value, str) and key.endswith("_at"):
-            at = _instant(value)
-            shown = wording.local_time(at, zone) if at else value
-        parts.append(f"{key.replace('_', ' ')}: {shown}")
-    return "; ".join(parts)
+    return "; ".join(f"{label}: {words}" for label, words in wording.evidence_items(evidence, zone))
 
 
 def context_for(
@@ -249,12 +229,12 @@ def context_for(
         return ctx
 
     def local(value: object) -> str | None:
-        at = _instant(value)
+        at = wording.instant(value)
         return wording.local_time(at, zone) if at is not None else None
 
     overdue = is_overdue(esc)
     firing = esc.status == "firing"
-    was_due = _instant(esc.evidence.get("was_due_at")) if overdue else None
+    was_due = wording.instant(esc.evidence.get("was_due_at")) if overdue else None
     duty = esc.action.removeprefix(wording.OVERDUE_PREFIX) if overdue else esc.action
     ctx = {
         **common,

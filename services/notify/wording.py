@@ -135,3 +135,29 @@ def title(action: str, *, overdue: bool) -> str:
     if not overdue:
         return action
     return f"Duty overdue: {action.removeprefix(OVERDUE_PREFIX)}"
+
+
+def instant(value: object) -> datetime | None:
+    """A datetime, or an RFC 3339 string (as in `evidence`), as an aware datetime; a naive one
+    is read as UTC (the contract has every timestamp carry its offset)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def evidence_items(evidence: Mapping[str, object], zone: ZoneInfo) -> list[tuple[str, str]]:
+    """An escalation's `evidence` as (label, words): `("risk tier", "high")`, `("fired at",
+    "Tue 24 Nov 2026, 03:10 CST (UTC-06:00)")`; times (keys ending `_at`) in `zone`."""
+    items: list[tuple[str, str]] = []
+    for key, value in evidence.items():
+        shown = str(value)
+        if isinstance(value, str) and key.endswith("_at"):
+            at = instant(value)
+            shown = local_time(at, zone) if at else value
+        items.append((key.replace("_", " "), shown))
+    return items
