@@ -4,10 +4,9 @@ consumer loop and the HTTP API in one event loop."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from typing import Any
 
 import httpx
@@ -18,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from services.common import logs, topics
+from services.common.asgi import Server
 from services.common.fetching import disable_codecs
 from services.common.kafka import KafkaClient, ensure_topics
 from services.common.progress import PartitionKey, StallDetector
@@ -42,14 +42,6 @@ from services.notify.tenancy import Tenancy, load_tenancy
 from services.notify.worker import consume
 
 log = logging.getLogger(__name__)
-
-
-class _Server(uvicorn.Server):
-    """uvicorn inside our own event loop: the worker, not uvicorn, owns SIGTERM."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 class MissingSecret(ValueError):
@@ -230,10 +222,10 @@ def make_notifier(
 # --- HTTP: the API's server ---------------------------------------------------------------------
 
 
-def http_server(settings: NotifySettings, api: FastAPI) -> _Server:
+def http_server(settings: NotifySettings, api: FastAPI) -> Server:
     """The API on notify_host:notify_port (TLS if configured), without uvicorn's own logging
     setup or access log."""
-    return _Server(
+    return Server(
         uvicorn.Config(
             api,
             host=settings.notify_host,
@@ -350,7 +342,7 @@ async def until_stopped(
 
 async def shut_down(
     tasks: list[asyncio.Task[None]],
-    server: _Server,
+    server: Server,
     web: asyncio.Task[None],
     consumer: AIOKafkaConsumer,
     ledger: Ledger,
