@@ -7,6 +7,11 @@ expiry]`: no id can be chosen to read as another subject. Links the release befo
 sent signed `escalation:receiver:expiry`; they are still taken until they expire (at most
 `CAREALERT_ACK_TOKEN_TTL_S` after the upgrade), as `legacy`, because they meant "this receiver
 acknowledges" and name nobody.
+
+The console (services.console) shares the secret and mints, for each form it shows a signed-in
+person, a token for the subject (escalation, `console`, that person) good for two minutes
+(`console_ack_token`): notify stays the only one that records acknowledgements, and checks
+these tokens like any other, never as a link of the release before.
 """
 
 from __future__ import annotations
@@ -15,11 +20,20 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 from urllib.parse import quote
 
 TOKEN_VERSION = "carealert-ack/2"
+
+CONSOLE_RECEIVER = "console"
+"""The receiver a console token names: no receiver of routing.yaml or an agency file may be
+called so (services.notify.config refuses the name)."""
+CONSOLE_TOKEN_TTL = timedelta(seconds=120)
+# How far ahead of notify's clock a console token's expiry may lie: the TTL and some skew
+# between the console's host and notify's. A token good for longer is refused (a console that
+# minted one has a bug; such a token must not outlive the page it was put in).
+CONSOLE_TOKEN_MAX_AHEAD = CONSOLE_TOKEN_TTL + timedelta(seconds=30)
 
 Verdict = Literal["ok", "legacy", "invalid", "expired"]
 
@@ -75,6 +89,33 @@ def check_ack_token(secret: str, subject: AckSubject, token: str, now: datetime)
     else:
         return "invalid"
     return "expired" if now.timestamp() > expires else verdict
+
+
+def console_ack_token(secret: str, escalation_id: str, person_id: str, now: datetime) -> str:
+    """The token the console puts in a form it shows `person_id` for `escalation_id`: binds the
+    escalation, receiver `console` and the person, and expires 120 s after `now` (aware;
+    ValueError for a naive time, whose instant is unknown)."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be an aware datetime")
+    expires = int((now + CONSOLE_TOKEN_TTL).timestamp())
+    return ack_token(secret, AckSubject(escalation_id, CONSOLE_RECEIVER, person_id), expires)
+
+
+def check_console_token(
+    secret: str, escalation_id: str, person_id: str, token: str, now: datetime
+) -> Verdict:
+    """check_ack_token for the console's subject (escalation, `console`, person), and
+    "invalid" too for a token expiring further ahead than the console ever mints (120 s, plus
+    30 s for clocks apart). Never "legacy": the subject names a person."""
+    verdict = check_ack_token(
+        secret, AckSubject(escalation_id, CONSOLE_RECEIVER, person_id), token, now
+    )
+    if (
+        verdict == "ok"
+        and int(token.partition(".")[0]) > (now + CONSOLE_TOKEN_MAX_AHEAD).timestamp()
+    ):
+        return "invalid"
+    return verdict
 
 
 def ack_url(base: str, secret: str, subject: AckSubject, expires: datetime) -> str:

@@ -29,6 +29,7 @@ from services.common.escalations import RECIPIENT_CLASSES
 from services.common.events import AgencyId
 from services.common.models import Strict
 from services.common.people import Role, read_entries
+from services.notify.acks import CONSOLE_RECEIVER
 from services.notify.agencies import DEFAULT_ACK_ROLES, AckRole, AgencyView
 from services.notify.channels.email import EmailTarget
 from services.notify.channels.sms import SmsTarget
@@ -311,6 +312,15 @@ def _receiver_problems(
         if r.name in names:
             problems.append(RoutingProblem(file, f"{where}.name", f"duplicate receiver {r.name!r}"))
         names.add(r.name)
+        if r.name == CONSOLE_RECEIVER:
+            problems.append(
+                RoutingProblem(
+                    file,
+                    f"{where}.name",
+                    f"{CONSOLE_RECEIVER!r} is reserved: acknowledgements made in the console are"
+                    " recorded with that receiver; give this receiver another name",
+                )
+            )
         if not (r.email or r.webhook or r.sms):
             problems.append(RoutingProblem(file, where, "a receiver needs email, webhook or sms"))
         for kind, target in (("email", r.email), ("sms", r.sms)):
