@@ -7,6 +7,12 @@ holding one of the roles the agency file lists (`acknowledge_roles`). Everyone e
 acknowledgement (law enforcement, a shelter, NCMEC, an organisation's mailbox) is recorded as a
 receipt and stops nothing of the agency's. Acknowledgements are unique per (escalation, person):
 a second one by the same person is answered with their first; one by someone else is added.
+
+The console (services.console) posts here too, as receiver `console` with a token it mints per
+form for the person signed in (services.notify.acks.console_ack_token): an acknowledgement
+(`via: console`), or a note (`kind: "note"`), which is no acknowledgement: it stops nothing, is
+never among who acknowledged, and is unique per (escalation, note_id) so that a form submitted
+twice records one note.
 """
 
 from __future__ import annotations
@@ -26,26 +32,72 @@ from services.common.events import Id, require_printable
 from services.common.models import Strict
 from services.common.tokens import ApiTokens, Grant
 from services.notify.ack_pages import ack_done, ack_form, ack_refused, html_page
-from services.notify.acks import AckSubject, check_ack_token
+from services.notify.acks import (
+    CONSOLE_RECEIVER,
+    AckSubject,
+    check_ack_token,
+    check_console_token,
+)
 from services.notify.addresses import Directory
 from services.notify.auth import NOT_OPEN, bearer_grant
 from services.notify.config import PLANNED_RECEIVER
 from services.notify.metrics import NotifyMetrics
-from services.notify.records import Ack, AckVia, NotificationRecord, OpenEntry
+from services.notify.records import (
+    Ack,
+    AckKind,
+    AckVia,
+    NotificationRecord,
+    OpenEntry,
+    acknowledgements,
+)
 from services.notify.routing import Routing
 from services.notify.store import NotificationLog
 
 Note = Annotated[str, StringConstraints(max_length=500), AfterValidator(require_printable)]
 """A note with an acknowledgement: one line of printable text (it is shown to the agency)."""
 
+NOTE_ID = r"^[0-9a-f]{32}$"
+"""A note's id: the console chooses one per form it shows (32 lowercase hexadecimal)."""
+
 
 class AckIn(Strict):
-    """An acknowledgement by link: the receiver, person and token from the link."""
+    """An acknowledgement by link: the receiver, person and token from the link. Or by the
+    console: receiver `console`, the person signed in and the form's token; `kind: "note"`
+    with a `note_id` and a `note` adds a note instead of acknowledging."""
 
     receiver: str = Field(max_length=200, pattern=PLANNED_RECEIVER)
     token: str = Field(max_length=200)
     person: Id | None = None
     note: Note | None = None
+    kind: AckKind | None = None
+    note_id: str | None = Field(default=None, pattern=NOTE_ID)
+
+
+# What each field of AckIn must be, for a 422 that names the field and never echoes the value.
+FIELD_PROBLEMS = {
+    "receiver": "the receiver's name from the link (at most 200 characters)",
+    "token": "the token from the link or form (at most 200 characters)",
+    "person": "a person's id (1 to 128 printable characters)",
+    "note": "at most 500 characters of one line of printable text",
+    "kind": 'absent for an acknowledgement, or "note"',
+    "note_id": "32 lowercase hexadecimal characters",
+}
+
+
+def note_problem(ack: AckIn) -> str | None:
+    """Why `ack` is not a well-formed note, or an acknowledgement carrying a note's id; None when
+    it is fine. Names the field, never its value."""
+    if ack.kind != "note":
+        return "note_id: only a note (kind note) has one" if ack.note_id is not None else None
+    if ack.note_id is None:
+        return "note_id: required for a note (32 lowercase hexadecimal characters, one per form)"
+    if ack.person is None:
+        return "person: required for a note (the person adding it)"
+    if ack.note is None or not ack.note.strip():
+        return "note: required for a note (its text, at most 500 characters)"
+    if ack.receiver != CONSOLE_RECEIVER:
+        return f"kind: notes are added in the console (receiver {CONSOLE_RECEIVER})"
+    return None
 
 
 class ApiAckIn(Strict):
@@ -56,19 +108,32 @@ class ApiAckIn(Strict):
 
 @dataclass(frozen=True)
 class Acknowledging:
-    """Who is acknowledging, and how. `legacy`: a link the release before this one sent."""
+    """Who is acknowledging, and how. `legacy`: a link the release before this one sent.
+    `kind` "note" (with its `note_id`): a note added in the console, not an acknowledgement."""
 
     receiver: str
     person_id: str | None
     via: AckVia
     note: str | None
     legacy: bool = False
+    kind: AckKind | None = None
+    note_id: str | None = None
 
 
 def _body(escalation_id: str, acks: list[Ack], mine: Ack) -> dict[str, Any]:
     """The answer to an acknowledgement. The agency's own people see everyone who
-    acknowledged; anyone else (a receipt) sees only their own."""
-    shown = acks if mine.stops else [mine]
+    acknowledged; anyone else (a receipt) sees only their own. Notes are never among them; the
+    answer to a note is `status: "noted"` with the note's id, author and time."""
+    if mine.is_note:
+        return {
+            "escalation_id": escalation_id,
+            "status": "noted",
+            "note_id": mine.note_id,
+            "noted_by": mine.who,
+            "noted_at": mine.acked_at.isoformat(),
+            "stops_reminders": False,
+        }
+    shown = acknowledgements(acks) if mine.stops else [mine]
     return {
         "escalation_id": escalation_id,
         "status": "acknowledged",
@@ -101,7 +166,13 @@ class Acknowledger:
     locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
 
     def by_link(self, escalation_id: str, ack: AckIn) -> Acknowledging:
-        """Who a link acknowledges as; the 403 HTTPException for a bad or expired token."""
+        """Who a link (or the console's form) acknowledges as; the 422 HTTPException for a
+        malformed note, the 403 one for a bad or expired token or a console token naming no
+        person."""
+        if (problem := note_problem(ack)) is not None:
+            raise HTTPException(422, problem)
+        if ack.receiver == CONSOLE_RECEIVER:
+            return self._by_console(escalation_id, ack)
         subject = AckSubject(escalation_id, ack.receiver, ack.person)
         verdict = check_ack_token(self.secret, subject, ack.token, datetime.now(UTC))
         if verdict == "expired":
@@ -111,6 +182,29 @@ class Acknowledger:
         if verdict == "invalid":
             raise HTTPException(403, "token does not match this escalation and receiver")
         return Acknowledging(ack.receiver, ack.person, "link", ack.note, verdict == "legacy")
+
+    def _by_console(self, escalation_id: str, ack: AckIn) -> Acknowledging:
+        """The person signed in to the console, whose form's token binds this escalation and
+        them (never a link of the release before: it names a person)."""
+        if ack.person is None:
+            raise HTTPException(
+                403, "a console token acknowledges as the person signed in: name them"
+            )
+        verdict = check_console_token(
+            self.secret, escalation_id, ack.person, ack.token, datetime.now(UTC)
+        )
+        if verdict == "expired":
+            raise HTTPException(403, "this console form has expired; reload the page")
+        if verdict != "ok":
+            raise HTTPException(403, "token does not match this escalation and person")
+        return Acknowledging(
+            CONSOLE_RECEIVER,
+            ack.person,
+            "console",
+            ack.note or None,
+            kind=ack.kind,
+            note_id=ack.note_id,
+        )
 
     def by_grant(self, escalation_id: str, grant: Grant, note: str | None) -> Acknowledging:
         """Who an API token acknowledges as. 404 (never 403) when the escalation is not one the
@@ -139,9 +233,10 @@ class Acknowledger:
 
     async def acknowledge(self, escalation_id: str, who: Acknowledging) -> Response:
         """202 once the acknowledgement is in care.acks.v1 (counted); 200 with the earlier one
-        when this person (or receiver) acknowledged already. 404 when the escalation is not
-        open, 403 when the person may no longer act, 503 (Retry-After) when Kafka did not take
-        the write."""
+        when this person (or receiver) acknowledged already. A note likewise: 202 once written
+        (not counted as an acknowledgement), 200 with the first when its note_id was recorded
+        already. 404 when the escalation is not open, 403 when the person may no longer act,
+        503 (Retry-After) when Kafka did not take the write."""
         async with self.locks[escalation_id]:
             entry = self.ledger.open.get(escalation_id)
             if entry is None:
@@ -152,7 +247,8 @@ class Acknowledger:
             if earlier is not None:
                 return JSONResponse(_body(escalation_id, known, earlier), status_code=200)
             await self._record(ack)
-            self.metrics.acks.inc()
+            if not ack.is_note:
+                self.metrics.acks.inc()
             return JSONResponse(
                 _body(escalation_id, self.ledger.acks.get(escalation_id, [ack]), ack),
                 status_code=202,
@@ -168,7 +264,8 @@ class Acknowledger:
 
     def _ack(self, entry: OpenEntry, who: Acknowledging) -> Ack:
         """The acknowledgement to record (services.notify.routing.Agency.stopped_by says whether
-        it stops the chain); 403 for a person who is not, or no longer, the agency's."""
+        it stops the chain; a note never does); 403 for a person who is not, or no longer, the
+        agency's."""
         esc = entry.escalation
         agency = self.routing.agencies.get(esc.agency_id)
         person = None
@@ -177,7 +274,11 @@ class Acknowledger:
             if person is None or person.disabled:
                 raise HTTPException(403, "this person can no longer acknowledge for the agency")
         roles = person.roles if person is not None else None
-        stops = agency is not None and agency.stopped_by(roles, who.receiver, who.legacy)
+        stops = (
+            who.kind is None
+            and agency is not None
+            and agency.stopped_by(roles, who.receiver, who.legacy)
+        )
         return Ack(
             escalation_id=esc.escalation_id,
             receiver=who.receiver,
@@ -187,6 +288,8 @@ class Acknowledger:
             via=who.via,
             note=who.note,
             stops=stops,
+            kind=who.kind,
+            note_id=who.note_id,
         )
 
     async def _record(self, record: Ack) -> None:
@@ -212,10 +315,8 @@ async def _ack_in(
     if content_type.startswith("application/json"):
         try:
             return AckIn.model_validate_json(await request.body())
-        except ValueError:
-            raise HTTPException(
-                422, "body needs receiver and token (and person, note if given)"
-            ) from None
+        except ValidationError as exc:
+            raise _refused(exc) from None
     form = await request.form()
     if "receiver" not in form or "token" not in form:
         raise HTTPException(422, "receiver and token are required")
@@ -227,8 +328,22 @@ def _valid(**fields: str | None) -> AckIn:
     try:
         return AckIn.model_validate(fields)
     except ValidationError as exc:
-        where = ", ".join(sorted({str(e["loc"][0]) for e in exc.errors()}))
-        raise HTTPException(422, f"{where}: too long, or not one line of printable text") from None
+        raise _refused(exc) from None
+
+
+def _refused(exc: ValidationError) -> HTTPException:
+    """422 naming each wrong field and what it must be; never the value sent, nor the name of a
+    field AckIn does not have (it is chosen by the sender too)."""
+    problems: dict[str, str] = {}
+    for e in exc.errors():
+        name = str(e["loc"][0]) if e["loc"] else ""
+        if name in FIELD_PROBLEMS:
+            problems[name] = "required" if e["type"] == "missing" else FIELD_PROBLEMS[name]
+        elif e["type"] == "extra_forbidden":
+            problems["body"] = f"unknown field (the fields: {', '.join(FIELD_PROBLEMS)})"
+        else:
+            problems["body"] = "a JSON object with receiver and token"
+    return HTTPException(422, "; ".join(f"{k}: {v}" for k, v in sorted(problems.items())))
 
 
 def acks_router(acknowledger: Acknowledger, tokens: ApiTokens) -> APIRouter:

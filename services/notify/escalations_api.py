@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from services.common.tokens import ApiTokens, Grant
 from services.notify.addresses import Directory
 from services.notify.auth import NOT_OPEN, role_grant
-from services.notify.records import Ack, NotificationRecord, OpenEntry
+from services.notify.records import Ack, NotificationRecord, OpenEntry, acknowledgements
 from services.notify.store import NotificationLog
 
 READ_ROLES = frozenset({"operator", "auditor"})
@@ -83,7 +83,7 @@ def summary(escalation_id: str, entry: OpenEntry, acks: list[Ack]) -> dict[str, 
         "due_at": e.due_at.isoformat() if e.due_at else None,
         "created_at": e.created_at.isoformat(),
         "status": "acknowledged" if entry.acked_by is not None else "unacknowledged",
-        "acknowledged_by": [a.who for a in acks],
+        "acknowledged_by": [a.who for a in acknowledgements(acks)],
         "receivers": [r for r, _ in entry.targets],
     }
 
@@ -111,6 +111,10 @@ def _ack(a: Ack) -> dict[str, Any]:
         "stops_reminders": a.stops,
         **({"note": a.note} if a.note else {}),
     }
+
+
+def _note(a: Ack) -> dict[str, Any]:
+    return {"note_id": a.note_id, "by": a.who, "at": a.acked_at.isoformat(), "note": a.note}
 
 
 def escalations_router(tokens: ApiTokens, people: Directory, ledger: NotificationLog) -> APIRouter:
@@ -157,8 +161,8 @@ def escalations_router(tokens: ApiTokens, people: Directory, ledger: Notificatio
     async def get_escalation(
         escalation_id: str, grant: Annotated[Grant, Depends(grant_of)]
     ) -> dict[str, Any]:
-        """One of the agency's open escalations with its notifications and acknowledgements;
-        404 for any other id (another agency's included)."""
+        """One of the agency's open escalations with its notifications, acknowledgements and
+        the notes added in the console; 404 for any other id (another agency's included)."""
         entry = ledger.open.get(escalation_id)
         if entry is None or entry.escalation.agency_id != grant.agency_id:
             raise HTTPException(404, NOT_OPEN)
@@ -174,7 +178,8 @@ def escalations_router(tokens: ApiTokens, people: Directory, ledger: Notificatio
                     ledger.outcomes.get(escalation_id, []), key=lambda r: (r.at, r.receiver)
                 )
             ],
-            "acks": [_ack(a) for a in acks],
+            "acks": [_ack(a) for a in acknowledgements(acks)],
+            "notes": [_note(a) for a in acks if a.is_note],
         }
 
     return router

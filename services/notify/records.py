@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
 
 from services.common.escalations import Escalation
 from services.common.ids import stable_id
@@ -70,7 +70,11 @@ class Ack(Stored):
     how, when, and an optional note. One per (escalation, who); a later one by someone else is
     added. `stops`: whether it stops the reminders and the escalation chain (the owning agency's
     people do; a receipt from law enforcement or a shelter is recorded and stops nothing).
-    Records an older release wrote name only the receiver, and stopped the chain."""
+    Records an older release wrote name only the receiver, and stopped the chain.
+
+    A note (`kind: "note"`, added by a person in the console) shares the topic: it is no
+    acknowledgement, never stops anything (`stops` is false whatever the record says), and is
+    one per (escalation, note_id)."""
 
     escalation_id: str
     receiver: str
@@ -85,6 +89,26 @@ class Ack(Stored):
     kind: AckKind | None = None
     note_id: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _a_note_stops_nothing(cls, data: Any) -> Any:
+        # Whatever a record says (a bug, or a hand-written one): a note never stops the chain.
+        if isinstance(data, dict) and data.get("kind") == "note":
+            return {**data, "stops": False}
+        return data
+
+    @model_validator(mode="after")
+    def _a_note_is_a_persons_with_an_id(self) -> Ack:
+        if self.kind == "note" and (self.note_id is None or self.person_id is None):
+            raise ValueError("a note names its note_id and person_id")
+        return self
+
+    @property
+    def is_note(self) -> bool:
+        """A note added in the console: not an acknowledgement (it stops nothing and is never
+        among who acknowledged)."""
+        return self.kind == "note"
+
     @property
     def who(self) -> str:
         """The person's id, or `receiver:<name>` for a receiver that is no person (as shown)."""
@@ -92,11 +116,20 @@ class Ack(Stored):
 
     @property
     def key(self) -> tuple[str, str]:
-        """What makes an acknowledgement one person's (or one receiver's): never confused,
-        whatever a person's id looks like."""
+        """What makes an acknowledgement one person's (or one receiver's), and a note one form's
+        (its note_id): never confused, whatever a person's id looks like. Two records with one
+        key are one; the first stands."""
+        if self.kind == "note":
+            return ("note", self.note_id or "")
         if self.person_id is not None:
             return ("person", self.person_id)
         return ("receiver", self.receiver)
+
+
+def acknowledgements(acks: list[Ack]) -> list[Ack]:
+    """The acknowledgements among an escalation's records of care.acks.v1, in order: its
+    notes left out."""
+    return [a for a in acks if not a.is_note]
 
 
 class Recipient(Stored):
