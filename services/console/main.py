@@ -1,7 +1,9 @@
 """`carealert console serve`: the projector (services.console.projector) in a thread of its own,
-and /metrics, /healthz, /readyz on CAREALERT_CONSOLE_HOST:CAREALERT_CONSOLE_PORT (127.0.0.1:8084;
-the console's pages will be served here too). /healthz fails when the projector has stopped,
-/readyz until it has assigned its partitions.
+and the pages (services.console.web) with /metrics, /healthz, /readyz on
+CAREALERT_CONSOLE_HOST:CAREALERT_CONSOLE_PORT (127.0.0.1:8084; HTTPS when CAREALERT_TLS_CERTFILE
+and _KEYFILE are set). /healthz fails when the projector has stopped, /readyz until it has
+assigned its partitions. Acknowledgements and notes go to notify (CAREALERT_NOTIFY_URL), signed
+with CAREALERT_ACK_SECRET; the audit trail to care.audit.v1.
 
 Exit status: 0 after SIGTERM/SIGINT, 1 when the projector failed (a database or Kafka error:
 nothing past the last batch written is lost; a restart reads on from the stored offsets).
@@ -13,17 +15,28 @@ import asyncio
 import logging
 import threading
 
+import httpx
+import uvicorn
+from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from services.common import web
+from services.common.asgi import Server
+from services.common.audit import AuditRecord, write_audit
 from services.common.kafka import KafkaClient
+from services.common.people import People
 from services.common.signals import stop_on_signals
+from services.console.acking import NotifyAcks, Recorder
 from services.console.metrics import ConsoleMetrics
 from services.console.projector import KafkaSource, Projector
+from services.console.sessions import Lockout, Sessions
 from services.console.settings import ConsoleSettings
+from services.console.web import Audit, Console, create_app
+from services.notify.config import load_routing
 
 log = logging.getLogger(__name__)
+AUDIT_TIMEOUT_S = 10.0
 
 
 def checks(projector: Projector, thread_alive: threading.Event) -> tuple[web.Check, web.Check]:
@@ -44,9 +57,55 @@ def checks(projector: Projector, thread_alive: threading.Event) -> tuple[web.Che
     return healthz, readyz
 
 
+class KafkaAudit:
+    """The audit trail's writer: care.audit.v1, waiting for Kafka's acknowledgement."""
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self.producer = producer
+
+    async def __call__(self, record: AuditRecord) -> None:
+        await asyncio.wait_for(write_audit(self.producer, record), timeout=AUDIT_TIMEOUT_S)
+
+
+class ConsoleNotReady(ValueError):
+    """A setting the pages need is missing (the message names it)."""
+
+
+def console_of(
+    settings: ConsoleSettings,
+    engine: Engine,
+    registry: CollectorRegistry,
+    recorder: Recorder,
+    audit: Audit,
+) -> Console:
+    """The pages' dependencies from the settings: the policy files, the people registry, the
+    session store and the lockout."""
+    routing = load_routing(settings.policy_dir / "routing.yaml")
+    people = People.load(settings.users_file) if settings.users_file else People.empty()
+    return Console(
+        engine=engine,
+        routing=routing,
+        people=people,
+        recorder=recorder,
+        audit=audit,
+        sessions=Sessions(idle_s=settings.console_idle_timeout_s),
+        lockout=Lockout(
+            failures=settings.console_lockout_failures, window_s=settings.console_lockout_s
+        ),
+        refresh_s=settings.console_refresh_s,
+        secure_cookies=settings.tls_certfile is not None,
+        demo=settings.env == "demo",
+        registry=registry,
+    )
+
+
 async def serve(settings: ConsoleSettings, engine: Engine, kafka: KafkaClient) -> None:
-    """Project and serve until SIGTERM/SIGINT (returns) or until the projector fails (raises
-    its exception)."""
+    """Project and serve the pages until SIGTERM/SIGINT (returns) or until the projector fails
+    (raises its exception)."""
+    if settings.ack_secret is None:
+        raise ConsoleNotReady(
+            "CAREALERT_ACK_SECRET is not set (notify's, to sign acknowledgements)"
+        )
     metrics = ConsoleMetrics(CollectorRegistry())
     projector = Projector(
         KafkaSource(kafka),
@@ -57,11 +116,21 @@ async def serve(settings: ConsoleSettings, engine: Engine, kafka: KafkaClient) -
     )
     stop_thread = threading.Event()
     alive = threading.Event()
-    healthz, readyz = checks(projector, alive)
-    runner = await web.serve(
-        web.health_app(metrics.registry, healthz, readyz),
-        settings.console_host,
-        settings.console_port,
+    producer = AIOKafkaProducer(**kafka.aiokafka(acks="all", enable_idempotence=True))
+    await producer.start()
+    client = httpx.AsyncClient()
+    recorder = NotifyAcks(settings.notify_url, settings.ack_secret.get_secret_value(), client)
+    console = console_of(settings, engine, metrics.registry, recorder, KafkaAudit(producer))
+    console.healthz, console.readyz = checks(projector, alive)
+    server = Server(
+        uvicorn.Config(
+            create_app(console),
+            host=settings.console_host,
+            port=settings.console_port,
+            log_config=None,
+            access_log=False,
+            **settings.uvicorn_tls(),  # type: ignore[arg-type]  # str paths
+        )
     )
 
     def project() -> None:
@@ -72,15 +141,19 @@ async def serve(settings: ConsoleSettings, engine: Engine, kafka: KafkaClient) -
             alive.clear()
 
     stop = stop_on_signals()
+    http = asyncio.create_task(server.serve())
     work = asyncio.create_task(asyncio.to_thread(project))
     waiting = asyncio.create_task(stop.wait())
     log.info("console started", extra={"port": settings.console_port})
     try:
-        await asyncio.wait({work, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({work, waiting, http}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stop_thread.set()
         waiting.cancel()
+        server.should_exit = True
         try:
             await work  # raises what stopped the projector, if it failed
         finally:
-            await runner.cleanup()
+            await http
+            await client.aclose()
+            await producer.stop()

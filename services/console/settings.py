@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr
 
 from services.common.settings import CommonSettings
@@ -25,3 +27,28 @@ class ConsoleSettings(CommonSettings):
     )
     # 8083 is the gate's (it came first); the console takes the next port.
     console_port: int = Field(default=8084, ge=1, le=65535)
+    policy_dir: Path = Field(
+        default=Path("rules"), description="The policy directory: routing.yaml and agencies/."
+    )
+    users_file: Path | None = Field(
+        default=None, description="The people registry (who may sign in; argon2id passwords)."
+    )
+    ack_secret: SecretStr | None = Field(
+        default=None,
+        description="notify's CAREALERT_ACK_SECRET: the console signs acknowledgements with it.",
+    )
+    notify_url: str = Field(
+        default="http://127.0.0.1:8082", description="Where notify's API answers (acks, notes)."
+    )
+    console_idle_timeout_s: float = Field(
+        default=900, ge=5, le=8 * 3600, description="Sign a person out after this long idle."
+    )
+    console_lockout_failures: int = Field(
+        default=5, ge=1, le=100, description="Wrong passwords in a row that lock a sign-in."
+    )
+    console_lockout_s: float = Field(
+        default=900, ge=1, le=86_400, description="How long a locked sign-in stays refused."
+    )
+    console_refresh_s: float = Field(
+        default=5, ge=1, le=300, description="How often the Now page refreshes its rows."
+    )

@@ -1,0 +1,125 @@
+"""Who is signed in to the console, and who may not try again yet. Pure: every method takes the
+time, nothing here touches the network or a clock.
+
+- `Sessions`: a signed-in person's session, found by the random token in its cookie. The token is
+  kept only as its SHA-256 (a copy of this store's memory signs nobody in). A session ends after
+  `idle_s` without the person doing anything (reading a page, pressing a button: the Now page's
+  live refresh is not the person, `touch=False`), after `max_s` whatever happens, and on sign-out.
+  Each session has its own CSRF token, put in every form and checked on every POST.
+- `Lockout`: after `failures` wrong passwords for one (agency, staff id) within `window_s`, that
+  sign-in is refused for `window_s`, whether or not the person exists (so the answer tells an
+  attacker nothing about who works where).
+
+Sessions live in the console's memory: a restart signs everyone out (they sign in again).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+MAX_SESSIONS = 10_000  # the oldest session ends first beyond this (one console, one agency's staff)
+MAX_TRACKED = 10_000  # sign-ins with recent failures remembered (the oldest forgotten first)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Session:
+    """One signed-in person: their agency, id and roles when they signed in."""
+
+    agency_id: str
+    person_id: str
+    roles: tuple[str, ...]
+    csrf: str
+    started: datetime
+    last_seen: datetime
+
+    def csrf_ok(self, submitted: str | None) -> bool:
+        """Whether a form carried this session's CSRF token (compared in constant time)."""
+        if not submitted or not submitted.isascii():
+            return False
+        return hmac.compare_digest(self.csrf.encode(), submitted.encode())
+
+
+@dataclass
+class Sessions:
+    idle_s: float
+    max_s: float = 12 * 3600
+    _by_digest: OrderedDict[str, Session] = field(default_factory=OrderedDict)
+
+    def start(
+        self, agency_id: str, person_id: str, roles: tuple[str, ...], now: datetime
+    ) -> tuple[str, Session]:
+        """A new session: (the cookie's token, the session)."""
+        token = secrets.token_urlsafe(32)
+        session = Session(agency_id, person_id, roles, secrets.token_urlsafe(32), now, now)
+        self._by_digest[_digest(token)] = session
+        while len(self._by_digest) > MAX_SESSIONS:
+            self._by_digest.popitem(last=False)
+        return token, session
+
+    def find(self, token: str | None, now: datetime, *, touch: bool = True) -> Session | None:
+        """The live session of `token`, or None (unknown, idle too long, too old: it ends).
+        `touch`: the person did something, so the idle clock starts again."""
+        if not token or len(token) > 200:
+            return None
+        key = _digest(token)
+        session = self._by_digest.get(key)
+        if session is None:
+            return None
+        idle = now - session.last_seen > timedelta(seconds=self.idle_s)
+        if idle or now - session.started > timedelta(seconds=self.max_s):
+            del self._by_digest[key]
+            return None
+        if touch:
+            session = replace(session, last_seen=now)
+            self._by_digest[key] = session
+        return session
+
+    def end(self, token: str | None) -> None:
+        if token:
+            self._by_digest.pop(_digest(token), None)
+
+    def __len__(self) -> int:
+        return len(self._by_digest)
+
+
+@dataclass
+class Lockout:
+    failures: int = 5
+    window_s: float = 900
+    _recent: OrderedDict[tuple[str, str], list[datetime]] = field(default_factory=OrderedDict)
+
+    @staticmethod
+    def key(agency_id: str, person_id: str) -> tuple[str, str]:
+        return (agency_id.strip().lower(), person_id.strip().lower())
+
+    def _within(self, key: tuple[str, str], now: datetime) -> list[datetime]:
+        since = now - timedelta(seconds=self.window_s)
+        kept = [t for t in self._recent.get(key, []) if t > since]
+        if kept:
+            self._recent[key] = kept
+        else:
+            self._recent.pop(key, None)
+        return kept
+
+    def locked(self, agency_id: str, person_id: str, now: datetime) -> bool:
+        """Whether this sign-in is refused now (too many recent failures)."""
+        return len(self._within(self.key(agency_id, person_id), now)) >= self.failures
+
+    def failed(self, agency_id: str, person_id: str, now: datetime) -> None:
+        key = self.key(agency_id, person_id)
+        self._recent[key] = [*self._within(key, now), now][-self.failures :]
+        self._recent.move_to_end(key)
+        while len(self._recent) > MAX_TRACKED:
+            self._recent.popitem(last=False)
+
+    def succeeded(self, agency_id: str, person_id: str) -> None:
+        self._recent.pop(self.key(agency_id, person_id), None)

@@ -1,0 +1,359 @@
+"""The console's pages over HTTP (FastAPI's test client) on a SQLite read model, with in-memory
+twins of notify (the recorder) and the audit trail: sign-in, sessions, CSRF, lockout, agency
+scoping, roles, headers. The browser tests (tests/integration/test_console_browser.py) run the
+same pages against the real stack."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session as DbSession
+
+from services.common.audit import AuditRecord
+from services.common.people import People, Person, hash_password
+from services.console.acking import Answer
+from services.console.db import make_engine, migrate
+from services.console.models import EscalationRow
+from services.console.sessions import Lockout, Sessions
+from services.console.web import SESSION_COOKIE, Console, create_app
+from services.notify.config import load_routing
+
+PASSWORD = "correct horse battery staple"
+NOW = datetime(2026, 12, 4, 15, 0, tzinfo=UTC)
+_HASH = hash_password(PASSWORD)
+
+
+def _person(agency: str, pid: str, roles: tuple[str, ...]) -> Person:
+    return Person.model_validate(
+        {
+            "id": pid,
+            "agency_id": agency,
+            "name": f"Person {pid}",
+            "roles": list(roles),
+            "password_hash": _HASH,
+        }
+    )
+
+
+@dataclass
+class FakeRecorder:
+    calls: list[tuple[str, ...]] = field(default_factory=list)
+
+    async def acknowledge(
+        self, agency_id: str, person_id: str, escalation_id: str, note: str | None
+    ) -> Answer:
+        self.calls.append(("ack", agency_id, person_id, escalation_id, note or ""))
+        return Answer("recorded", stops=True)
+
+    async def add_note(
+        self, agency_id: str, person_id: str, escalation_id: str, note: str, note_id: str
+    ) -> Answer:
+        self.calls.append(("note", agency_id, person_id, escalation_id, note, note_id))
+        return Answer("recorded")
+
+
+@dataclass
+class FakeAudit:
+    records: list[AuditRecord] = field(default_factory=list)
+    broken: bool = False
+
+    async def __call__(self, record: AuditRecord) -> None:
+        if self.broken:
+            raise ConnectionError("kafka away")
+        self.records.append(record)
+
+
+@dataclass
+class Clock:
+    at: datetime = NOW
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+def _escalation(esc_id: str, agency: str, due_in_min: int) -> EscalationRow:
+    return EscalationRow(
+        escalation_id=esc_id,
+        agency_id=agency,
+        child_id=f"child-{esc_id}",
+        episode_id=None,
+        rule_id="mo.missing.report-le",
+        severity="critical",
+        status="firing",
+        action="Report the missing child to law enforcement",
+        state="MO",
+        county="Jackson",
+        caseworker_id="W-1",
+        supervisor_id="S-1",
+        due_at=NOW + timedelta(minutes=due_in_min),
+        fired_at=NOW - timedelta(minutes=5),
+        resolved_at=None,
+    )
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    eng = make_engine(f"sqlite:///{tmp_path / 'console.db'}")
+    migrate(eng)
+    with DbSession(eng) as s:
+        s.add_all(
+            [_escalation("esc-mo-1", "mo-jackson", 90), _escalation("esc-tx-1", "tx-el-paso", 30)]
+        )
+        s.commit()
+    yield eng
+    eng.dispose()
+
+
+@dataclass
+class Stack:
+    client: TestClient
+    recorder: FakeRecorder
+    audit: FakeAudit
+    clock: Clock
+
+
+@pytest.fixture
+def stack(engine: Engine) -> Stack:
+    people = People(
+        [
+            _person("mo-jackson", "W-1", ("caseworker",)),
+            _person("mo-jackson", "A-1", ("auditor",)),
+            _person("tx-el-paso", "W-1", ("caseworker",)),
+        ]
+    )
+    recorder, audit, clock = FakeRecorder(), FakeAudit(), Clock()
+    console = Console(
+        engine=engine,
+        routing=load_routing(Path("rules/routing.yaml")),
+        people=people,
+        recorder=recorder,
+        audit=audit,
+        sessions=Sessions(idle_s=900),
+        lockout=Lockout(failures=3, window_s=900),
+        now=clock,
+    )
+    return Stack(TestClient(create_app(console), follow_redirects=False), recorder, audit, clock)
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "no CSRF field in the page"
+    return found.group(1)
+
+
+def sign_in(client: TestClient, agency: str, person: str, password: str = PASSWORD) -> int:
+    page = client.get("/login")
+    answer = client.post(
+        "/login",
+        data={"agency": agency, "person": person, "password": password, "csrf": _csrf(page.text)},
+    )
+    return answer.status_code
+
+
+def test_pages_need_a_session_and_sign_in_works(stack: Stack) -> None:
+    c = stack.client
+    assert c.get("/now").headers["location"].startswith("/login")
+    assert c.get("/now/rows").status_code == 401
+    assert sign_in(c, "mo-jackson", "W-1") == 303
+    cookie = c.cookies.get(SESSION_COOKIE)
+    assert cookie
+    page = c.get("/now")
+    assert page.status_code == 200
+    assert "esc-mo-1" in page.text and "esc-tx-1" not in page.text
+    assert [r.action for r in stack.audit.records] == ["console.sign_in"]
+
+
+def test_every_answer_forbids_inline_script_and_framing(stack: Stack) -> None:
+    answer = stack.client.get("/login")
+    csp = answer.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "frame-ancestors 'none'" in csp
+    assert answer.headers["cache-control"] == "no-store"
+    set_cookie = answer.headers["set-cookie"].lower()
+    assert "httponly" in set_cookie and "samesite=strict" in set_cookie
+    assert "<script>" not in answer.text and "style=" not in answer.text
+
+
+def test_session_cookie_is_httponly_and_strict(stack: Stack) -> None:
+    c = stack.client
+    page = c.get("/login")
+    answer = c.post(
+        "/login",
+        data={
+            "agency": "mo-jackson",
+            "person": "W-1",
+            "password": PASSWORD,
+            "csrf": _csrf(page.text),
+        },
+    )
+    cookies = answer.headers.get_list("set-cookie")
+    session = next(h for h in cookies if h.startswith(SESSION_COOKIE))
+    assert "HttpOnly" in session and "SameSite=strict" in session and "Path=/" in session
+
+
+def test_wrong_password_then_lockout_says_nothing_of_who_exists(stack: Stack) -> None:
+    c = stack.client
+    assert sign_in(c, "mo-jackson", "W-1", "wrong password here") == 401
+    assert sign_in(c, "mo-jackson", "nobody", "wrong password here") == 401
+    for _ in range(3):
+        sign_in(c, "mo-jackson", "nobody", "wrong password here")
+    page = c.get("/login")
+    locked = c.post(
+        "/login",
+        data={
+            "agency": "mo-jackson",
+            "person": "nobody",
+            "password": PASSWORD,
+            "csrf": _csrf(page.text),
+        },
+    )
+    assert locked.status_code == 429 and "Too many wrong passwords" in locked.text
+    for _ in range(2):
+        assert sign_in(c, "mo-jackson", "W-1", "wrong password here") == 401
+    assert sign_in(c, "mo-jackson", "W-1") == 429  # locked even with the right password
+    stack.clock.at += timedelta(minutes=16)
+    assert sign_in(c, "mo-jackson", "W-1") == 303
+
+
+def test_a_sign_in_form_without_its_token_is_refused(stack: Stack) -> None:
+    c = stack.client
+    c.get("/login")
+    answer = c.post(
+        "/login",
+        data={"agency": "mo-jackson", "person": "W-1", "password": PASSWORD, "csrf": "forged"},
+    )
+    assert answer.status_code == 403
+    assert c.cookies.get(SESSION_COOKIE) is None
+
+
+def test_a_post_without_the_sessions_csrf_token_does_nothing(stack: Stack) -> None:
+    c = stack.client
+    sign_in(c, "mo-jackson", "W-1")
+    answer = c.post("/escalations/esc-mo-1/ack", data={"note": "x"})
+    assert answer.status_code == 403 and "did not come from your console session" in answer.text
+    answer = c.post("/escalations/esc-mo-1/ack", data={"note": "x", "csrf": "guess"})
+    assert answer.status_code == 403
+    page = c.get("/escalations/esc-mo-1")
+    cross = c.post(
+        "/escalations/esc-mo-1/ack",
+        data={"csrf": _csrf(page.text)},
+        headers={"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"},
+    )
+    assert cross.status_code == 403
+    assert stack.recorder.calls == []
+
+
+def test_acknowledge_and_note_go_to_notify_as_the_signed_in_person(stack: Stack) -> None:
+    c = stack.client
+    sign_in(c, "mo-jackson", "W-1")
+    page = c.get("/escalations/esc-mo-1")
+    assert page.status_code == 200 and "Acknowledge" in page.text
+    csrf = _csrf(page.text)
+    note_id = re.search(r'name="note_id" value="([0-9a-f]{32})"', page.text)
+    assert note_id
+    done = c.post("/escalations/esc-mo-1/ack", data={"csrf": csrf, "note": "calling\nthe police"})
+    assert done.status_code == 303 and done.headers["location"].endswith("done=acknowledged")
+    noted = c.post(
+        "/escalations/esc-mo-1/note",
+        data={"csrf": csrf, "note": "spoke to placement", "note_id": note_id.group(1)},
+    )
+    assert noted.status_code == 303
+    assert stack.recorder.calls == [
+        ("ack", "mo-jackson", "W-1", "esc-mo-1", "calling the police"),
+        ("note", "mo-jackson", "W-1", "esc-mo-1", "spoke to placement", note_id.group(1)),
+    ]
+    actions = [(r.action, r.actor, r.object_id) for r in stack.audit.records]
+    assert ("escalation.view", "W-1", "esc-mo-1") in actions
+    assert ("escalation.acknowledge", "W-1", "esc-mo-1") in actions
+    assert ("escalation.note", "W-1", "esc-mo-1") in actions
+
+
+def test_another_agencys_escalation_is_not_found_like_an_unknown_one(stack: Stack) -> None:
+    c = stack.client
+    sign_in(c, "mo-jackson", "W-1")
+    foreign = c.get("/escalations/esc-tx-1")
+    unknown = c.get("/escalations/no-such-id")
+    assert foreign.status_code == unknown.status_code == 404
+    assert foreign.text == unknown.text
+    page = c.get("/escalations/esc-mo-1")
+    acted = c.post("/escalations/esc-tx-1/ack", data={"csrf": _csrf(page.text)})
+    assert acted.status_code == 404 and stack.recorder.calls == []
+    assert c.get("/children/child-esc-tx-1").status_code == 404
+
+
+def test_the_same_staff_id_in_another_agency_sees_only_its_own(stack: Stack) -> None:
+    c = stack.client
+    sign_in(c, "tx-el-paso", "W-1")
+    page = c.get("/now")
+    assert "esc-tx-1" in page.text and "esc-mo-1" not in page.text
+
+
+def test_an_auditor_reads_but_cannot_acknowledge(stack: Stack) -> None:
+    c = stack.client
+    sign_in(c, "mo-jackson", "A-1")
+    page = c.get("/escalations/esc-mo-1")
+    assert page.status_code == 200
+    assert 'action="/escalations/esc-mo-1/ack"' not in page.text
+    assert "reads only" in page.text
+    refused = c.post("/escalations/esc-mo-1/ack", data={"csrf": _csrf(page.text)})
+    assert refused.status_code == 403
+    assert stack.recorder.calls == []
+
+
+def test_idle_sessions_end_and_the_live_refresh_does_not_keep_them_alive(stack: Stack) -> None:
+    c = stack.client
+    sign_in(c, "mo-jackson", "W-1")
+    for _ in range(20):  # 20 × 1 min of the Now page refreshing itself, nobody touching it
+        stack.clock.at += timedelta(minutes=1)
+        if c.get("/now/rows").status_code != 200:
+            break
+    assert c.get("/now/rows").status_code == 401
+    assert c.get("/now").headers["location"] == "/login?expired=1"
+
+
+def test_activity_keeps_a_session(stack: Stack) -> None:
+    c = stack.client
+    sign_in(c, "mo-jackson", "W-1")
+    for _ in range(4):
+        stack.clock.at += timedelta(minutes=10)
+        assert c.get("/now").status_code == 200
+
+
+def test_nothing_is_shown_when_the_audit_trail_cannot_be_written(stack: Stack) -> None:
+    c = stack.client
+    sign_in(c, "mo-jackson", "W-1")
+    stack.audit.broken = True
+    answer = c.get("/escalations/esc-mo-1")
+    assert answer.status_code == 503
+    assert "Report the missing child" not in answer.text
+
+
+def test_bad_filters_and_notes_are_named_not_echoed(stack: Stack) -> None:
+    c = stack.client
+    sign_in(c, "mo-jackson", "W-1")
+    bad = c.get("/now", params={"severity": "<script>x</script>"})
+    assert bad.status_code == 422 and "severity" in bad.text and "<script>x" not in bad.text
+    page = c.get("/escalations/esc-mo-1")
+    long_note = c.post(
+        "/escalations/esc-mo-1/ack", data={"csrf": _csrf(page.text), "note": "secret-" * 100}
+    )
+    assert long_note.status_code == 422 and "note" in long_note.text
+    assert "secret-secret" not in long_note.text
+
+
+def test_sign_out_ends_the_session(stack: Stack) -> None:
+    c = stack.client
+    sign_in(c, "mo-jackson", "W-1")
+    page = c.get("/now")
+    token = c.cookies.get(SESSION_COOKIE)
+    out = c.post("/logout", data={"csrf": _csrf(page.text)})
+    assert out.status_code == 303
+    c.cookies.set(SESSION_COOKIE, token or "")
+    assert c.get("/now").status_code == 303
