@@ -22,6 +22,8 @@ export CAREALERT_GATE_PORT="${CAREALERT_GATE_PORT:-8083}"
 export CAREALERT_CONSOLE_PORT="${CAREALERT_CONSOLE_PORT:-8084}"
 # The console's read model (docs/console.md): a SQLite file here; PostgreSQL in production.
 export CAREALERT_DATABASE_URL="${CAREALERT_DATABASE_URL:-sqlite:///$RUN_DIR/console.db}"
+# The console records acknowledgements and notes through notify's API.
+export CAREALERT_NOTIFY_URL="${CAREALERT_NOTIFY_URL:-http://127.0.0.1:$CAREALERT_NOTIFY_PORT}"
 export CAREALERT_RULES_DATA_DIR="${CAREALERT_RULES_DATA_DIR:-$RUN_DIR/rules}"
 # Demo mode: the services accept the public demo secrets and API keys below only because
 # CAREALERT_ENV=demo. Without it they refuse them (and any secret under 32 characters).
@@ -133,7 +135,7 @@ carealert is running (stop it with: make stop)
   delivered email     $SINK_DIR/mail/index.html   (open in a browser; SMTP sink on 127.0.0.1:$CAREALERT_SMTP_PORT)
   delivered webhooks  $SINK_DIR/webhooks/*.json   (webhook + SMS sink on 127.0.0.1:$SINK_HTTP_PORT)
   gate      http://127.0.0.1:$CAREALERT_GATE_PORT/metrics   (agencies' own input topics care.events.in.<agency_id> → care.events.v1)
-  console   http://127.0.0.1:$CAREALERT_CONSOLE_PORT/metrics   (projects the topics into the SQL read model, docs/console.md; .run/console.db unless CAREALERT_DATABASE_URL)
+  console   http://127.0.0.1:$CAREALERT_CONSOLE_PORT/   (sign in below; /metrics; read model .run/console.db unless CAREALERT_DATABASE_URL, docs/console.md)
   kafka     $KAFKA_BOOTSTRAP_SERVERS   (topics care.events.v1, care.events.dlq, care.escalations.v1, ...)
   logs      $RUN_DIR/*.log
 
@@ -147,12 +149,18 @@ this stack. Two agencies, each seeing only its own children (docs/tenancy.md):
   curl -s http://127.0.0.1:$CAREALERT_NOTIFY_PORT/v1/escalations \\
     -H 'Authorization: Bearer demo-operator-mo-jackson-not-a-secret'
 
+Console logins (http://127.0.0.1:$CAREALERT_CONSOLE_PORT/, password demo-password-not-for-production):
+
+  agency       staff id   role
+  mo-jackson   W-1        caseworker     (S-1 supervisor, C-1 on call, A-1 auditor: reads only)
+  tx-el-paso   W-1        caseworker     (a different person: ids are per agency)
+
 Try it:
   curl -i -X POST http://127.0.0.1:$CAREALERT_INGEST_PORT/v1/events \\
     -H 'Authorization: Bearer demo-not-a-secret' -H 'Content-Type: application/json' \\
     -d @deploy/local/example-event.json
 
-then, within a few seconds: ls $SINK_DIR/mail $SINK_DIR/webhooks
+then, within a few seconds: ls $SINK_DIR/mail $SINK_DIR/webhooks, and the child on the console's Now page
 
 On call at mo-jackson (docs/oncall.md): caseworkers W-1 and W-2 take weekdays 08:00-17:00 by
 turns, C-1 and C-2 the nights and weekends a week each; a missing child's alert reaches whoever
