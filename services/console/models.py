@@ -1,21 +1,25 @@
 """The read model's tables (SQLAlchemy 2 typed declarative models).
 
-Only what a console shows: ids, states, counties, staff ids, times and codes. A child's name,
-description, date of birth, photo, sex, risk indicators, an escalation's subject or evidence and
-an acknowledgement's note are never stored (services.console.projection never maps them).
+Only what a console shows: ids, states, counties, staff ids, times, codes, an escalation's legal
+basis and its evidence without anything about the child's person (services.console.projection
+keeps only scalar values and drops `age` and every key naming a name, birth, description, photo,
+address or location), the notes the agency's own people write, and the agency's silences. A
+child's name, description, date of birth, photo, sex, risk indicators and an escalation's subject
+are never stored (services.console.projection never maps them).
 
 Every table that belongs to an agency carries `agency_id`, first in its key or an index, so an
-agency-scoped query is an index range. Notification records and acknowledgements carry no agency
-of the escalation: they are keyed by escalation_id and reached by joining `escalations`.
+agency-scoped query is an index range. Notification records, acknowledgements and notes carry no
+agency of the escalation: they are keyed by escalation_id and reached by joining `escalations`.
 Migrations (services/console/migrations) create these tables; never `create_all` in production.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Dialect, Index, Integer, MetaData, String
+from sqlalchemy import BigInteger, DateTime, Dialect, Index, Integer, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -28,6 +32,11 @@ NAMING = {
 
 ID = 128  # the contract's identifiers are at most 128 characters
 REF = 256  # receivers, codes and other references
+LONG_TEXT = 4096  # the contract's LongText (an escalation's action and basis)
+NOTE = 500  # a note: one line of at most 500 printable characters
+SILENCE_REASON = 200  # what the API and the CLI take as a silence's reason
+
+Scalar = str | int | float | bool
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -100,7 +109,7 @@ class EscalationRow(Base):
     rule_id: Mapped[str] = mapped_column(String(ID))
     severity: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16))
-    action: Mapped[str] = mapped_column(String(4096))
+    action: Mapped[str] = mapped_column(String(LONG_TEXT))
     state: Mapped[str] = mapped_column(String(2))
     county: Mapped[str | None] = mapped_column(String(REF))
     caseworker_id: Mapped[str | None] = mapped_column(String(ID))
@@ -108,11 +117,21 @@ class EscalationRow(Base):
     due_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     fired_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # The rule's legal basis (the contract's LongText); NULL in rows projected before 0003.
+    basis: Mapped[str | None] = mapped_column(String(LONG_TEXT))
+    # A JSON object of scalars (str of at most 64 characters, int, float, bool): the record's
+    # evidence minus `age` and every key about the child's person; NULL before 0003.
+    evidence: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         Index("ix_escalations_agency_status_due", "agency_id", "status", "due_at"),
         Index("ix_escalations_agency_child", "agency_id", "child_id"),
     )
+
+    @property
+    def evidence_items(self) -> dict[str, Scalar]:
+        """The stored evidence as a dict ({} when none); key order as stored (sorted)."""
+        return _json_object(self.evidence)
 
 
 class NotificationRow(Base):
@@ -143,7 +162,9 @@ class NotificationRow(Base):
 
 class AckRow(Base):
     """One acknowledgement: one per (escalation, who), who being the person's id or
-    `receiver:<name>`. The note is never stored (free text)."""
+    `receiver:<name>`. `note`: the acknowledgement's note (one printable line of at most 500
+    characters; NULL when none or not such a line), shown to the escalation's agency only.
+    `kind`: NULL, an acknowledgement (a record of kind "note" is a note: `notes`, never here)."""
 
     __tablename__ = "acks"
 
@@ -155,6 +176,71 @@ class AckRow(Base):
     via: Mapped[str | None] = mapped_column(String(16))
     stops: Mapped[bool]
     acked_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    note: Mapped[str | None] = mapped_column(String(NOTE))
+    kind: Mapped[str | None] = mapped_column(String(16))
+
+
+class NoteRow(Base):
+    """A note one of the agency's people added to an escalation in the console (an Ack record of
+    kind "note": it acknowledges nothing and stops nothing). One per (escalation, note_id): the
+    console chooses note_id once per form, so a double submit is one note. `note`: one printable
+    line of at most 500 characters, shown on the escalation's page to its agency only."""
+
+    __tablename__ = "notes"
+
+    escalation_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    note_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    person_id: Mapped[str | None] = mapped_column(String(ID))
+    person_agency_id: Mapped[str | None] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    note: Mapped[str] = mapped_column(String(NOTE))
+
+
+class ChildEventRow(Base):
+    """One event of care.events.v1: what happened to a child and when, as codes. `detail` is a
+    code, never free text: the result level of `screening.completed` (no_concern,
+    possible_concern, clear_concern), the level of `missing.staffing_held`, the party of
+    `missing.party_notified`; NULL for every other type."""
+
+    __tablename__ = "child_events"
+
+    agency_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    child_id: Mapped[str] = mapped_column(String(ID))
+    episode_id: Mapped[str | None] = mapped_column(String(ID))
+    event_type: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    detail: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (
+        Index("ix_child_events_agency_child_at", "agency_id", "child_id", "occurred_at"),
+    )
+
+
+class SilenceRow(Base):
+    """A silence or maintenance window of one agency (care.silences.v1, as notify reads it: the
+    last record of each id; a tombstone removes it). `matchers`: a JSON list of
+    `{"label", "op" ("=" or "=~"), "value"}` sorted by label then op; `receiver`: a maintenance
+    window's receiver. `reason`: NULL when the record's is not one printable line of at most
+    200 characters (a record not written through the API or the CLI). `expired_at`: when
+    someone expired it early (the silence ended then, or never started)."""
+
+    __tablename__ = "silences"
+
+    silence_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    agency_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    receiver: Mapped[str | None] = mapped_column(String(REF))
+    matchers: Mapped[str] = mapped_column(Text)
+    starts_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    reason: Mapped[str | None] = mapped_column(String(SILENCE_REASON))
+    created_by: Mapped[str] = mapped_column(String(REF))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expired_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    expired_by: Mapped[str | None] = mapped_column(String(REF))
+
+    __table_args__ = (Index("ix_silences_agency_ends", "agency_id", "ends_at"),)
 
 
 class Offset(Base):
@@ -166,3 +252,10 @@ class Offset(Base):
     topic: Mapped[str] = mapped_column(String(255), primary_key=True)
     partition: Mapped[int] = mapped_column(Integer, primary_key=True)
     next_offset: Mapped[int] = mapped_column(BigInteger)
+
+
+def _json_object(text: str | None) -> dict[str, Scalar]:
+    if not text:
+        return {}
+    value = json.loads(text)
+    return dict(value) if isinstance(value, dict) else {}

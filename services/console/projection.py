@@ -1,20 +1,23 @@
-"""The pure centre of the read model: one Kafka record → the upserts it causes.
+"""The pure centre of the read model: one Kafka record → the writes it causes.
 
 `project(topic, key, value)` decodes and validates the record against the contract and returns
-the rows it writes, each an `Upsert` keyed by the contract's ids; applying the same upserts again
-leaves the same rows (an upsert only ever sets values the record carries). A record that cannot be
-decoded or is not valid raises `Unprojectable` with a reason code (never the content: it may be a
-child's data). No I/O here: services.console.store writes the upserts, services.console.projector
-reads Kafka.
+the rows it writes, each an `Upsert` keyed by the contract's ids (or a `Delete`, for the tombstone
+of a silence); applying the same writes again leaves the same rows (an upsert only ever sets values
+the record carries). A record that cannot be decoded or is not valid raises `Unprojectable` with a
+reason code (never the content: it may be a child's data). No I/O here: services.console.store
+writes, services.console.projector reads Kafka.
 
 What is mapped is only what a console shows (services.console.models): a child's name,
-description, date of birth, sex, risk indicators, an escalation's subject and evidence and an
-acknowledgement's note are never read into an upsert.
+description, date of birth, sex, risk indicators and an escalation's subject are never read into
+an upsert; an escalation's evidence only as `safe_evidence` leaves it (scalars, without `age` and
+without any key about the child's person); an event only as its type, time, ids and a code.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,15 +31,26 @@ from services.common.escalations import Escalation
 from services.common.events import (
     ChildRegistered,
     ChildUpdated,
+    Event,
     EventInvalid,
     MissingLocatedEvent,
     MissingOpenedEvent,
+    PartyNotifiedEvent,
+    ScreeningCompletedEvent,
+    StaffingHeldEvent,
     parse_event,
 )
-from services.console.models import Base
+from services.console.models import NOTE, SILENCE_REASON, Base, Scalar
 from services.notify.records import Ack, NotificationRecord
+from services.notify.silences import Silence, printable_line
 
-TOPICS: tuple[str, ...] = (topics.EVENTS, topics.ESCALATIONS, topics.NOTIFICATIONS, topics.ACKS)
+TOPICS: tuple[str, ...] = (
+    topics.EVENTS,
+    topics.ESCALATIONS,
+    topics.NOTIFICATIONS,
+    topics.ACKS,
+    topics.SILENCES,
+)
 REASONS: tuple[str, ...] = (
     "unwritable",  # a value longer than its column, a NUL, a time without a zone
     "undecodable",
@@ -44,6 +58,7 @@ REASONS: tuple[str, ...] = (
     "invalid_escalation",
     "invalid_notification",
     "invalid_ack",
+    "invalid_silence",
     "tombstone",
     "unknown_topic",
 )
@@ -60,6 +75,17 @@ class Upsert:
     update: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class Delete:
+    """Delete the row of `table` whose key columns hold `key` (none: nothing to do)."""
+
+    table: str
+    key: Mapping[str, Any]
+
+
+Write = Upsert | Delete
+
+
 class Unprojectable(ValueError):
     """A record the read model cannot take; `reason` is one of REASONS (a code, never the
     record's content)."""
@@ -71,34 +97,38 @@ class Unprojectable(ValueError):
 
 def project(
     topic: str, key: bytes | None, value: bytes | None, now: datetime | None = None
-) -> list[Upsert]:
-    """The upserts one record causes, in the order to apply them. `now`: when Kafka received the
-    record (events' timestamps are checked against it); None: the clock. `key` is not needed:
-    every id is in the value. Raises Unprojectable."""
-    del key  # the value carries every id the rows are keyed by
-    if value is None:
+) -> list[Write]:
+    """The writes one record causes, in the order to apply them. `now`: when Kafka received the
+    record (events' timestamps are checked against it); None: the clock. `key` is read only on
+    care.silences.v1 (a compacted topic keyed by silence id, as notify's ledger reads it); every
+    other record carries its ids in its value. Raises Unprojectable."""
+    writes: list[Write]
+    if topic == topics.SILENCES:
+        writes = _silence(key, value)
+    elif value is None:
         raise Unprojectable("tombstone")
-    if topic == topics.EVENTS:
-        upserts = _event(value, now)
+    elif topic == topics.EVENTS:
+        writes = _event(value, now)
     elif topic == topics.ESCALATIONS:
-        upserts = _escalation(value)
+        writes = _escalation(value)
     elif topic == topics.NOTIFICATIONS:
-        upserts = _notification(value)
+        writes = _notification(value)
     elif topic == topics.ACKS:
-        upserts = _ack(value)
+        writes = _ack(value)
     else:
         raise Unprojectable("unknown_topic")
-    if not all(writable(u) for u in upserts):
+    if not all(writable(w) for w in writes):
         raise Unprojectable("unwritable")
-    return upserts
+    return writes
 
 
-def writable(upsert: Upsert) -> bool:
+def writable(write: Write) -> bool:
     """Whether every value fits its column on every database the read model runs on (PostgreSQL
     enforces lengths and refuses NUL; SQLite does neither), and every time names its zone: a
     record that would fail the batch's transaction is skipped instead, so none stalls."""
-    columns = Base.metadata.tables[upsert.table].c
-    for name, value in upsert.values.items():
+    columns = Base.metadata.tables[write.table].c
+    values = write.values if isinstance(write, Upsert) else write.key
+    for name, value in values.items():
         if isinstance(value, str):
             length = getattr(columns[name].type, "length", None)
             if "\x00" in value or (length is not None and len(value) > length):
@@ -108,7 +138,7 @@ def writable(upsert: Upsert) -> bool:
     return True
 
 
-def _event(value: bytes, now: datetime | None) -> list[Upsert]:
+def _event(value: bytes, now: datetime | None) -> list[Write]:
     try:
         event = parse_event(value, now=now)
     except EventInvalid as exc:
@@ -116,6 +146,38 @@ def _event(value: bytes, now: datetime | None) -> list[Upsert]:
         raise Unprojectable("undecodable" if undecodable else "invalid_event") from None
     if is_canary(event.agency_id):
         return []
+    return [*_child(event), _child_event(event)]
+
+
+def _child_event(event: Event) -> Upsert:
+    """The event as a line of the child's timeline: ids, type, time and a code, nothing else."""
+    row = {
+        "agency_id": event.agency_id,
+        "event_id": event.event_id,
+        "child_id": event.child_id,
+        "episode_id": getattr(event.payload, "episode_id", None),
+        "event_type": event.event_type,
+        "occurred_at": event.occurred_at,
+        "detail": _detail(event),
+    }
+    # An event id is one event (the contract refuses the same id with other content): the first
+    # row stands.
+    return Upsert("child_events", row, ("agency_id", "event_id"), ())
+
+
+def _detail(event: Event) -> str | None:
+    """The one code an event type carries that a timeline shows (a Literal of the contract,
+    never free text)."""
+    if isinstance(event, ScreeningCompletedEvent):
+        return event.payload.result
+    if isinstance(event, StaffingHeldEvent):
+        return event.payload.level
+    if isinstance(event, PartyNotifiedEvent):
+        return event.payload.party
+    return None
+
+
+def _child(event: Event) -> list[Write]:
     child = {
         "agency_id": event.agency_id,
         "child_id": event.child_id,
@@ -166,6 +228,7 @@ def _json(value: bytes) -> Any:
 
 
 _DESCRIPTIVE = (
+    "basis",
     "agency_id",
     "child_id",
     "episode_id",
@@ -180,7 +243,37 @@ _DESCRIPTIVE = (
 )
 
 
-def _escalation(value: bytes) -> list[Upsert]:
+# Evidence keys about the child's person: never stored, whatever their value.
+_PERSONAL_KEY = re.compile(r"name|birth|dob|description|photo|address|location", re.IGNORECASE)
+_EVIDENCE_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+EVIDENCE_TEXT = 64  # the longest text value kept
+
+
+def safe_evidence(evidence: Mapping[str, Any]) -> dict[str, Scalar]:
+    """What of an escalation's evidence the read model keeps: scalar values only (a printable
+    text of at most 64 characters, an int, a finite float, a bool), under keys that are codes
+    (letters, digits, `_.:-`, at most 64), without `age` and without any key that mentions a
+    name, birth, dob, description, photo, address or location. Sorted by key."""
+    kept: dict[str, Scalar] = {}
+    for key in sorted(evidence):
+        value = evidence[key]
+        if (
+            not _EVIDENCE_KEY.fullmatch(key)
+            or key.lower() == "age"
+            or _PERSONAL_KEY.search(key) is not None
+        ):
+            continue
+        if isinstance(value, str):
+            if len(value) <= EVIDENCE_TEXT and value.isprintable():
+                kept[key] = value
+        elif isinstance(value, bool | int):
+            kept[key] = value
+        elif isinstance(value, float) and math.isfinite(value):
+            kept[key] = value
+    return kept
+
+
+def _escalation(value: bytes) -> list[Write]:
     obj = _json(value)
     try:
         esc = Escalation.model_validate_json(json.dumps(obj)) if isinstance(obj, dict) else None
@@ -207,14 +300,22 @@ def _escalation(value: bytes) -> list[Upsert]:
         "due_at": esc.due_at,
         "fired_at": esc.created_at if firing else None,
         "resolved_at": None if firing else esc.created_at,
+        "basis": esc.basis,
+        "evidence": json.dumps(safe_evidence(esc.evidence), ensure_ascii=False),
     }
     # Resolved is final: a firing record (even one applied again) never reopens the row, so
-    # the order in which a batch is applied twice does not matter.
-    update = (*_DESCRIPTIVE, "fired_at") if firing else (*_DESCRIPTIVE, "status", "resolved_at")
+    # the order in which a batch is applied twice does not matter. Its evidence (which says
+    # when and whether on time the duty was discharged) stays too: a firing record's evidence
+    # is written only by the insert of a new row.
+    update = (
+        (*_DESCRIPTIVE, "fired_at")
+        if firing
+        else (*_DESCRIPTIVE, "status", "resolved_at", "evidence")
+    )
     return [Upsert("escalations", row, ("escalation_id",), update)]
 
 
-def _notification(value: bytes) -> list[Upsert]:
+def _notification(value: bytes) -> list[Write]:
     obj = _json(value)
     try:
         rec = NotificationRecord.model_validate(obj) if isinstance(obj, dict) else None
@@ -244,7 +345,11 @@ def _notification(value: bytes) -> list[Upsert]:
     return [Upsert("notifications", row, key, tuple(c for c in row if c not in key))]
 
 
-def _ack(value: bytes) -> list[Upsert]:
+def _one_line(text: str | None, longest: int) -> bool:
+    return text is not None and 0 < len(text) <= longest and text.isprintable()
+
+
+def _ack(value: bytes) -> list[Write]:
     obj = _json(value)
     try:
         ack = Ack.model_validate(obj) if isinstance(obj, dict) else None
@@ -252,6 +357,20 @@ def _ack(value: bytes) -> list[Upsert]:
         ack = None
     if ack is None:
         raise Unprojectable("invalid_ack")
+    if ack.kind == "note":
+        # A note added in the console: it acknowledges nothing, so it is never an `acks` row.
+        if ack.note_id is None or not _one_line(ack.note, NOTE):
+            raise Unprojectable("invalid_ack")
+        note = {
+            "escalation_id": ack.escalation_id,
+            "note_id": ack.note_id,
+            "person_id": ack.person_id,
+            "person_agency_id": ack.agency_id,
+            "at": ack.acked_at,
+            "note": ack.note,
+        }
+        # One per note_id (chosen once per form): the first stands.
+        return [Upsert("notes", note, ("escalation_id", "note_id"), ())]
     row = {
         "escalation_id": ack.escalation_id,
         "who": ack.who,
@@ -261,6 +380,56 @@ def _ack(value: bytes) -> list[Upsert]:
         "via": ack.via,
         "stops": ack.stops,
         "acked_at": ack.acked_at,
+        # A note that is not one printable line of at most 500 characters (notify takes no
+        # other) is left out; the acknowledgement itself is never lost for it.
+        "note": ack.note if _one_line(ack.note, NOTE) else None,
+        "kind": ack.kind,
     }
     # One per (escalation, who): the first stands, as notify answers it (services.notify).
     return [Upsert("acks", row, ("escalation_id", "who"), ())]
+
+
+def _silence(key: bytes | None, value: bytes | None) -> list[Write]:
+    """As notify's ledger reads care.silences.v1: a record without a key is no silence; a
+    tombstone removes the key's silence; any other record is the key's silence as it now is
+    (written again with `expired_at` when expired)."""
+    if key is None:
+        raise Unprojectable("invalid_silence")
+    try:
+        silence_id = key.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Unprojectable("undecodable") from None
+    if value is None:
+        return [Delete("silences", {"silence_id": silence_id})]
+    obj = _json(value)
+    try:
+        silence = Silence.model_validate(obj) if isinstance(obj, dict) else None
+    except (ValidationError, ValueError):
+        silence = None
+    # The API and the CLI key a silence by its id; a record under another key is not theirs.
+    if silence is None or silence.silence_id != silence_id:
+        raise Unprojectable("invalid_silence")
+    if is_canary(silence.agency_id):
+        return []
+    matchers = [
+        *({"label": k, "op": "=", "value": v} for k, v in silence.match.items()),
+        *({"label": k, "op": "=~", "value": v} for k, v in silence.match_re.items()),
+    ]
+    matchers.sort(key=lambda m: (m["label"], m["op"]))
+    reason = silence.reason
+    row = {
+        "silence_id": silence.silence_id,
+        "agency_id": silence.agency_id,
+        "kind": silence.kind,
+        "receiver": silence.receiver,
+        "matchers": json.dumps(matchers, ensure_ascii=False),
+        "starts_at": silence.starts_at,
+        "ends_at": silence.ends_at,
+        "reason": reason if len(reason) <= SILENCE_REASON and printable_line(reason) else None,
+        "created_by": silence.created_by,
+        "created_at": silence.created_at,
+        "expired_at": silence.expired_at,
+        "expired_by": silence.expired_by,
+    }
+    key_columns = ("silence_id",)
+    return [Upsert("silences", row, key_columns, tuple(c for c in row if c not in key_columns))]

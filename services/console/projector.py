@@ -1,4 +1,4 @@
-"""The edge: read the four topics and write the read model, exactly once.
+"""The edge: read the topics and write the read model, exactly once.
 
 Partitions are assigned by hand (no consumer group: the database, not Kafka, holds the
 position). Each starts at the `next_offset` stored in `projection_offsets`, or at the
@@ -8,13 +8,17 @@ beginning. Only committed records are read (`read_committed`). Each polled batch
 no row is lost and none applied twice. A record that cannot be decoded or is invalid is skipped
 and counted; its offset advances with the batch, so it never stalls a partition. Logs name
 topic, partition, offset and a reason code, never a record's content.
+
+care.silences.v1 is notify's (it creates it, compacted): while it does not exist the projector
+reads the other topics and looks for it again every LOOK_AGAIN_S seconds.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -23,14 +27,18 @@ from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from services.common import topics as contract
 from services.common.kafka import KafkaClient, KafkaUnavailable, retry_delay_s
 from services.console.metrics import ConsoleMetrics
-from services.console.projection import TOPICS, Unprojectable, Upsert, project
+from services.console.projection import TOPICS, Unprojectable, Write, project
 from services.console.store import OffsetsMoved, load_offsets, write_batch
 
 log = logging.getLogger(__name__)
 CLIENT_ID = "carealert-console"
 MAX_DB_ATTEMPTS = 12  # about four minutes of backoff before giving up on the database
+# Topics another service creates: the projector starts without them and looks again.
+LATE_TOPICS: tuple[str, ...] = (contract.SILENCES,)
+LOOK_AGAIN_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,7 @@ class Message:
 class Batch:
     """What one batch writes: its upserts, the next offset per partition, what it skipped."""
 
-    upserts: list[Upsert] = field(default_factory=list)
+    upserts: list[Write] = field(default_factory=list)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
     projected: dict[str, int] = field(default_factory=dict)
@@ -92,10 +100,18 @@ class Source(Protocol):
 
 
 class KafkaSource:
-    """The four topics' partitions, assigned by hand, committed records only."""
+    """The topics' partitions, assigned by hand, committed records only."""
 
-    def __init__(self, kafka: KafkaClient, topics: Sequence[str] = TOPICS) -> None:
+    def __init__(
+        self,
+        kafka: KafkaClient,
+        topics: Sequence[str] = TOPICS,
+        late: Sequence[str] = LATE_TOPICS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.topics = topics
+        self.late = late
+        self.clock = clock
         self.consumer = KafkaConsumer(
             **kafka.kafka_python(
                 client_id=CLIENT_ID,
@@ -105,26 +121,60 @@ class KafkaSource:
                 auto_offset_reset="earliest",
             )
         )
+        self.assigned: list[Any] = []
+        self.missing: list[str] = []  # late topics not found yet
+        self.positions: dict[tuple[str, int], int] = {}
+        self.looked_at = 0.0
 
     def start(self, positions: Mapping[tuple[str, int], int]) -> None:
         """Assign every partition of the topics; seek each to its stored position or the
-        beginning. Raises KafkaUnavailable for a topic it cannot see (missing, or no ACL)."""
+        beginning. Raises KafkaUnavailable for a topic it cannot see (missing, or no ACL),
+        unless it is one of the `late` topics: that one is looked for again while polling."""
+        self.positions = dict(positions)
         assigned: list[Any] = []
+        missing: list[str] = []
         for topic in self.topics:
             partitions = self.consumer.partitions_for_topic(topic)
             if not partitions:
+                if topic in self.late:
+                    missing.append(topic)
+                    continue
                 raise KafkaUnavailable(f"the console projector cannot see {topic}")
             assigned.extend(TopicPartition(topic, p) for p in sorted(partitions))
-        self.consumer.assign(assigned)
-        for tp in assigned:
-            stored = positions.get((tp.topic, tp.partition))
+        self.assigned, self.missing = assigned, missing
+        self._assign(assigned)
+        self.looked_at = self.clock()
+        log.info("reading %d partitions of %s", len(assigned), ", ".join(self.topics))
+        if missing:
+            log.info("not created yet, looked for again: %s", ", ".join(missing))
+
+    def _assign(self, new: Sequence[Any]) -> None:
+        """Assign `self.assigned` (partitions assigned before keep their position) and seek
+        the `new` ones to their stored position or the beginning."""
+        self.consumer.assign(self.assigned)
+        for tp in new:
+            stored = self.positions.get((tp.topic, tp.partition))
             if stored is None:
                 self.consumer.seek_to_beginning(tp)
             else:
                 self.consumer.seek(tp, stored)
-        log.info("reading %d partitions of %s", len(assigned), ", ".join(self.topics))
+
+    def _look_again(self) -> None:
+        self.looked_at = self.clock()
+        found: list[Any] = []
+        for topic in list(self.missing):
+            partitions = self.consumer.partitions_for_topic(topic)
+            if partitions:
+                found.extend(TopicPartition(topic, p) for p in sorted(partitions))
+                self.missing.remove(topic)
+                log.info("reading %d partitions of %s", len(partitions), topic)
+        if found:
+            self.assigned = [*self.assigned, *found]
+            self._assign(found)
 
     def poll(self, timeout_s: float, max_records: int) -> Sequence[Message]:
+        if self.missing and self.clock() - self.looked_at >= LOOK_AGAIN_S:
+            self._look_again()
         polled = self.consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
         return [
             Message(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)

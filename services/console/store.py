@@ -1,6 +1,6 @@
-"""Writing upserts and offsets to the read model: one transaction per batch.
+"""Writing upserts (and deletes) and offsets to the read model: one transaction per batch.
 
-`write_batch` applies a batch's upserts and the partitions' next offsets in ONE transaction:
+`write_batch` applies a batch's writes and the partitions' next offsets in ONE transaction:
 either all of it is in the database or none of it, so a projector that crashes at any moment
 starts again exactly after the last batch it wrote (nothing lost, nothing applied twice; and
 applying an upsert twice leaves the same row anyway).
@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, select, update
+from sqlalchemy import Connection, Engine, Table, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.console.models import Base, Offset
-from services.console.projection import Upsert
+from services.console.projection import Delete, Upsert, Write
 
 TopicPartition = tuple[str, int]
 
@@ -34,10 +34,13 @@ def _insert(conn: Connection, table: Table) -> Any:
     raise ValueError(f"the read model supports SQLite and PostgreSQL, not {conn.dialect.name}")
 
 
-def apply(conn: Connection, upsert: Upsert) -> None:
+def apply(conn: Connection, upsert: Write) -> None:
     """One upsert: INSERT .. ON CONFLICT (key) DO UPDATE SET the `update` columns (or DO
-    NOTHING when there are none)."""
+    NOTHING when there are none); or one DELETE by key (no row: nothing happens)."""
     table = Base.metadata.tables[upsert.table]
+    if isinstance(upsert, Delete):
+        conn.execute(delete(table).where(*(table.c[k] == v for k, v in upsert.key.items())))
+        return
     stmt = _insert(conn, table).values(**upsert.values)
     if upsert.update:
         stmt = stmt.on_conflict_do_update(
@@ -51,7 +54,7 @@ def apply(conn: Connection, upsert: Upsert) -> None:
 
 def write_batch(
     engine: Engine,
-    upserts: Iterable[Upsert],
+    upserts: Iterable[Write],
     offsets: Mapping[TopicPartition, int],
     expected: Mapping[TopicPartition, int | None] | None = None,
 ) -> None:
