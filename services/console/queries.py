@@ -6,21 +6,42 @@ exactly like an unknown one (the pages answer 404 for both).
   with how many notifications reached someone and whether one of the agency's people
   acknowledged; filters: severity, rule, county, and "mine" (the viewer is the caseworker or
   supervisor).
-- `escalation`: one escalation with every notification attempt and every acknowledgement.
+- `escalation`: one escalation with every notification attempt, every acknowledgement and every
+  note.
 - `deliveries`: the agency's notifications that failed or were dead-lettered, newest first.
+- `child_timeline`: one child of the agency with its episodes, events and escalations in time
+  order; None for a child the agency has no row and no escalation of.
+- `silences`: the agency's silences and maintenance windows active or still to come, the one
+  ending soonest first.
+
+Each reads index ranges of the agency (services.console.models), so they stay fast with tens of
+thousands of open escalations.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from services.console.models import AckRow, EscalationRow, NotificationRow
+from services.console.models import (
+    AckRow,
+    Child,
+    ChildEventRow,
+    Episode,
+    EscalationRow,
+    NoteRow,
+    NotificationRow,
+    SilenceRow,
+)
 
 FAILED = ("failed", "dead_lettered")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -47,36 +68,54 @@ class OpenEscalation:
 
 @dataclass(frozen=True)
 class EscalationView:
-    row: EscalationRow
+    row: EscalationRow  # row.basis, row.evidence_items: the legal basis, the evidence kept
     notifications: list[NotificationRow] = field(default_factory=list)
     acks: list[AckRow] = field(default_factory=list)
+    notes: list[NoteRow] = field(default_factory=list)  # oldest first
+
+
+@dataclass(frozen=True)
+class ChildTimeline:
+    """One child of the agency: its row (None when only escalations name it), and its episodes,
+    events and escalations, each oldest first."""
+
+    child: Child | None
+    episodes: list[Episode] = field(default_factory=list)
+    events: list[ChildEventRow] = field(default_factory=list)
+    escalations: list[EscalationRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """One matcher of a silence: `label` equals (`=`) or fully matches (`=~`) `value`."""
+
+    label: str
+    op: Literal["=", "=~"]
+    value: str
+
+
+@dataclass(frozen=True)
+class SilenceView:
+    silence_id: str
+    kind: str  # "silence" or "maintenance"
+    state: Literal["active", "pending"]
+    matchers: list[Matcher]
+    receiver: str | None  # a maintenance window's receiver
+    starts_at: datetime
+    ends_at: datetime
+    reason: str | None
+    created_by: str
+    created_at: datetime
 
 
 def open_escalations(
     session: Session, agency_id: str, filters: NowFilters = NowFilters(), limit: int = 200
 ) -> list[OpenEscalation]:
-    """The agency's firing escalations, least time left first."""
-    told = (
-        select(NotificationRow.escalation_id, func.count().label("told"))
-        .where(NotificationRow.status == "delivered")
-        .group_by(NotificationRow.escalation_id)
-        .subquery()
-    )
-    stopped = (
-        select(AckRow.escalation_id)
-        .where(AckRow.stops.is_(True))
-        .group_by(AckRow.escalation_id)
-        .subquery()
-    )
-    query = (
-        select(
-            EscalationRow,
-            func.coalesce(told.c.told, 0),
-            stopped.c.escalation_id.is_not(None),
-        )
-        .outerjoin(told, told.c.escalation_id == EscalationRow.escalation_id)
-        .outerjoin(stopped, stopped.c.escalation_id == EscalationRow.escalation_id)
-        .where(EscalationRow.agency_id == agency_id, EscalationRow.status == "firing")
+    """The agency's firing escalations, least time left first (no deadline last), at most
+    `limit`. The page of rows is an index range of the agency's firing escalations; what was
+    delivered and acknowledged is then counted for those rows only."""
+    query = select(EscalationRow).where(
+        EscalationRow.agency_id == agency_id, EscalationRow.status == "firing"
     )
     if filters.severity is not None:
         query = query.where(EscalationRow.severity == filters.severity)
@@ -96,6 +135,29 @@ def open_escalations(
         EscalationRow.fired_at.asc(),
         EscalationRow.escalation_id,
     ).limit(limit)
+    rows = list(session.execute(query).scalars())
+    ids = [row.escalation_id for row in rows]
+    told: dict[str, int] = {}
+    stopped: set[str] = set()
+    if ids:
+        told = {
+            escalation_id: int(count)
+            for escalation_id, count in session.execute(
+                select(NotificationRow.escalation_id, func.count())
+                .where(
+                    NotificationRow.escalation_id.in_(ids),
+                    NotificationRow.status == "delivered",
+                )
+                .group_by(NotificationRow.escalation_id)
+            )
+        }
+        stopped = set(
+            session.execute(
+                select(AckRow.escalation_id)
+                .where(AckRow.escalation_id.in_(ids), AckRow.stops.is_(True))
+                .distinct()
+            ).scalars()
+        )
     return [
         OpenEscalation(
             escalation_id=row.escalation_id,
@@ -106,16 +168,16 @@ def open_escalations(
             county=row.county,
             due_at=row.due_at,
             fired_at=row.fired_at,
-            told=int(count),
-            acknowledged=bool(acked),
+            told=told.get(row.escalation_id, 0),
+            acknowledged=row.escalation_id in stopped,
         )
-        for row, count, acked in session.execute(query)
+        for row in rows
     ]
 
 
 def escalation(session: Session, agency_id: str, escalation_id: str) -> EscalationView | None:
-    """One of the agency's escalations with its notifications and acknowledgements; None for
-    an unknown id and for another agency's alike."""
+    """One of the agency's escalations with its notifications, acknowledgements and notes; None
+    for an unknown id and for another agency's alike."""
     row = session.execute(
         select(EscalationRow).where(
             EscalationRow.agency_id == agency_id, EscalationRow.escalation_id == escalation_id
@@ -131,7 +193,12 @@ def escalation(session: Session, agency_id: str, escalation_id: str) -> Escalati
     acks = session.execute(
         select(AckRow).where(AckRow.escalation_id == escalation_id).order_by(AckRow.acked_at)
     ).scalars()
-    return EscalationView(row, list(notifications), list(acks))
+    notes = session.execute(
+        select(NoteRow)
+        .where(NoteRow.escalation_id == escalation_id)
+        .order_by(NoteRow.at, NoteRow.note_id)
+    ).scalars()
+    return EscalationView(row, list(notifications), list(acks), list(notes))
 
 
 def deliveries(session: Session, agency_id: str, limit: int = 200) -> list[NotificationRow]:
@@ -154,3 +221,92 @@ def deliveries(session: Session, agency_id: str, limit: int = 200) -> list[Notif
         .limit(limit)
     )
     return list(session.execute(query).scalars())
+
+
+def child_timeline(
+    session: Session, agency_id: str, child_id: str, limit: int = 1000
+) -> ChildTimeline | None:
+    """One of the agency's children: its row, its episodes (by when they opened), its events (by
+    when they occurred) and its escalations (by when they fired, or were resolved), each oldest
+    first and each the newest `limit` at most. None when the agency has no row of the child and
+    no escalation naming it: another agency's child is not found, exactly like an unknown one."""
+    child = session.get(Child, (agency_id, child_id))
+    escalations = _newest(
+        session.execute(
+            select(EscalationRow)
+            .where(EscalationRow.agency_id == agency_id, EscalationRow.child_id == child_id)
+            .order_by(
+                func.coalesce(EscalationRow.fired_at, EscalationRow.resolved_at).desc(),
+                EscalationRow.escalation_id.desc(),
+            )
+            .limit(limit)
+        ).scalars()
+    )
+    if child is None and not escalations:
+        return None
+    episodes = _newest(
+        session.execute(
+            select(Episode)
+            .where(Episode.agency_id == agency_id, Episode.child_id == child_id)
+            .order_by(
+                func.coalesce(Episode.opened_at, Episode.closed_at).desc(),
+                Episode.episode_id.desc(),
+            )
+            .limit(limit)
+        ).scalars()
+    )
+    events = _newest(
+        session.execute(
+            select(ChildEventRow)
+            .where(ChildEventRow.agency_id == agency_id, ChildEventRow.child_id == child_id)
+            .order_by(ChildEventRow.occurred_at.desc(), ChildEventRow.event_id.desc())
+            .limit(limit)
+        ).scalars()
+    )
+    return ChildTimeline(child, episodes, events, escalations)
+
+
+def _newest(rows: Iterable[T]) -> list[T]:
+    """Rows read newest first, returned oldest first."""
+    return list(rows)[::-1]
+
+
+def silences(session: Session, agency_id: str, now: datetime) -> list[SilenceView]:
+    """The agency's silences and maintenance windows not ended at `now`: active (started, not
+    expired) and pending (not started, not expired), the one ending soonest first. As notify
+    decides (services.notify.silences.Silence.state): one expired before it started never
+    starts."""
+    query = (
+        select(SilenceRow)
+        .where(
+            SilenceRow.agency_id == agency_id,
+            SilenceRow.ends_at > now,
+            or_(
+                SilenceRow.expired_at.is_(None),
+                and_(SilenceRow.starts_at <= now, SilenceRow.expired_at > now),
+            ),
+        )
+        .order_by(SilenceRow.ends_at, SilenceRow.silence_id)
+    )
+    return [
+        SilenceView(
+            silence_id=row.silence_id,
+            kind=row.kind,
+            state="active" if row.starts_at <= now else "pending",
+            matchers=_matchers(row.matchers),
+            receiver=row.receiver,
+            starts_at=row.starts_at,
+            ends_at=row.ends_at,
+            reason=row.reason,
+            created_by=row.created_by,
+            created_at=row.created_at,
+        )
+        for row in session.execute(query).scalars()
+    ]
+
+
+def _matchers(text: str) -> list[Matcher]:
+    found: Sequence[Any] = json.loads(text) if text else []
+    return [
+        Matcher(str(m["label"]), "=~" if m["op"] == "=~" else "=", str(m["value"])) for m in found
+    ]
