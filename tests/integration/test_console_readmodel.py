@@ -3,7 +3,9 @@ server: `carealert console project` in a subprocess, killed (SIGKILL) half way, 
 then `carealert console rebuild` and projected again: the same rows, none lost, none doubled.
 
 Other tests leave records on these shared topics: every assertion is filtered by this test's own
-agency id (children, episodes, escalations) or its escalation ids (notifications, acks).
+agency id (children, episodes, child events, escalations, silences) or its escalation ids
+(notifications, acks, notes). The migrations go up and down on PostgreSQL too, and the queries
+stay fast with 10,000 open escalations on both databases.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,14 +28,34 @@ from typing import Any
 import httpx
 import pytest
 from kafka import KafkaProducer
-from sqlalchemy import Engine, Select, select
+from sqlalchemy import Engine, Select, create_engine, insert, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from services.common import topics
-from services.console.db import make_engine
-from services.console.models import AckRow, Child, Episode, EscalationRow, NotificationRow
-from services.console.queries import escalation, open_escalations
+from services.common.kafka import KafkaClient, ensure_topics
+from services.console.db import make_engine, migrate
+from services.console.models import (
+    AckRow,
+    Base,
+    Child,
+    ChildEventRow,
+    Episode,
+    EscalationRow,
+    NoteRow,
+    NotificationRow,
+    SilenceRow,
+)
+from services.console.queries import (
+    child_timeline,
+    deliveries,
+    escalation,
+    open_escalations,
+    silences,
+)
 from services.notify.records import Ack, NotificationRecord, notification_id
+from services.notify.silences import Silence
+from tests.integration.notify_support import ACK_SECRET
 from tests.support import (
     CAREALERT,
     Service,
@@ -118,10 +140,18 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 class Traffic:
-    """This test's records, with unique ids, published straight to the four topics."""
+    """This test's records, with unique ids, published straight to the five topics."""
 
     def __init__(self, bootstrap: str) -> None:
         self.agency = f"console-{uuid.uuid4().hex[:10]}"
+        # notify creates care.silences.v1 (compacted); a broker no notify ran on has none yet.
+        ensure_topics(
+            KafkaClient.plaintext([bootstrap]),
+            partitions=6,
+            replication=1,
+            names=[topics.SILENCES],
+            compacted=True,
+        )
         self.producer = KafkaProducer(bootstrap_servers=[bootstrap], acks="all")
         self.now = datetime.now(UTC) - timedelta(minutes=10)
 
@@ -139,8 +169,9 @@ class Traffic:
         self.send(topics.EVENTS, f"{self.agency}:{event['child_id']}", json.dumps(event).encode())
 
     def child(self, n: int) -> None:
-        """child.registered, missing.opened (with a description), a firing escalation, two
-        notification attempts and one acknowledgement."""
+        """child.registered, missing.opened (with a description), a search effort (free text),
+        a screening, a firing escalation, two notification attempts, one acknowledgement and one
+        note."""
         child, esc = f"C-{n}", self.escalation_id(n)
         profile = {"date_of_birth": "2011-05-01", "sex": "female", "caseworker_id": f"W-{n}"}
         self.event(make_event("child.registered", profile, child_id=child, occurred_at=self.now))
@@ -149,6 +180,14 @@ class Traffic:
             missing_opened(
                 child_id=child, episode_id=f"E-{n}", at=self.now, description=description
             )
+        )
+        effort = {"episode_id": f"E-{n}", "effort": "searched Jane Doe's aunt's flat"}
+        self.event(
+            make_event("missing.search_effort", effort, child_id=child, occurred_at=self.now)
+        )
+        screening = {"episode_id": f"E-{n}", "tool": "cse_it", "result": "possible_concern"}
+        self.event(
+            make_event("screening.completed", screening, child_id=child, occurred_at=self.now)
         )
         self.escalation(n, "firing")
         for attempt, status in ((1, "retrying"), (2, "delivered")):
@@ -166,6 +205,7 @@ class Traffic:
             )
             self.send(topics.NOTIFICATIONS, esc, record.to_bytes())
         self.ack(n)
+        self.note(n)
 
     def escalation_id(self, n: int) -> str:
         return f"{self.agency}-esc-{n}"
@@ -178,6 +218,7 @@ class Traffic:
             child_id=f"C-{n}",
             episode_id=f"E-{n}",
             created_at=self.now + timedelta(minutes=5 if status == "resolved" else 0),
+            evidence={"age": 15, "date_of_birth": "2011-05-01", "risk_tier": "high"},
         )
         self.send(topics.ESCALATIONS, esc.key, esc.to_bytes())
 
@@ -189,13 +230,50 @@ class Traffic:
             person_id="S-1",
             agency_id=self.agency,
             via="link",
-            note="saw Jane Doe",
+            note="on my way to the placement",
+        )
+        self.send(topics.ACKS, self.escalation_id(n), record.to_bytes())
+
+    def note(self, n: int) -> None:
+        """A note added in the console: a `notes` row, never an acknowledgement."""
+        record = Ack(
+            escalation_id=self.escalation_id(n),
+            receiver="console",
+            acked_at=self.now + timedelta(minutes=2),
+            person_id=f"W-{n}",
+            agency_id=self.agency,
+            via="console",
+            note="called the placement, no answer",
+            kind="note",
+            note_id=f"note-{n}",
+            stops=False,
         )
         self.send(topics.ACKS, self.escalation_id(n), record.to_bytes())
 
     def located(self, n: int) -> None:
         payload = {"episode_id": f"E-{n}", "located_at": ts(self.now + timedelta(minutes=4))}
         self.event(make_event("missing.located", payload, child_id=f"C-{n}", occurred_at=self.now))
+
+    def silence_id(self, n: int) -> str:
+        return f"{self.agency}-silence-{n}"
+
+    def silence(self, n: int, starts_in: timedelta, *, expired: bool = False) -> None:
+        record = Silence(
+            silence_id=self.silence_id(n),
+            agency_id=self.agency,
+            match={"rule_id": "risk.tier-changed"},
+            starts_at=self.now + starts_in,
+            ends_at=self.now + starts_in + timedelta(hours=2),
+            reason="policy update",
+            created_by="S-1",
+            created_at=self.now,
+            expired_at=self.now + timedelta(minutes=5) if expired else None,
+            expired_by="S-1" if expired else None,
+        )
+        self.send(topics.SILENCES, self.silence_id(n), record.to_bytes())
+
+    def silence_removed(self, n: int) -> None:
+        self.producer.send(topics.SILENCES, key=self.silence_id(n).encode(), value=None)
 
 
 def rows(engine: Engine, traffic: Traffic) -> dict[str, list[tuple[Any, ...]]]:
@@ -209,6 +287,9 @@ def rows(engine: Engine, traffic: Traffic) -> dict[str, list[tuple[Any, ...]]]:
             NotificationRow.escalation_id.in_(escalation_ids)
         ),
         "acks": select(AckRow).where(AckRow.escalation_id.in_(escalation_ids)),
+        "notes": select(NoteRow).where(NoteRow.escalation_id.in_(escalation_ids)),
+        "child_events": select(ChildEventRow).where(ChildEventRow.agency_id == traffic.agency),
+        "silences": select(SilenceRow).where(SilenceRow.agency_id == traffic.agency),
     }
     with engine.connect() as conn:
         out: dict[str, list[tuple[Any, ...]]] = {}
@@ -216,6 +297,15 @@ def rows(engine: Engine, traffic: Traffic) -> dict[str, list[tuple[Any, ...]]]:
             found = [tuple(row) for row in conn.execute(query)]
             out[name] = sorted(found, key=lambda row: [str(value) for value in row])
         return out
+
+
+def silence_ids(engine: Engine, traffic: Traffic) -> set[str]:
+    try:
+        with engine.connect() as conn:
+            query = select(SilenceRow.silence_id).where(SilenceRow.agency_id == traffic.agency)
+            return set(conn.execute(query).scalars())
+    except Exception:  # the projector has not migrated the schema yet
+        return set()
 
 
 def counts(engine: Engine, traffic: Traffic) -> dict[str, int]:
@@ -262,8 +352,19 @@ def test_projector_survives_sigkill_and_rebuild(
     try:
         for n in range(3):
             traffic.child(n)
+        traffic.silence(0, timedelta(0))
+        traffic.silence(1, timedelta(hours=1))
         traffic.flush()
-        first = {"children": 3, "episodes": 3, "escalations": 3, "notifications": 6, "acks": 3}
+        first = {
+            "children": 3,
+            "episodes": 3,
+            "escalations": 3,
+            "notifications": 6,
+            "acks": 3,
+            "notes": 3,
+            "child_events": 12,
+            "silences": 2,
+        }
         wait_for(engine, traffic, first, projector)
 
         projector.send_signal(signal.SIGKILL)
@@ -272,12 +373,31 @@ def test_projector_survives_sigkill_and_rebuild(
             traffic.located(n)
             traffic.escalation(n, "resolved")
             traffic.ack(n)  # the same person again: their first acknowledgement stands
+            traffic.note(n)  # the same note again (a double submit): one note
         for n in range(3, 5):
             traffic.child(n)
+        traffic.silence(0, timedelta(0), expired=True)
+        traffic.silence_removed(1)
+        traffic.silence(2, timedelta(0))
+        traffic.silence(3, timedelta(hours=1))
         traffic.flush()
         projector = console("project", env, log)
-        second = {"children": 5, "episodes": 5, "escalations": 5, "notifications": 10, "acks": 5}
+        second = {
+            "children": 5,
+            "episodes": 5,
+            "escalations": 5,
+            "notifications": 10,
+            "acks": 5,
+            "notes": 5,
+            "child_events": 23,
+            "silences": 3,
+        }
         wait_for(engine, traffic, second, projector)
+        wait_until(
+            lambda: silence_ids(engine, traffic) == {traffic.silence_id(n) for n in (0, 2, 3)},
+            30,
+            "the tombstone of silence 1",
+        )
         before = rows(engine, traffic)
         statuses = [r[6] for r in before["escalations"]]  # (escalation_id, agency, ..., status)
         assert sorted(statuses) == ["firing", "firing", "resolved", "resolved", "resolved"]
@@ -288,7 +408,30 @@ def test_projector_survives_sigkill_and_rebuild(
             assert [r.escalation_id for r in now] == [traffic.escalation_id(n) for n in (3, 4)]
             assert all(r.told == 1 and r.acknowledged for r in now)
             assert escalation(session, "another-agency", traffic.escalation_id(3)) is None
+            view = escalation(session, traffic.agency, traffic.escalation_id(3))
+            assert view is not None
+            assert [(n.note_id, n.note) for n in view.notes] == [
+                ("note-3", "called the placement, no answer")
+            ]
+            assert [(a.who, a.note) for a in view.acks] == [("S-1", "on my way to the placement")]
+            assert view.row.evidence_items == {"risk_tier": "high"}  # no age, no birth date
+            assert view.row.basis == "42 USC 671(a)(35)(B)"
+            timeline = child_timeline(session, traffic.agency, "C-0")
+            assert timeline is not None and timeline.child is not None
+            assert [(e.event_type, e.detail) for e in timeline.events if e.detail] == [
+                ("screening.completed", "possible_concern")
+            ]
+            assert len(timeline.events) == 5 and len(timeline.episodes) == 1
+            assert [e.status for e in timeline.escalations] == ["resolved"]
+            assert child_timeline(session, "another-agency", "C-0") is None
+            at = datetime.now(UTC)
+            assert [(v.silence_id, v.state) for v in silences(session, traffic.agency, at)] == [
+                (traffic.silence_id(2), "active"),
+                (traffic.silence_id(3), "pending"),
+            ]
+            assert silences(session, "another-agency", at) == []
         assert "Jane Doe" not in repr(before) and "2011-05-01" not in repr(before)
+        assert "aunt" not in repr(before)  # an event's free text
 
         projector.terminate()
         assert projector.wait(timeout=30) == 0
@@ -320,6 +463,7 @@ def test_the_console_service_projects_and_answers_health_and_metrics(
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "CAREALERT_DATABASE_URL": url,
         "CAREALERT_CONSOLE_PORT": str(port),
+        "CAREALERT_ACK_SECRET": ACK_SECRET,  # serve signs the pages' acknowledgements with it
     }
     service = Service(["console", "serve"], env, port, log_dir)
     traffic = Traffic(bootstrap)
@@ -334,7 +478,16 @@ def test_the_console_service_projects_and_answers_health_and_metrics(
         traffic.child(0)
         traffic.flush()
         assert service.proc is not None
-        expected = {"children": 1, "episodes": 1, "escalations": 1, "notifications": 2, "acks": 1}
+        expected = {
+            "children": 1,
+            "episodes": 1,
+            "escalations": 1,
+            "notifications": 2,
+            "acks": 1,
+            "notes": 1,
+            "child_events": 4,
+            "silences": 0,
+        }
         wait_for(engine, traffic, expected, service.proc)
         metrics = httpx.get(f"{service.url}/metrics", timeout=5).text
         found = re.search(
@@ -349,4 +502,193 @@ def test_the_console_service_projects_and_answers_health_and_metrics(
     finally:
         service.stop(kill=True)
         traffic.close()
+        engine.dispose()
+
+
+# --- migrations and scale, on both databases -----------------------------------------------------
+
+
+def scratch_url(database_url: str, tmp_path: Path) -> str:
+    """A database of its own for one test: a new SQLite file, or a new PostgreSQL database in
+    the throw-away cluster (the projector tests' rows stay apart)."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        return f"sqlite:///{tmp_path / 'scratch.db'}"
+    name = f"scratch_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {name}"))
+    finally:
+        admin.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+def test_migrations_up_and_down(database_url: str, tmp_path: Path) -> None:
+    """0003 on a database the release before migrated (a row in it), down to 0002 (the columns
+    and indexes as they were, the row kept), up again, and down to nothing."""
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.config import Config
+    from alembic.migration import MigrationContext
+    from sqlalchemy import inspect
+
+    from services.console.db import MIGRATIONS
+
+    engine = make_engine(scratch_url(database_url, tmp_path))
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = engine
+
+    def schema() -> dict[str, tuple[list[str], list[str]]]:
+        found = inspect(engine)
+        return {
+            table: (
+                sorted(c["name"] for c in found.get_columns(table)),
+                sorted(str(i["name"]) for i in found.get_indexes(table)),
+            )
+            for table in found.get_table_names()
+            if table != "alembic_version"
+        }
+
+    try:
+        command.upgrade(config, "0002")
+        before = schema()
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO escalations (escalation_id, agency_id, child_id, rule_id,"
+                    " severity, status, action, state) VALUES ('esc-0', 'demo-agency', 'C-0',"
+                    " 'federal.report-ncmec', 'high', 'firing', 'Report', 'MO')"
+                )
+            )
+        command.upgrade(config, "head")
+        after = schema()
+        assert set(after) - set(before) == {"notes", "child_events", "silences"}
+        with engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+            assert conn.execute(text("SELECT basis FROM escalations")).one() == (None,)
+        command.downgrade(config, "0002")
+        assert schema() == before
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT escalation_id FROM escalations")).scalar() == "esc-0"
+        command.upgrade(config, "head")
+        assert schema() == after
+        command.downgrade(config, "base")
+        assert schema() == {}
+    finally:
+        engine.dispose()
+
+
+def test_queries_stay_fast_with_10000_open_escalations(database_url: str, tmp_path: Path) -> None:
+    """Two agencies of 10,000 open escalations each, three notifications and three events per
+    escalation: every query of a page answers well within a second."""
+    engine = make_engine(scratch_url(database_url, tmp_path))
+    try:
+        migrate(engine)
+        t0 = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
+        escalations: list[dict[str, Any]] = []
+        notifications: list[dict[str, Any]] = []
+        acks: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        silence_rows: list[dict[str, Any]] = []
+        for agency in ("agency-a", "agency-b"):
+            for i in range(10_000):
+                esc_id = f"{agency}-{i}"
+                escalations.append(
+                    {
+                        "escalation_id": esc_id,
+                        "agency_id": agency,
+                        "child_id": f"C-{i % 4000}",
+                        "rule_id": "federal.report-ncmec",
+                        "severity": "high",
+                        "status": "firing",
+                        "action": "Report the missing child to NCMEC",
+                        "state": "MO",
+                        "county": "Jackson",
+                        "caseworker_id": f"W-{i % 100}",
+                        "supervisor_id": "S-1",
+                        "due_at": t0 + timedelta(minutes=i) if i % 4 else None,
+                        "fired_at": t0,
+                        "evidence": '{"risk_tier": "high"}',
+                    }
+                )
+                for n, status in enumerate(("retrying", "delivered", "failed")):
+                    notifications.append(
+                        {
+                            "notification_id": f"{esc_id}-n{n}",
+                            "status": status,
+                            "attempt": 1,
+                            "escalation_id": esc_id,
+                            "receiver": "caseworker-mail",
+                            "recipient_class": "caseworker",
+                            "channel": "email",
+                            "step": "0",
+                            "escalation_status": "firing",
+                            "at": t0 + timedelta(seconds=i),
+                            "agency_id": agency,
+                        }
+                    )
+                    events.append(
+                        {
+                            "agency_id": agency,
+                            "event_id": f"{esc_id}-ev{n}",
+                            "child_id": f"C-{i % 4000}",
+                            "event_type": "missing.party_notified",
+                            "occurred_at": t0 + timedelta(minutes=n),
+                            "detail": "court",
+                        }
+                    )
+                if i % 2:
+                    acks.append(
+                        {
+                            "escalation_id": esc_id,
+                            "who": "S-1",
+                            "receiver": "supervisor-mail",
+                            "stops": True,
+                            "acked_at": t0,
+                        }
+                    )
+            for i in range(100):
+                silence_rows.append(
+                    {
+                        "silence_id": f"{agency}-s{i}",
+                        "agency_id": agency,
+                        "kind": "silence",
+                        "matchers": "[]",
+                        "starts_at": t0,
+                        "ends_at": t0 + timedelta(hours=1 + i),
+                        "created_by": "S-1",
+                        "created_at": t0,
+                    }
+                )
+        with engine.begin() as conn:
+            for model, values in (
+                (EscalationRow, escalations),
+                (NotificationRow, notifications),
+                (AckRow, acks),
+                (ChildEventRow, events),
+                (SilenceRow, silence_rows),
+            ):
+                conn.execute(insert(model), values)
+        with engine.begin() as conn:
+            conn.execute(text("ANALYZE"))  # as a database that has run a while has statistics
+        with Session(engine) as session:
+            pages: dict[str, Callable[[], Any]] = {
+                "now": lambda: open_escalations(session, "agency-a"),
+                "escalation": lambda: escalation(session, "agency-a", "agency-a-77"),
+                "child": lambda: child_timeline(session, "agency-a", "C-77"),
+                "silences": lambda: silences(session, "agency-a", t0),
+                "deliveries": lambda: deliveries(session, "agency-a"),
+            }
+            for name, page in pages.items():
+                page()  # warm
+                started = time.perf_counter()
+                answer = page()
+                took = time.perf_counter() - started
+                assert answer, name
+                assert took < 1.0, f"{name} took {took:.3f}s"
+            first = open_escalations(session, "agency-a")[0]
+            assert (first.escalation_id, first.told, first.acknowledged) == ("agency-a-1", 1, True)
+    finally:
         engine.dispose()
