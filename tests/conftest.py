@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -62,14 +63,13 @@ def _processed(rules: Service) -> float:
     )
 
 
-@pytest.fixture(scope="module")
-def pipeline(
-    bootstrap: str, log_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Service, Service, NotifyStack]]:
+def start_pipeline(
+    bootstrap: str, log_dir: Path, tmp: Path, *, ack: str = "7s", canary_every_s: str = ""
+) -> tuple[Service, Service, NotifyStack]:
     """ingest → rules → notify on the test broker; notify starts once rules has worked
-    through what earlier modules left, so it sees only this module's traffic. Fast reminders
-    (ack timeout 7 s) and the proof-of-life canary every 2 s."""
-    tmp = tmp_path_factory.mktemp("pipeline")
+    through what earlier modules left, so it sees only this module's traffic. Reminders every
+    hour, escalation after `ack` without an acknowledgement; the proof-of-life canary every
+    `canary_every_s` seconds if given."""
     ingest = ingest_service(bootstrap, log_dir)
     rules = rules_service(
         bootstrap, log_dir, f"rules-pipeline-{uuid.uuid4().hex[:6]}", tmp / "rules"
@@ -90,17 +90,26 @@ def pipeline(
             break
         last = now
         time.sleep(1.5)
-    notify = start_stack(
-        bootstrap,
-        log_dir,
-        tmp,
-        repeat="1h",
-        ack="7s",
-        CAREALERT_CANARY_INGEST_URL=ingest.url,
-        CAREALERT_CANARY_API_KEY="demo-canary-not-a-secret",
-        CAREALERT_CANARY_INTERVAL_S="2",
-        CAREALERT_ENV="demo",  # the canary key is the demo one from tests/fixtures/api-keys.yaml
-    )
+    canary: dict[str, Any] = {}
+    if canary_every_s:
+        canary = {
+            "CAREALERT_CANARY_INGEST_URL": ingest.url,
+            "CAREALERT_CANARY_API_KEY": "demo-canary-not-a-secret",
+            "CAREALERT_CANARY_INTERVAL_S": canary_every_s,
+            "CAREALERT_ENV": "demo",  # the canary key is the demo one (tests/fixtures/api-keys.yaml)
+        }
+    notify = start_stack(bootstrap, log_dir, tmp, repeat="1h", ack=ack, **canary)
+    return ingest, rules, notify
+
+
+@pytest.fixture(scope="module")
+def pipeline(
+    bootstrap: str, log_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Service, Service, NotifyStack]]:
+    """The whole stack with fast escalation (ack timeout 7 s) and the proof-of-life canary
+    every 2 s."""
+    tmp = tmp_path_factory.mktemp("pipeline")
+    ingest, rules, notify = start_pipeline(bootstrap, log_dir, tmp, canary_every_s="2")
     yield ingest, rules, notify
     notify.stop()
     rules.stop()

@@ -57,13 +57,14 @@ MAX_ID = 128
 ONCALL_DAYS = 7
 
 # Sent with every answer: scripts and styles from the console only, no inline script, no
-# framing, forms post only here, nothing cached or passed on as a referrer.
+# framing, forms post only here, nothing cached, no referrer to anywhere else (same-origin, not
+# no-referrer: with no-referrer a browser sends `Origin: null` on the console's own forms).
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
     "img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
     "base-uri 'none'",
     "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
