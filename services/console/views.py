@@ -7,13 +7,13 @@ deadline also as an instant (`*_iso`) that the page's script counts down from.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from services.console import access
 from services.console.models import AckRow, NotificationRow
-from services.console.queries import EscalationView, OpenEscalation
+from services.console.queries import ChildTimeline, EscalationView, OpenEscalation, SilenceView
 from services.notify import wording
 
 OUTCOMES = {
@@ -123,7 +123,7 @@ def ack_lines(rows: list[AckRow], zone: ZoneInfo) -> list[AckLine]:
         AckLine(
             who=r.person_id or r.who,
             at=_local(r.acked_at, zone),
-            note=getattr(r, "note", None),
+            note=r.note,
             stops=r.stops,
         )
         for r in rows
@@ -152,27 +152,14 @@ class EscalationPage:
     notes: list[AckLine]
 
 
-def evidence_facts(evidence_json: str | None, zone: ZoneInfo) -> list[tuple[str, str]]:
-    """The stored evidence (codes and times only) in words; nothing for none or a bad value."""
-    if not evidence_json:
-        return []
-    try:
-        evidence = json.loads(evidence_json)
-    except ValueError:
-        return []
-    if not isinstance(evidence, dict):
-        return []
-    return wording.evidence_items(evidence, zone)
-
-
 def escalation_page(
     view: EscalationView, zone: ZoneInfo, now: datetime, *, child_link: bool
 ) -> EscalationPage:
     row = view.row
     due = row.due_at
     notes = [
-        AckLine(who=n.person_id, at=_local(n.at, zone), note=n.note, stops=False)
-        for n in getattr(view, "notes", [])
+        AckLine(who=n.person_id or "someone", at=_local(n.at, zone), note=n.note, stops=False)
+        for n in view.notes
     ]
     return EscalationPage(
         escalation_id=row.escalation_id,
@@ -188,8 +175,8 @@ def escalation_page(
         due_iso=due.isoformat() if due is not None else "",
         due_local=_local(due, zone) if due is not None else "",
         left=wording.due_in(due, now) if due is not None else "",
-        basis=getattr(row, "basis", None),
-        facts=evidence_facts(getattr(row, "evidence", None), zone),
+        basis=row.basis,
+        facts=wording.evidence_items(row.evidence_items, zone),
         notifications=attempt_lines(view.notifications, zone),
         acks=ack_lines(view.acks, zone),
         notes=notes,
@@ -218,3 +205,125 @@ def delivery_lines(rows: list[NotificationRow], zone: ZoneInfo) -> list[Delivery
         )
         for r in rows
     ]
+
+
+EVENT_WORDS = {
+    "child.registered": "Registered with the agency",
+    "child.updated": "Record updated",
+    "placement.started": "Placement started",
+    "placement.ended": "Placement ended",
+    "missing.opened": "Reported missing",
+    "missing.law_enforcement_reported": "Reported to law enforcement",
+    "missing.ncmec_reported": "Reported to NCMEC",
+    "missing.party_notified": "Told",
+    "missing.search_effort": "Search effort recorded",
+    "missing.staffing_held": "Staffing held",
+    "missing.located": "Located",
+    "return.debrief_completed": "Return interview done",
+    "return.crime_disclosed": "A crime was disclosed at the return interview",
+    "return.crime_reported": "The disclosed crime was reported to law enforcement",
+    "screening.completed": "Trafficking screening done",
+    "trafficking.identified": "Identified as a victim of trafficking",
+    "trafficking.reported": "Trafficking reported to law enforcement",
+}
+
+
+def _code_words(code: str) -> str:
+    return wording.class_words(code) if code in wording.CLASS_WORDS else code.replace("_", " ")
+
+
+@dataclass(frozen=True)
+class TimelineLine:
+    at: str
+    kind: str  # event, duty, done
+    words: str
+    link: str | None = None
+
+
+@dataclass(frozen=True)
+class ChildPage:
+    child_id: str
+    state: str
+    county: str | None
+    caseworker_id: str | None
+    supervisor_id: str | None
+    missing: bool
+    timeline: list[TimelineLine]
+
+
+def child_page(found: ChildTimeline, child_id: str, view: str, zone: ZoneInfo) -> ChildPage:
+    """A child's timeline as `view` ("full" or "summary", services.console.access) may see it:
+    events, the duties they caused and when each was done, oldest first."""
+    dated: list[tuple[datetime, int, TimelineLine]] = []
+    for event in found.events:
+        if not access.shows_event(view, event.event_type):
+            continue
+        words = EVENT_WORDS.get(event.event_type, event.event_type.replace(".", ": "))
+        if event.detail and access.shows_detail(view, event.event_type):
+            words += (
+                f" ({_code_words(event.detail)})"
+                if words != "Told"
+                else f" {_code_words(event.detail)}"
+            )
+        dated.append(
+            (event.occurred_at, 0, TimelineLine(_local(event.occurred_at, zone), "event", words))
+        )
+    for esc in found.escalations:
+        link = f"/escalations/{esc.escalation_id}"
+        if esc.fired_at is not None:
+            due = f", due {_local(esc.due_at, zone)}" if esc.due_at else ""
+            line = TimelineLine(
+                _local(esc.fired_at, zone), "duty", f"Duty: {esc.action}{due}", link
+            )
+            dated.append((esc.fired_at, 1, line))
+        if esc.resolved_at is not None:
+            line = TimelineLine(_local(esc.resolved_at, zone), "done", f"Done: {esc.action}", link)
+            dated.append((esc.resolved_at, 2, line))
+    dated.sort(key=lambda d: (d[0], d[1]))
+    child = found.child
+    state = child.state if child else (found.escalations[0].state if found.escalations else "")
+    county = child.county if child else (found.escalations[0].county if found.escalations else None)
+    return ChildPage(
+        child_id=child_id,
+        state=state,
+        county=county,
+        caseworker_id=child.caseworker_id if child else None,
+        supervisor_id=child.supervisor_id if child else None,
+        missing=any(e.closed_at is None and e.opened_at is not None for e in found.episodes),
+        timeline=[line for _, _, line in dated],
+    )
+
+
+@dataclass(frozen=True)
+class SilenceLine:
+    starts: str
+    ends: str
+    what: str
+    created_by: str
+    reason: str
+    state: str
+
+
+def silence_lines(rows: list[SilenceView], zone: ZoneInfo) -> list[SilenceLine]:
+    """`rule_id is risk.tier-changed and county matches Jack.*`; a maintenance window names its
+    receiver."""
+    lines: list[SilenceLine] = []
+    for s in rows:
+        parts = [
+            f"{m.label} is {m.value}" if m.op == "=" else f"{m.label} matches {m.value}"
+            for m in s.matchers
+        ]
+        what = " and ".join(parts) or "everything that may be silenced"
+        if s.receiver:
+            what = f"maintenance of {s.receiver}: {what}"
+        lines.append(
+            SilenceLine(
+                starts=_local(s.starts_at, zone),
+                ends=_local(s.ends_at, zone),
+                what=what,
+                created_by=s.created_by,
+                reason=s.reason or "—",
+                state=s.state,
+            )
+        )
+    return lines

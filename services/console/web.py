@@ -142,9 +142,11 @@ def render(name: str, status: int = 200, **context: Any) -> HTMLResponse:
     return HTMLResponse(_ENV.get_template(name).render(**context), status_code=status)
 
 
-def render_now_rows(rows: list[views.NowRow], filtered: bool) -> str:
+def render_now_rows(rows: list[views.NowRow], filtered: bool, child_links: bool) -> str:
     """The Now table's rows alone (what the page's script swaps in)."""
-    return _ENV.get_template("_rows.html").render(rows=rows, filtered=filtered)
+    return _ENV.get_template("_rows.html").render(
+        rows=rows, filtered=filtered, child_links=child_links
+    )
 
 
 def _same_origin(request: Request) -> bool:
@@ -449,7 +451,8 @@ def create_app(console: Console) -> FastAPI:
         viewer = viewer_of(request, touch=False)  # the page refreshing is not the person
         filters = now_filters(request, viewer)
         rows = await now_rows(viewer, filters)
-        return HTMLResponse(render_now_rows(rows, bool(filter_query(filters))))
+        links = access.record_view(viewer.roles) is not None
+        return HTMLResponse(render_now_rows(rows, bool(filter_query(filters)), links))
 
     # --- an escalation ----------------------------------------------------------------------
 
@@ -531,7 +534,31 @@ def create_app(console: Console) -> FastAPI:
 
         return await act(request, escalation_id, "escalation.note", do)
 
-    # --- deliveries, on call --------------------------------------------------------------
+    # --- a child's record ------------------------------------------------------------------
+
+    @app.get("/children/{child_id}")
+    async def child_page(request: Request, child_id: str) -> Response:
+        viewer = viewer_of(request)
+        view = access.record_view(viewer.roles)
+        if view is None:
+            raise Refused(403, "Not for your role", "Your role does not see children's records.")
+        found = None
+        if len(child_id) <= MAX_ID:
+            found = await console.read(
+                lambda s: queries.child_timeline(s, viewer.agency_id, child_id)
+            )
+        if found is None:
+            raise Refused(404, "Not found", "Your agency has no child with this id.")
+        await audited(viewer, "child.view", child_id)
+        zone = console.agency(viewer.agency_id).zone
+        return render(
+            "child.html",
+            **base(viewer, "child", f"Child {child_id}"),
+            c=views.child_page(found, child_id, view, zone),
+            summary=view == "summary",
+        )
+
+    # --- deliveries, on call, silences ------------------------------------------------------
 
     @app.get("/deliveries")
     async def deliveries_page(request: Request) -> Response:
@@ -572,6 +599,18 @@ def create_app(console: Console) -> FastAPI:
                 }
             )
         return render("oncall.html", **base(viewer, "oncall", "On call"), schedules=shown)
+
+    @app.get("/silences")
+    async def silences_page(request: Request) -> Response:
+        viewer = viewer_of(request)
+        now = console.now()
+        rows = await console.read(lambda s: queries.silences(s, viewer.agency_id, now))
+        zone = console.agency(viewer.agency_id).zone
+        return render(
+            "silences.html",
+            **base(viewer, "silences", "Silences"),
+            rows=views.silence_lines(rows, zone),
+        )
 
     return app
 

@@ -11,28 +11,32 @@ Screenshots of Now and of an escalation are saved to docs/images/ (shown in READ
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import yaml
 from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playwright
 
+from services.common import topics
 from services.common.people import hash_password
 from tests.conftest import start_pipeline
 from tests.e2e.test_pipeline import post
-from tests.integration.notify_support import ACK_SECRET, DIRECTOR, PEOPLE, NotifyStack
+from tests.integration.notify_support import ACK_SECRET, DIRECTOR, PEOPLE, NotifyStack, text_of
 from tests.support import (
     Service,
     ensure_debian_tool,
     free_port,
     make_event,
     missing_opened,
+    read_topic,
     wait_until,
 )
 
@@ -180,16 +184,12 @@ def missing_child(stack: Stack, state: str = "OH") -> str:
     return child
 
 
-def director_mails(stack: Stack, child: str) -> list[object]:
-    return [
-        m
-        for m in stack.notify.mails_to(DIRECTOR)
-        if child in str(m.get_body(("plain",)).get_content())
-    ]
+def director_mails(stack: Stack, child: str) -> list[Any]:
+    return [m for m in stack.notify.mails_to(DIRECTOR) if child in text_of(m)]
 
 
 def test_a_caseworker_sees_a_missing_child_arrive_and_acknowledges_it(
-    stack: Stack, browser: Browser
+    stack: Stack, browser: Browser, bootstrap: str
 ) -> None:
     w = watched(browser)
     page = w.page()
@@ -204,7 +204,7 @@ def test_a_caseworker_sees_a_missing_child_arrive_and_acknowledges_it(
     IMAGES.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(IMAGES / "console-now.png"))  # the first screenful
 
-    rows.filter(has_text="NCMEC").first.get_by_role("link").click()
+    rows.filter(has_text="NCMEC").first.get_by_role("link", name="NCMEC").click()
     escalation_id = page.url.rsplit("/", 1)[1]
     assert page.get_by_role("heading", level=1).inner_text().startswith("Report")
     assert page.get_by_text("Deadline").is_visible()
@@ -220,6 +220,16 @@ def test_a_caseworker_sees_a_missing_child_arrive_and_acknowledges_it(
     for text in ("calling the police now", "placement says she took a bus"):
         wait_until(lambda: text in _reloaded(page), 30, text)  # noqa: B023
     page.screenshot(path=str(IMAGES / "console-escalation.png"), full_page=True)
+    page.get_by_role("link", name=acked).click()  # the child's timeline
+    assert page.get_by_text("Reported missing").is_visible()
+    assert page.get_by_text("Duty: Report the missing child to NCMEC").first.is_visible()
+    # Each view and action is in the audit trail, naming the person and the ids only.
+    audit = [r.json() for r in read_topic(bootstrap, topics.AUDIT)]
+    mine = {(a["action"], a["object_id"]) for a in audit if a["actor"] == "W-1"}
+    for action in ("escalation.view", "escalation.acknowledge", "escalation.note"):
+        assert (action, escalation_id) in mine
+    assert ("child.view", acked) in mine
+    assert not any("calling the police" in json.dumps(a) for a in audit)
 
     # The ignored child's NCMEC duty moves up to the director after the ack timeout; the
     # acknowledged one never does.
@@ -244,7 +254,8 @@ def _escalation_url(stack: Stack, browser: Browser) -> str:
     page = w.page()
     sign_in(page, stack.console, "demo-agency", "W-1")
     child = missing_child(stack)
-    link = page.locator("#now-rows tr", has_text=child).first.get_by_role("link")
+    rows = page.locator("#now-rows tr", has_text=child).filter(has_text="NCMEC")
+    link = rows.first.get_by_role("link", name="NCMEC")
     link.wait_for(timeout=60_000)
     url = f"{stack.console.url}{link.get_attribute('href')}"
     w.close()

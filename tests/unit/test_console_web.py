@@ -20,7 +20,7 @@ from services.common.audit import AuditRecord
 from services.common.people import People, Person, hash_password
 from services.console.acking import Answer
 from services.console.db import make_engine, migrate
-from services.console.models import EscalationRow
+from services.console.models import ChildEventRow, EscalationRow, SilenceRow
 from services.console.sessions import Lockout, Sessions
 from services.console.web import SESSION_COOKIE, Console, create_app
 from services.notify.config import load_routing
@@ -106,6 +106,54 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
         s.add_all(
             [_escalation("esc-mo-1", "mo-jackson", 90), _escalation("esc-tx-1", "tx-el-paso", 30)]
         )
+        s.add_all(
+            [
+                ChildEventRow(
+                    agency_id="mo-jackson",
+                    event_id="ev-1",
+                    child_id="child-esc-mo-1",
+                    episode_id="E-1",
+                    event_type="screening.completed",
+                    occurred_at=NOW - timedelta(hours=1),
+                    detail="clear_concern",
+                ),
+                ChildEventRow(
+                    agency_id="mo-jackson",
+                    event_id="ev-2",
+                    child_id="child-esc-mo-1",
+                    episode_id="E-1",
+                    event_type="return.crime_disclosed",
+                    occurred_at=NOW - timedelta(minutes=50),
+                    detail=None,
+                ),
+                ChildEventRow(
+                    agency_id="mo-jackson",
+                    event_id="ev-3",
+                    child_id="child-esc-mo-1",
+                    episode_id="E-1",
+                    event_type="missing.located",
+                    occurred_at=NOW - timedelta(minutes=40),
+                    detail=None,
+                ),
+            ]
+        )
+        for agency, sid in (("mo-jackson", "sil-mo"), ("tx-el-paso", "sil-tx")):
+            s.add(
+                SilenceRow(
+                    silence_id=sid,
+                    agency_id=agency,
+                    kind="silence",
+                    receiver=None,
+                    matchers='[{"label": "rule_id", "op": "=", "value": "risk.tier-changed"}]',
+                    starts_at=NOW - timedelta(hours=1),
+                    ends_at=NOW + timedelta(hours=1),
+                    reason=f"review day {agency}",
+                    created_by="O-1",
+                    created_at=NOW - timedelta(hours=1),
+                    expired_at=None,
+                    expired_by=None,
+                )
+            )
         s.commit()
     yield eng
     eng.dispose()
@@ -125,6 +173,8 @@ def stack(engine: Engine) -> Stack:
         [
             _person("mo-jackson", "W-1", ("caseworker",)),
             _person("mo-jackson", "A-1", ("auditor",)),
+            _person("mo-jackson", "S-1", ("supervisor",)),
+            _person("mo-jackson", "O-1", ("operator",)),
             _person("tx-el-paso", "W-1", ("caseworker",)),
         ]
     )
@@ -154,7 +204,7 @@ def sign_in(client: TestClient, agency: str, person: str, password: str = PASSWO
         "/login",
         data={"agency": agency, "person": person, "password": password, "csrf": _csrf(page.text)},
     )
-    return answer.status_code
+    return int(answer.status_code)
 
 
 def test_pages_need_a_session_and_sign_in_works(stack: Stack) -> None:
@@ -357,3 +407,40 @@ def test_sign_out_ends_the_session(stack: Stack) -> None:
     assert out.status_code == 303
     c.cookies.set(SESSION_COOKIE, token or "")
     assert c.get("/now").status_code == 303
+
+
+def test_a_childs_timeline_shows_each_role_what_it_may_see(stack: Stack) -> None:
+    c = stack.client
+    sign_in(c, "mo-jackson", "W-1")
+    full = c.get("/children/child-esc-mo-1")
+    assert full.status_code == 200
+    assert "Trafficking screening done (clear concern)" in full.text
+    assert "A crime was disclosed" in full.text and "Located" in full.text
+    assert "Duty: Report the missing child to law enforcement" in full.text
+    assert ("child.view", "child-esc-mo-1") in [
+        (r.action, r.object_id) for r in stack.audit.records
+    ]
+    c.cookies.clear()
+    sign_in(c, "mo-jackson", "S-1")
+    summary = c.get("/children/child-esc-mo-1")
+    assert "Trafficking screening done" in summary.text
+    assert "clear concern" not in summary.text and "crime" not in summary.text
+    c.cookies.clear()
+    sign_in(c, "mo-jackson", "O-1")
+    assert c.get("/children/child-esc-mo-1").status_code == 403
+
+
+def test_another_agencys_child_and_silences_are_not_shown(stack: Stack) -> None:
+    c = stack.client
+    sign_in(c, "mo-jackson", "W-1")
+    assert c.get("/children/child-esc-tx-1").status_code == 404
+    page = c.get("/silences")
+    assert "review day mo-jackson" in page.text and "rule_id is risk.tier-changed" in page.text
+    assert "review day tx-el-paso" not in page.text
+
+
+def test_on_call_page_names_who_is_on_call(stack: Stack) -> None:
+    c = stack.client
+    sign_in(c, "mo-jackson", "W-1")
+    page = c.get("/oncall")
+    assert page.status_code == 200 and "On call now:" in page.text
