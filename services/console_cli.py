@@ -1,9 +1,10 @@
 """`carealert console project|rebuild`: the console's SQL read model (docs/console.md).
 
 - `project` migrates the read model (CAREALERT_DATABASE_URL) and projects care.events.v1,
-  care.escalations.v1, care.notifications.v1 and care.acks.v1 into it until SIGTERM or SIGINT.
-- `serve` does the same in a thread and serves /metrics, /healthz and /readyz on
-  CAREALERT_CONSOLE_PORT (8084) (services.console.main); `make run` runs it.
+  care.escalations.v1, care.notifications.v1, care.acks.v1 and care.silences.v1 into it until
+  SIGTERM or SIGINT.
+- `serve` does the same in a thread and serves the console's pages with /metrics, /healthz and
+  /readyz on CAREALERT_CONSOLE_PORT (8084) (services.console.main); `make run` runs it.
 - `rebuild` drops the read model (offsets included) and migrates it again, empty: the next
   `project` reads the topics from their beginning.
 
@@ -25,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     commands = console.add_subparsers(dest="console_command", required=True)
     commands.add_parser("project", help="project the topics into the read model until stopped")
     commands.add_parser(
-        "serve", help="project, and serve /metrics, /healthz, /readyz (CAREALERT_CONSOLE_PORT)"
+        "serve", help="project, and serve the pages and /metrics (CAREALERT_CONSOLE_PORT)"
     )
     commands.add_parser(
         "rebuild", help="drop the read model and migrate it again empty (then run project)"
