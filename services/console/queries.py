@@ -310,3 +310,14 @@ def _matchers(text: str) -> list[Matcher]:
     return [
         Matcher(str(m["label"]), "=~" if m["op"] == "=~" else "=", str(m["value"])) for m in found
     ]
+
+
+def open_rules(session: Session, agency_id: str) -> list[str]:
+    """The rules of the agency's open escalations, for the Now page's rule filter."""
+    query = (
+        select(EscalationRow.rule_id)
+        .where(EscalationRow.agency_id == agency_id, EscalationRow.status == "firing")
+        .distinct()
+        .order_by(EscalationRow.rule_id)
+    )
+    return list(session.execute(query).scalars())

@@ -434,6 +434,7 @@ def create_app(console: Console) -> FastAPI:
         viewer = viewer_of(request)
         filters = now_filters(request, viewer)
         rows = await now_rows(viewer, filters)
+        rules = await console.read(lambda s: queries.open_rules(s, viewer.agency_id))
         query = filter_query(filters)
         return render(
             "now.html",

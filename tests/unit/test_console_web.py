@@ -444,3 +444,14 @@ def test_on_call_page_names_who_is_on_call(stack: Stack) -> None:
     sign_in(c, "mo-jackson", "W-1")
     page = c.get("/oncall")
     assert page.status_code == 200 and "On call now:" in page.text
+
+
+def test_now_filters_by_the_agencys_own_rules_and_severity(stack: Stack) -> None:
+    c = stack.client
+    sign_in(c, "mo-jackson", "W-1")
+    page = c.get("/now")
+    assert '<option value="mo.missing.report-le"' in page.text
+    assert "esc-mo-1" in c.get("/now", params={"rule": "mo.missing.report-le"}).text
+    assert "esc-mo-1" not in c.get("/now", params={"rule": "other.rule"}).text
+    assert "esc-mo-1" not in c.get("/now", params={"severity": "low"}).text
+    assert "esc-mo-1" in c.get("/now/rows", params={"mine": "1"}).text
