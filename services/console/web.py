@@ -443,8 +443,10 @@ def create_app(console: Console) -> FastAPI:
             filters=filters,
             filtered=bool(query),
             severities=SEVERITIES,
+            rules=rules,
             rows_url="/now/rows" + (f"?{query}" if query else ""),
             refresh_s=console.refresh_s,
+            child_links=access.record_view(viewer.roles) is not None,
         )
 
     @app.get("/now/rows")

@@ -451,6 +451,7 @@ def test_now_filters_by_the_agencys_own_rules_and_severity(stack: Stack) -> None
     sign_in(c, "mo-jackson", "W-1")
     page = c.get("/now")
     assert '<option value="mo.missing.report-le"' in page.text
+    assert 'href="/children/child-esc-mo-1"' in page.text
     assert "esc-mo-1" in c.get("/now", params={"rule": "mo.missing.report-le"}).text
     assert "esc-mo-1" not in c.get("/now", params={"rule": "other.rule"}).text
     assert "esc-mo-1" not in c.get("/now", params={"severity": "low"}).text
