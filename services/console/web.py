@@ -487,6 +487,7 @@ def create_app(console: Console) -> FastAPI:
             e=page,
             may_act=access.may_act(viewer.roles),
             note_id=new_note_id(),
+            acked_by_me=any(a.person_id == viewer.person_id for a in found.acks),
             flash={"kind": flash[0], "text": flash[1]} if flash else None,
         )
 

@@ -20,7 +20,7 @@ from services.common.audit import AuditRecord
 from services.common.people import People, Person, hash_password
 from services.console.acking import Answer
 from services.console.db import make_engine, migrate
-from services.console.models import ChildEventRow, EscalationRow, SilenceRow
+from services.console.models import AckRow, ChildEventRow, EscalationRow, SilenceRow
 from services.console.sessions import Lockout, Sessions
 from services.console.web import SESSION_COOKIE, Console, create_app
 from services.notify.config import load_routing
@@ -456,3 +456,30 @@ def test_now_filters_by_the_agencys_own_rules_and_severity(stack: Stack) -> None
     assert "esc-mo-1" not in c.get("/now", params={"rule": "other.rule"}).text
     assert "esc-mo-1" not in c.get("/now", params={"severity": "low"}).text
     assert "esc-mo-1" in c.get("/now/rows", params={"mine": "1"}).text
+
+
+def test_once_the_viewer_acknowledged_the_page_says_so_and_offers_notes_only(
+    stack: Stack, engine: Engine
+) -> None:
+    with DbSession(engine) as s:
+        s.add(
+            AckRow(
+                escalation_id="esc-mo-1",
+                who="W-1",
+                receiver="console",
+                person_id="W-1",
+                person_agency_id="mo-jackson",
+                via="console",
+                stops=True,
+                acked_at=NOW,
+                note="on my way",
+                kind=None,
+            )
+        )
+        s.commit()
+    c = stack.client
+    sign_in(c, "mo-jackson", "W-1")
+    page = c.get("/escalations/esc-mo-1")
+    assert "You acknowledged this." in page.text and "on my way" in page.text
+    assert 'action="/escalations/esc-mo-1/ack"' not in page.text
+    assert 'action="/escalations/esc-mo-1/note"' in page.text
