@@ -25,11 +25,11 @@ from services.common import web
 from services.common.asgi import Server
 from services.common.audit import AuditRecord, write_audit
 from services.common.kafka import KafkaClient
-from services.common.people import People
 from services.common.signals import stop_on_signals
 from services.console.acking import NotifyAcks, Recorder
 from services.console.metrics import ConsoleMetrics
 from services.console.projector import KafkaSource, Projector
+from services.console.registry import Registry
 from services.console.sessions import Lockout, Sessions
 from services.console.settings import ConsoleSettings
 from services.console.web import Audit, Console, create_app
@@ -81,11 +81,10 @@ def console_of(
     """The pages' dependencies from the settings: the policy files, the people registry, the
     session store and the lockout."""
     routing = load_routing(settings.policy_dir / "routing.yaml")
-    people = People.load(settings.users_file) if settings.users_file else People.empty()
     return Console(
         engine=engine,
         routing=routing,
-        people=people,
+        staff=Registry.load(settings.users_file),
         recorder=recorder,
         audit=audit,
         sessions=Sessions(idle_s=settings.console_idle_timeout_s),

@@ -40,6 +40,7 @@ from services.common.secrets import DEMO_SECRETS
 from services.common.web import Check
 from services.console import access, queries, views
 from services.console.acking import Answer, Recorder, new_note_id
+from services.console.registry import Registry
 from services.console.sessions import Lockout, Session, Sessions
 from services.notify.agencies import AgencyView
 from services.notify.routing import Routing
@@ -104,7 +105,7 @@ class Console:
 
     engine: Engine
     routing: Routing
-    people: People
+    staff: Registry
     recorder: Recorder
     audit: Audit
     sessions: Sessions
@@ -116,6 +117,11 @@ class Console:
     healthz: Check = lambda: (True, "ok")
     readyz: Check = lambda: (True, "ready")
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    @property
+    def people(self) -> People:
+        """The people registry, as it is now (services.console.registry reloads it)."""
+        return self.staff.current()
 
     def agency(self, agency_id: str) -> AgencyView:
         return self.routing.agency(agency_id)

@@ -21,6 +21,7 @@ from services.common.people import People, Person, hash_password
 from services.console.acking import Answer
 from services.console.db import make_engine, migrate
 from services.console.models import AckRow, ChildEventRow, EscalationRow, SilenceRow
+from services.console.registry import Registry
 from services.console.sessions import Lockout, Sessions
 from services.console.web import SESSION_COOKIE, Console, create_app
 from services.notify.config import load_routing
@@ -182,7 +183,7 @@ def stack(engine: Engine) -> Stack:
     console = Console(
         engine=engine,
         routing=load_routing(Path("rules/routing.yaml")),
-        people=people,
+        staff=Registry(None, people=people),
         recorder=recorder,
         audit=audit,
         sessions=Sessions(idle_s=900),
