@@ -2,9 +2,11 @@
 
 - Acting (Acknowledge, Add note): every role but the auditor's; an auditor reads only.
 - A child's timeline: the caseworker and on-call staff see everything the read model holds
-  (screening results, crimes disclosed at the return interview); supervisors, directors and
-  auditors see the episode, duties, reports and that a screening was done, not its result nor
-  what the child disclosed; operators (who run notify, not cases) do not see children.
+  (screening results, crimes disclosed at the return interview, trafficking identified and
+  reported); supervisors, directors and auditors see the episode, the duties and reports and
+  that a screening was done, not its result, nothing the child disclosed and no trafficking
+  event (the duties themselves say what is due, a trafficking report included: supervisors
+  oversee them); operators (who run notify, not cases) see no child's record and no evidence.
 """
 
 from __future__ import annotations
@@ -16,9 +18,17 @@ ACTING: Final = frozenset({"caseworker", "supervisor", "director", "on_call", "o
 FULL_RECORD: Final = frozenset({"caseworker", "on_call"})
 SUMMARY_RECORD: Final = frozenset({"supervisor", "director", "auditor"})
 
-# Events only the full record shows at all, and events whose detail (a result code) it alone shows.
-FULL_ONLY_EVENTS: Final = frozenset({"return.crime_disclosed", "return.crime_reported"})
-FULL_ONLY_DETAIL: Final = frozenset({"screening.completed", "trafficking.identified"})
+# Events only the full record shows at all (what the child disclosed, whether they were identified
+# as a victim of trafficking), and events whose detail (a result code) it alone shows.
+FULL_ONLY_EVENTS: Final = frozenset(
+    {
+        "return.crime_disclosed",
+        "return.crime_reported",
+        "trafficking.identified",
+        "trafficking.law_enforcement_reported",
+    }
+)
+FULL_ONLY_DETAIL: Final = frozenset({"screening.completed"})
 
 
 def may_act(roles: Iterable[str]) -> bool:

@@ -16,6 +16,7 @@ from typing import Literal, Protocol
 from urllib.parse import quote
 
 import httpx
+from pydantic import SecretStr
 
 from services.notify.acks import CONSOLE_RECEIVER, console_ack_token
 
@@ -46,7 +47,7 @@ def new_note_id() -> str:
 @dataclass
 class NotifyAcks:
     base_url: str
-    secret: str
+    secret: SecretStr
     client: httpx.AsyncClient
 
     async def acknowledge(
@@ -63,7 +64,9 @@ class NotifyAcks:
         return await self._post(escalation_id, person_id, body)
 
     async def _post(self, escalation_id: str, person_id: str, extra: dict[str, str]) -> Answer:
-        token = console_ack_token(self.secret, escalation_id, person_id, datetime.now(UTC))
+        token = console_ack_token(
+            self.secret.get_secret_value(), escalation_id, person_id, datetime.now(UTC)
+        )
         body = {"receiver": CONSOLE_RECEIVER, "token": token, "person": person_id, **extra}
         url = f"{self.base_url.rstrip('/')}/v1/escalations/{quote(escalation_id, safe='')}/ack"
         try:

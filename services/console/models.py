@@ -23,6 +23,8 @@ from sqlalchemy import BigInteger, DateTime, Dialect, Index, Integer, MetaData, 
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from services.notify.records import NOTE_MAX_CHARS
+
 # Named constraints so that migrations name them the same on SQLite and PostgreSQL.
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -33,7 +35,7 @@ NAMING = {
 ID = 128  # the contract's identifiers are at most 128 characters
 REF = 256  # receivers, codes and other references
 LONG_TEXT = 4096  # the contract's LongText (an escalation's action and basis)
-NOTE = 500  # a note: one line of at most 500 printable characters
+NOTE = NOTE_MAX_CHARS  # a note: one printable line
 SILENCE_REASON = 200  # what the API and the CLI take as a silence's reason
 
 Scalar = str | int | float | bool

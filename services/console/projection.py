@@ -41,6 +41,7 @@ from services.common.events import (
     parse_event,
 )
 from services.console.models import NOTE, SILENCE_REASON, Base, Scalar
+from services.notify import wording
 from services.notify.records import Ack, NotificationRecord
 from services.notify.silences import Silence, printable_line
 
@@ -273,6 +274,14 @@ def safe_evidence(evidence: Mapping[str, Any]) -> dict[str, Scalar]:
     return kept
 
 
+def deadline_of(esc: Escalation) -> datetime | None:
+    """The deadline the console counts down to: the escalation's `due_at`, or for an overdue
+    step (which has none: it is already late) the deadline it missed, `evidence.was_due_at`."""
+    if esc.due_at is not None:
+        return esc.due_at
+    return wording.instant(esc.evidence.get("was_due_at"))
+
+
 def _escalation(value: bytes) -> list[Write]:
     obj = _json(value)
     try:
@@ -297,7 +306,7 @@ def _escalation(value: bytes) -> list[Write]:
         "county": esc.jurisdiction.county,
         "caseworker_id": esc.caseworker_id,
         "supervisor_id": esc.supervisor_id,
-        "due_at": esc.due_at,
+        "due_at": deadline_of(esc),
         "fired_at": esc.created_at if firing else None,
         "resolved_at": None if firing else esc.created_at,
         "basis": esc.basis,

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from services.console.models import (
     AckRow,
@@ -108,28 +108,38 @@ class SilenceView:
     created_at: datetime
 
 
+def _open(agency_id: str, filters: NowFilters) -> list[ColumnElement[bool]]:
+    """The conditions of the agency's firing escalations that pass `filters`."""
+    where = [EscalationRow.agency_id == agency_id, EscalationRow.status == "firing"]
+    if filters.severity is not None:
+        where.append(EscalationRow.severity == filters.severity)
+    if filters.rule_id is not None:
+        where.append(EscalationRow.rule_id == filters.rule_id)
+    if filters.county is not None:
+        where.append(EscalationRow.county == filters.county)
+    if filters.mine is not None:
+        where.append(
+            or_(
+                EscalationRow.caseworker_id == filters.mine,
+                EscalationRow.supervisor_id == filters.mine,
+            )
+        )
+    return where
+
+
+def open_count(session: Session, agency_id: str, filters: NowFilters = NowFilters()) -> int:
+    """How many of the agency's firing escalations pass `filters` (Now shows the first 200)."""
+    query = select(func.count()).select_from(EscalationRow).where(*_open(agency_id, filters))
+    return int(session.execute(query).scalar_one())
+
+
 def open_escalations(
     session: Session, agency_id: str, filters: NowFilters = NowFilters(), limit: int = 200
 ) -> list[OpenEscalation]:
     """The agency's firing escalations, least time left first (no deadline last), at most
     `limit`. The page of rows is an index range of the agency's firing escalations; what was
     delivered and acknowledged is then counted for those rows only."""
-    query = select(EscalationRow).where(
-        EscalationRow.agency_id == agency_id, EscalationRow.status == "firing"
-    )
-    if filters.severity is not None:
-        query = query.where(EscalationRow.severity == filters.severity)
-    if filters.rule_id is not None:
-        query = query.where(EscalationRow.rule_id == filters.rule_id)
-    if filters.county is not None:
-        query = query.where(EscalationRow.county == filters.county)
-    if filters.mine is not None:
-        query = query.where(
-            or_(
-                EscalationRow.caseworker_id == filters.mine,
-                EscalationRow.supervisor_id == filters.mine,
-            )
-        )
+    query = select(EscalationRow).where(*_open(agency_id, filters))
     query = query.order_by(
         EscalationRow.due_at.asc().nulls_last(),
         EscalationRow.fired_at.asc(),
@@ -147,6 +157,7 @@ def open_escalations(
                 .where(
                     NotificationRow.escalation_id.in_(ids),
                     NotificationRow.status == "delivered",
+                    _notification_of(agency_id),
                 )
                 .group_by(NotificationRow.escalation_id)
             )
@@ -154,7 +165,12 @@ def open_escalations(
         stopped = set(
             session.execute(
                 select(AckRow.escalation_id)
-                .where(AckRow.escalation_id.in_(ids), AckRow.stops.is_(True))
+                .where(
+                    AckRow.escalation_id.in_(ids),
+                    AckRow.stops.is_(True),
+                    # the agency's people; a receiver's of the release before names nobody
+                    or_(AckRow.person_agency_id == agency_id, AckRow.person_agency_id.is_(None)),
+                )
                 .distinct()
             ).scalars()
         )
@@ -187,7 +203,7 @@ def escalation(session: Session, agency_id: str, escalation_id: str) -> Escalati
         return None
     notifications = session.execute(
         select(NotificationRow)
-        .where(NotificationRow.escalation_id == escalation_id)
+        .where(NotificationRow.escalation_id == escalation_id, _notification_of(agency_id))
         .order_by(NotificationRow.at, NotificationRow.notification_id, NotificationRow.attempt)
     ).scalars()
     acks = session.execute(
@@ -195,20 +211,25 @@ def escalation(session: Session, agency_id: str, escalation_id: str) -> Escalati
     ).scalars()
     notes = session.execute(
         select(NoteRow)
-        .where(NoteRow.escalation_id == escalation_id)
+        .where(NoteRow.escalation_id == escalation_id, NoteRow.person_agency_id == agency_id)
         .order_by(NoteRow.at, NoteRow.note_id)
     ).scalars()
     return EscalationView(row, list(notifications), list(acks), list(notes))
 
 
 def deliveries(session: Session, agency_id: str, limit: int = 200) -> list[NotificationRow]:
-    """The agency's failed and dead-lettered notifications, newest first (records that name
-    their agency, and older ones through their escalation)."""
+    """The agency's failed and dead-lettered notifications that were not delivered after all,
+    newest first (records that name their agency, and older ones through their escalation)."""
     mine = select(EscalationRow.escalation_id).where(EscalationRow.agency_id == agency_id)
+    later = aliased(NotificationRow)
+    delivered = exists().where(
+        later.notification_id == NotificationRow.notification_id, later.status == "delivered"
+    )
     query = (
         select(NotificationRow)
         .where(
             NotificationRow.status.in_(FAILED),
+            ~delivered,
             or_(
                 NotificationRow.agency_id == agency_id,
                 and_(
@@ -321,3 +342,24 @@ def open_rules(session: Session, agency_id: str) -> list[str]:
         .order_by(EscalationRow.rule_id)
     )
     return list(session.execute(query).scalars())
+
+
+def _notification_of(agency_id: str) -> ColumnElement[bool]:
+    """A notification record of the agency's (older records name no agency: their escalation,
+    already the agency's where this is used, is)."""
+    return or_(NotificationRow.agency_id == agency_id, NotificationRow.agency_id.is_(None))
+
+
+def open_counties(session: Session, agency_id: str) -> list[str]:
+    """The counties of the agency's open escalations, for the Now page's county filter."""
+    query = (
+        select(EscalationRow.county)
+        .where(
+            EscalationRow.agency_id == agency_id,
+            EscalationRow.status == "firing",
+            EscalationRow.county.is_not(None),
+        )
+        .distinct()
+        .order_by(EscalationRow.county)
+    )
+    return [c for c in session.execute(query).scalars() if c is not None]

@@ -6,9 +6,14 @@ time, nothing here touches the network or a clock.
   `idle_s` without the person doing anything (reading a page, pressing a button: the Now page's
   live refresh is not the person, `touch=False`), after `max_s` whatever happens, and on sign-out.
   Each session has its own CSRF token, put in every form and checked on every POST.
-- `Lockout`: after `failures` wrong passwords for one (agency, staff id) within `window_s`, that
-  sign-in is refused for `window_s`, whether or not the person exists (so the answer tells an
-  attacker nothing about who works where).
+  A session remembers a fingerprint of the password it was opened with: a password changed since
+  (`carealert user passwd`) ends it. A one-time message (`flash`) waits in it for the next page.
+- `Lockout`: every sign-in attempt is counted *before* the password is checked (so attempts sent
+  at once cannot all pass the check) and a right password clears the count; after `failures`
+  attempts for one (agency, staff id) within `window_s`, that sign-in is refused until the oldest
+  of them is `window_s` old, whether or not the person exists (so the answer tells an attacker
+  nothing about who works where). When it tracks `MAX_TRACKED` sign-ins already, a new one is
+  refused rather than an old one forgotten.
 
 Sessions live in the console's memory: a restart signs everyone out (they sign in again).
 """
@@ -23,11 +28,23 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 MAX_SESSIONS = 10_000  # the oldest session ends first beyond this (one console, one agency's staff)
-MAX_TRACKED = 10_000  # sign-ins with recent failures remembered (the oldest forgotten first)
+MAX_TRACKED = 10_000  # sign-ins with recent attempts remembered (beyond: new ones refused)
 
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def same_secret(expected: str, submitted: str | None) -> bool:
+    """Whether a submitted token is the expected one (constant time; non-ASCII never is)."""
+    if not submitted or not submitted.isascii():
+        return False
+    return hmac.compare_digest(expected.encode(), submitted.encode())
+
+
+def fingerprint(password_hash: str | None) -> str:
+    """What a session remembers of the password it was opened with (a digest of its hash)."""
+    return _digest(password_hash or "")
 
 
 @dataclass(frozen=True)
@@ -40,12 +57,12 @@ class Session:
     csrf: str
     started: datetime
     last_seen: datetime
+    credential: str = ""  # fingerprint() of the password hash it was opened with
+    flash: str | None = None  # a message for the next page
 
     def csrf_ok(self, submitted: str | None) -> bool:
         """Whether a form carried this session's CSRF token (compared in constant time)."""
-        if not submitted or not submitted.isascii():
-            return False
-        return hmac.compare_digest(self.csrf.encode(), submitted.encode())
+        return same_secret(self.csrf, submitted)
 
 
 @dataclass
@@ -55,11 +72,18 @@ class Sessions:
     _by_digest: OrderedDict[str, Session] = field(default_factory=OrderedDict)
 
     def start(
-        self, agency_id: str, person_id: str, roles: tuple[str, ...], now: datetime
+        self,
+        agency_id: str,
+        person_id: str,
+        roles: tuple[str, ...],
+        now: datetime,
+        credential: str = "",
     ) -> tuple[str, Session]:
         """A new session: (the cookie's token, the session)."""
         token = secrets.token_urlsafe(32)
-        session = Session(agency_id, person_id, roles, secrets.token_urlsafe(32), now, now)
+        session = Session(
+            agency_id, person_id, roles, secrets.token_urlsafe(32), now, now, credential
+        )
         self._by_digest[_digest(token)] = session
         while len(self._by_digest) > MAX_SESSIONS:
             self._by_digest.popitem(last=False)
@@ -87,6 +111,21 @@ class Sessions:
         if token:
             self._by_digest.pop(_digest(token), None)
 
+    def set_flash(self, token: str | None, message: str) -> None:
+        """Keep `message` for the session's next page."""
+        key = _digest(token) if token else ""
+        if key in self._by_digest:
+            self._by_digest[key] = replace(self._by_digest[key], flash=message)
+
+    def pop_flash(self, token: str | None) -> str | None:
+        """The message kept for this page, once."""
+        key = _digest(token) if token else ""
+        session = self._by_digest.get(key)
+        if session is None or session.flash is None:
+            return None
+        self._by_digest[key] = replace(session, flash=None)
+        return session.flash
+
     def __len__(self) -> int:
         return len(self._by_digest)
 
@@ -111,15 +150,26 @@ class Lockout:
         return kept
 
     def locked(self, agency_id: str, person_id: str, now: datetime) -> bool:
-        """Whether this sign-in is refused now (too many recent failures)."""
-        return len(self._within(self.key(agency_id, person_id), now)) >= self.failures
+        """Whether this sign-in is refused now (too many recent attempts, or a full table)."""
+        key = self.key(agency_id, person_id)
+        if key not in self._recent and len(self._recent) >= MAX_TRACKED:
+            self._prune(now)
+            return len(self._recent) >= MAX_TRACKED
+        return len(self._within(key, now)) >= self.failures
 
-    def failed(self, agency_id: str, person_id: str, now: datetime) -> None:
+    def attempt(self, agency_id: str, person_id: str, now: datetime) -> bool:
+        """Count an attempt before its password is checked; False (not counted) when locked."""
+        if self.locked(agency_id, person_id, now):
+            return False
         key = self.key(agency_id, person_id)
         self._recent[key] = [*self._within(key, now), now][-self.failures :]
         self._recent.move_to_end(key)
-        while len(self._recent) > MAX_TRACKED:
-            self._recent.popitem(last=False)
+        return True
 
     def succeeded(self, agency_id: str, person_id: str) -> None:
+        """The right password: its attempts no longer count."""
         self._recent.pop(self.key(agency_id, person_id), None)
+
+    def _prune(self, now: datetime) -> None:
+        for key in list(self._recent):
+            self._within(key, now)

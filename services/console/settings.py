@@ -49,6 +49,13 @@ class ConsoleSettings(CommonSettings):
     console_lockout_s: float = Field(
         default=900, ge=1, le=86_400, description="How long a locked sign-in stays refused."
     )
+    console_public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[A-Za-z0-9.\-\[\]:]+/?$",
+        description="The console's address as people's browsers see it behind a proxy"
+        " (https://console.agency.example): forms must come from it, and an https one makes the"
+        " session cookie Secure.",
+    )
     console_refresh_s: float = Field(
         default=5, ge=1, le=300, description="How often the Now page refreshes its rows."
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from services.console import access
@@ -24,6 +25,11 @@ OUTCOMES = {
     "pending": "sending",
 }
 STATUS_WORDS = {"firing": "open", "resolved": "resolved"}
+
+
+def path_id(value: str) -> str:
+    """An id as one URL path segment (ids may hold `/`, `?`, `#`)."""
+    return quote(value, safe="")
 
 
 def _local(at: datetime | None, zone: ZoneInfo) -> str:
@@ -153,8 +159,10 @@ class EscalationPage:
 
 
 def escalation_page(
-    view: EscalationView, zone: ZoneInfo, now: datetime, *, child_link: bool
+    view: EscalationView, zone: ZoneInfo, now: datetime, *, sees_child: bool
 ) -> EscalationPage:
+    """The escalation as the page shows it; the evidence (facts about the child, such as the
+    risk tier) and the link to the child's record only to those who see children's records."""
     row = view.row
     due = row.due_at
     notes = [
@@ -169,14 +177,14 @@ def escalation_page(
         open=row.status == "firing",
         rule_id=row.rule_id,
         child_id=row.child_id,
-        child_link=child_link,
+        child_link=sees_child,
         county=row.county,
         state=row.state,
         due_iso=due.isoformat() if due is not None else "",
         due_local=_local(due, zone) if due is not None else "",
         left=wording.due_in(due, now) if due is not None else "",
         basis=row.basis,
-        facts=wording.evidence_items(row.evidence_items, zone),
+        facts=wording.evidence_items(row.evidence_items, zone) if sees_child else [],
         notifications=attempt_lines(view.notifications, zone),
         acks=ack_lines(view.acks, zone),
         notes=notes,
@@ -224,7 +232,7 @@ EVENT_WORDS = {
     "return.crime_reported": "The disclosed crime was reported to law enforcement",
     "screening.completed": "Trafficking screening done",
     "trafficking.identified": "Identified as a victim of trafficking",
-    "trafficking.reported": "Trafficking reported to law enforcement",
+    "trafficking.law_enforcement_reported": "Trafficking reported to law enforcement",
 }
 
 
@@ -269,7 +277,7 @@ def child_page(found: ChildTimeline, child_id: str, view: str, zone: ZoneInfo) -
             (event.occurred_at, 0, TimelineLine(_local(event.occurred_at, zone), "event", words))
         )
     for esc in found.escalations:
-        link = f"/escalations/{esc.escalation_id}"
+        link = f"/escalations/{path_id(esc.escalation_id)}"
         if esc.fired_at is not None:
             due = f", due {_local(esc.due_at, zone)}" if esc.due_at else ""
             line = TimelineLine(

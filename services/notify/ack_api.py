@@ -43,6 +43,8 @@ from services.notify.auth import NOT_OPEN, bearer_grant
 from services.notify.config import PLANNED_RECEIVER
 from services.notify.metrics import NotifyMetrics
 from services.notify.records import (
+    NOTE_ID_PATTERN,
+    NOTE_MAX_CHARS,
     Ack,
     AckKind,
     AckVia,
@@ -53,11 +55,10 @@ from services.notify.records import (
 from services.notify.routing import Routing
 from services.notify.store import NotificationLog
 
-Note = Annotated[str, StringConstraints(max_length=500), AfterValidator(require_printable)]
+Note = Annotated[
+    str, StringConstraints(max_length=NOTE_MAX_CHARS), AfterValidator(require_printable)
+]
 """A note with an acknowledgement: one line of printable text (it is shown to the agency)."""
-
-NOTE_ID = r"^[0-9a-f]{32}$"
-"""A note's id: the console chooses one per form it shows (32 lowercase hexadecimal)."""
 
 
 class AckIn(Strict):
@@ -70,7 +71,7 @@ class AckIn(Strict):
     person: Id | None = None
     note: Note | None = None
     kind: AckKind | None = None
-    note_id: str | None = Field(default=None, pattern=NOTE_ID)
+    note_id: str | None = Field(default=None, pattern=NOTE_ID_PATTERN)
 
 
 # What each field of AckIn must be, for a 422 that names the field and never echoes the value.

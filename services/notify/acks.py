@@ -8,8 +8,8 @@ sent signed `escalation:receiver:expiry`; they are still taken until they expire
 `CAREALERT_ACK_TOKEN_TTL_S` after the upgrade), as `legacy`, because they meant "this receiver
 acknowledges" and name nobody.
 
-The console (services.console) shares the secret and mints, for each form it shows a signed-in
-person, a token for the subject (escalation, `console`, that person) good for two minutes
+The console (services.console) shares the secret and mints, for each request it sends for a
+signed-in person, a token for the subject (escalation, `console`, that person) good for two minutes
 (`console_ack_token`): notify stays the only one that records acknowledgements, and checks
 these tokens like any other, never as a link of the release before.
 """
@@ -92,7 +92,7 @@ def check_ack_token(secret: str, subject: AckSubject, token: str, now: datetime)
 
 
 def console_ack_token(secret: str, escalation_id: str, person_id: str, now: datetime) -> str:
-    """The token the console puts in a form it shows `person_id` for `escalation_id`: binds the
+    """The token the console sends with a request of `person_id` about `escalation_id`: binds the
     escalation, receiver `console` and the person, and expires 120 s after `now` (aware;
     ValueError for a naive time, whose instant is unknown)."""
     if now.tzinfo is None or now.utcoffset() is None:

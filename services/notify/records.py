@@ -8,6 +8,7 @@ ignored (the contract only ever adds fields), so an upgrade never forgets what w
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Literal
 
@@ -63,6 +64,17 @@ class NotificationRecord(Stored):
 
 AckVia = Literal["link", "api", "console"]
 AckKind = Literal["note"]
+NOTE_MAX_CHARS = 500
+"""A note (with an acknowledgement, or added in the console): one printable line, this long."""
+_NOTE_ID = "[0-9a-f]{32}"
+NOTE_ID_PATTERN = f"^{_NOTE_ID}$"
+"""A note's id: the console chooses one per form it shows (32 lowercase hexadecimal). For
+pydantic, whose `$` is the end of the text (Python's also matches before a final newline: use
+`is_note_id`)."""
+
+
+def is_note_id(value: str) -> bool:
+    return re.fullmatch(_NOTE_ID, value) is not None
 
 
 class Ack(Stored):

@@ -10,8 +10,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session as DbSession
@@ -19,12 +21,15 @@ from sqlalchemy.orm import Session as DbSession
 from services.common.audit import AuditRecord
 from services.common.people import People, Person, hash_password
 from services.console.acking import Answer
+from services.console.context import Console
 from services.console.db import make_engine, migrate
 from services.console.models import AckRow, ChildEventRow, EscalationRow, SilenceRow
 from services.console.registry import Registry
 from services.console.sessions import Lockout, Sessions
-from services.console.web import SESSION_COOKIE, Console, create_app
+from services.console.web import create_app
 from services.notify.config import load_routing
+
+SESSION_COOKIE = "carealert_session"  # over plain HTTP (over HTTPS: __Host-carealert_session)
 
 PASSWORD = "correct horse battery staple"
 NOW = datetime(2026, 12, 4, 15, 0, tzinfo=UTC)
@@ -310,7 +315,10 @@ def test_acknowledge_and_note_go_to_notify_as_the_signed_in_person(stack: Stack)
     note_id = re.search(r'name="note_id" value="([0-9a-f]{32})"', page.text)
     assert note_id
     done = c.post("/escalations/esc-mo-1/ack", data={"csrf": csrf, "note": "calling\nthe police"})
-    assert done.status_code == 303 and done.headers["location"].endswith("done=acknowledged")
+    assert done.status_code == 303 and done.headers["location"] == "/escalations/esc-mo-1"
+    shown = c.get("/escalations/esc-mo-1").text
+    assert "Acknowledged. The reminders and escalation for it have stopped." in shown
+    assert "Acknowledged. The reminders" not in c.get("/escalations/esc-mo-1").text  # once
     noted = c.post(
         "/escalations/esc-mo-1/note",
         data={"csrf": csrf, "note": "spoke to placement", "note_id": note_id.group(1)},
@@ -484,3 +492,152 @@ def test_once_the_viewer_acknowledged_the_page_says_so_and_offers_notes_only(
     assert "You acknowledged this." in page.text and "on my way" in page.text
     assert 'action="/escalations/esc-mo-1/ack"' not in page.text
     assert 'action="/escalations/esc-mo-1/note"' in page.text
+
+
+def _console(engine: Engine, people: People, **kw: Any) -> tuple[Console, FakeRecorder, FakeAudit]:
+    recorder, audit = FakeRecorder(), FakeAudit()
+    console = Console(
+        engine=engine,
+        routing=load_routing(Path("rules/routing.yaml")),
+        staff=kw.pop("staff", None) or Registry(None, people=people),
+        recorder=recorder,
+        audit=audit,
+        sessions=Sessions(idle_s=900),
+        lockout=Lockout(failures=3, window_s=900),
+        now=kw.pop("now", Clock()),
+        **kw,
+    )
+    return console, recorder, audit
+
+
+def test_over_https_the_cookie_is_secure_host_only_and_forms_come_from_the_public_origin(
+    engine: Engine,
+) -> None:
+    people = People([_person("mo-jackson", "W-1", ("caseworker",))])
+    console, recorder, _ = _console(
+        engine, people, secure_cookies=True, origin="https://console.example"
+    )
+    c = TestClient(create_app(console), base_url="https://console.example", follow_redirects=False)
+    page = c.get("/login")
+    assert "Secure" in page.headers["set-cookie"]
+    answer = c.post(
+        "/login",
+        data={
+            "agency": "mo-jackson",
+            "person": "W-1",
+            "password": PASSWORD,
+            "csrf": _csrf(page.text),
+        },
+        headers={"Origin": "https://console.example"},
+    )
+    assert answer.status_code == 303
+    session = next(h for h in answer.headers.get_list("set-cookie") if "carealert_session" in h)
+    assert session.startswith("__Host-carealert_session=") and "Secure" in session
+    esc = c.get("/escalations/esc-mo-1")
+    elsewhere = c.post(
+        "/escalations/esc-mo-1/ack",
+        data={"csrf": _csrf(esc.text)},
+        headers={"Origin": "http://console.example"},  # not the public origin
+    )
+    assert elsewhere.status_code == 403 and recorder.calls == []
+
+
+def test_sessions_end_after_twelve_hours_whatever_happens(stack: Stack) -> None:
+    c = stack.client
+    sign_in(c, "mo-jackson", "W-1")
+    for _ in range(13):
+        stack.clock.at += timedelta(minutes=59)
+        if c.get("/now").status_code != 200:
+            break
+    assert c.get("/now").status_code == 303
+    assert stack.clock.at - NOW <= timedelta(hours=12, minutes=59)
+
+
+def _registry_file(path: Path, roles: list[str], password: str = PASSWORD) -> None:
+    entry = {
+        "id": "W-1",
+        "agency_id": "mo-jackson",
+        "name": "Alex Rivera",
+        "roles": roles,
+        "password_hash": _HASH if password == PASSWORD else hash_password(password),
+    }
+    path.write_text(yaml.safe_dump({"version": 1, "people": [entry]}))
+
+
+def test_a_role_taken_away_or_a_new_password_counts_at_the_next_request(
+    engine: Engine, tmp_path: Path
+) -> None:
+    path = tmp_path / "people.yaml"
+    _registry_file(path, ["caseworker"])
+    registry = Registry.load(path, every_s=0)
+    console, recorder, _ = _console(engine, People.empty(), staff=registry)
+    c = TestClient(create_app(console), follow_redirects=False)
+    assert sign_in(c, "mo-jackson", "W-1") == 303
+    page = c.get("/escalations/esc-mo-1")
+    _registry_file(path, ["auditor"])
+    refused = c.post("/escalations/esc-mo-1/ack", data={"csrf": _csrf(page.text)})
+    assert refused.status_code == 403 and recorder.calls == []
+    _registry_file(path, ["caseworker"], password="a brand new password here")
+    assert c.get("/now").status_code == 303  # the old password's session ended
+
+
+def test_signing_out_works_when_the_audit_trail_is_down(stack: Stack) -> None:
+    c = stack.client
+    sign_in(c, "mo-jackson", "W-1")
+    page = c.get("/now")
+    token = c.cookies.get(SESSION_COOKIE)
+    stack.audit.broken = True
+    assert c.post("/logout", data={"csrf": _csrf(page.text)}).status_code == 303
+    c.cookies.set(SESSION_COOKIE, token or "")
+    assert c.get("/now").status_code == 303
+
+
+def test_nothing_is_sent_to_notify_when_the_audit_trail_is_down(stack: Stack) -> None:
+    c = stack.client
+    sign_in(c, "mo-jackson", "W-1")
+    page = c.get("/escalations/esc-mo-1")
+    stack.audit.broken = True
+    answer = c.post("/escalations/esc-mo-1/ack", data={"csrf": _csrf(page.text)})
+    assert answer.status_code == 503 and stack.recorder.calls == []
+
+
+def test_a_refused_form_is_not_audited_as_done(stack: Stack) -> None:
+    c = stack.client
+    sign_in(c, "mo-jackson", "W-1")
+    page = c.get("/escalations/esc-mo-1")
+    csrf = _csrf(page.text)
+    before = len(stack.audit.records)
+    empty = c.post(
+        "/escalations/esc-mo-1/note", data={"csrf": csrf, "note": " ", "note_id": "0" * 32}
+    )
+    bad_id = c.post(
+        "/escalations/esc-mo-1/note", data={"csrf": csrf, "note": "x", "note_id": "0" * 32 + "\n"}
+    )
+    a_file = c.post(
+        "/escalations/esc-mo-1/ack", data={"csrf": csrf}, files={"note": ("n.txt", b"hello")}
+    )
+    assert [empty.status_code, bad_id.status_code, a_file.status_code] == [422, 422, 422]
+    assert len(stack.audit.records) == before and stack.recorder.calls == []
+
+
+def test_operators_see_no_facts_about_the_child(stack: Stack, engine: Engine) -> None:
+    with DbSession(engine) as s:
+        row = s.get(EscalationRow, "esc-mo-1")
+        assert row is not None
+        row.evidence = '{"risk_tier": "high"}'
+        s.commit()
+    c = stack.client
+    sign_in(c, "mo-jackson", "O-1")
+    assert "risk tier" not in c.get("/escalations/esc-mo-1").text
+    c.cookies.clear()
+    sign_in(c, "mo-jackson", "W-1")
+    assert "risk tier" in c.get("/escalations/esc-mo-1").text
+
+
+def test_now_says_when_it_shows_only_the_first_rows(stack: Stack, engine: Engine) -> None:
+    with DbSession(engine) as s:
+        s.add_all(_escalation(f"bulk-{i:03d}", "mo-jackson", 300 + i) for i in range(200))
+        s.commit()
+    c = stack.client
+    sign_in(c, "mo-jackson", "W-1")
+    assert "The first 200 of 201 open escalations" in c.get("/now").text
