@@ -1,0 +1,311 @@
+"""Small-cell suppression with complementary suppression (docs/report.md, "Small cells").
+
+The report's counts are cells tied by relations: a total equals the sum of its parts (a row of
+statuses adds up to the row's cohort, counties add up to the agency). A reader knows every
+relation, every shown value, and what each mark means:
+
+- `<5` (primary): the count is 1 to 4;
+- `*` (complementary): hidden so that no `<5` cell can be worked out; any value, 0 included.
+
+`suppress` hides every count of 1 to 4, then more cells until no hidden cell can be worked out:
+1. in every relation with exactly one hidden cell, one more cell is hidden: the one least
+   worth showing (the caller's `cost`), then a part before the total, a non-zero count before
+   a zero, the smallest: one hidden cell in a sum is the total minus the rest;
+2. then every hidden cell must have a witness (`recoverable`): another table of counts that
+   shows exactly what this one shows, keeps every sum, and differs in that cell. A cell without
+   one is recoverable (by any combination of sums: subtracting across rows, columns and tables
+   that share a count), and one more cell is hidden: of its own sums first, else of any sum
+   with a hidden cell, the first (in the order of rule 1) that gives it a witness; if none
+   does, a `<5` cell of its sums is shown as `*` (its range no longer stops at 4); repeat.
+
+Zeros are shown unless hidden by rule 1 or 2. The result has no recoverable cell: the loop ends
+only then (or raises SuppressionFailed).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Generic, Literal, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+Mark = Literal["<5", "*"]
+PRIMARY: Mark = "<5"
+COMPLEMENTARY: Mark = "*"
+SMALL = range(1, 5)
+"""Counts hidden as `<5`."""
+MIN_FOR_MEDIAN = 5
+MIN_FOR_P90 = 10
+"""A statistic is shown only over at least this many values: a median of fewer than five, or a
+90th percentile of fewer than ten (it is then the largest value), shows one child's."""
+_TRIALS = 12  # candidate cells tried for a recoverable one before taking the first
+
+
+@dataclass(frozen=True)
+class Relation(Generic[K]):
+    """`total` is the sum of `parts`."""
+
+    total: K
+    parts: tuple[K, ...]
+
+    @property
+    def members(self) -> tuple[K, ...]:
+        return (self.total, *self.parts)
+
+
+class SuppressionFailed(RuntimeError):
+    """No cell left to hide and a hidden cell can still be worked out (never seen: a report
+    that would raise it is not written)."""
+
+
+Range = tuple[int, int | None]  # lowest, highest (None: no bound)
+
+
+def _known(value: int, mark: Mark | None) -> Range:
+    if mark is None:
+        return value, value
+    if mark == PRIMARY:
+        return SMALL.start, SMALL.stop - 1
+    return 0, None
+
+
+def bounds(
+    counts: Mapping[K, int], relations: Sequence[Relation[K]], hidden: Mapping[K, Mark]
+) -> dict[K, Range]:
+    """What a reader can work out of each cell from the shown values, the marks and the
+    relations: each range narrowed through every relation until none changes (interval
+    propagation). Raises ValueError if the counts contradict a relation."""
+    lo: dict[K, int] = {}
+    hi: dict[K, int | None] = {}
+    for key, value in counts.items():
+        lo[key], hi[key] = _known(value, hidden.get(key))
+    changed = True
+    rounds = 0
+    while changed:
+        changed = False
+        rounds += 1
+        if rounds > 10_000:  # cannot happen with consistent counts; guards the loop
+            raise ValueError("suppression bounds do not settle")
+        for rel in relations:
+            parts_lo = sum(lo[p] for p in rel.parts)
+            unbounded = sum(1 for p in rel.parts if hi[p] is None)
+            parts_hi = sum(h for p in rel.parts if (h := hi[p]) is not None)
+            t = rel.total
+            new_lo = max(lo[t], parts_lo)
+            t_hi = hi[t]
+            new_hi = t_hi if unbounded else (parts_hi if t_hi is None else min(t_hi, parts_hi))
+            if new_lo != lo[t] or new_hi != hi[t]:
+                lo[t], hi[t] = new_lo, new_hi
+                changed = True
+            for p in rel.parts:
+                p_hi = hi[p]
+                others_lo = parts_lo - lo[p]
+                others_unbounded = unbounded - (1 if p_hi is None else 0)
+                others_hi = None if others_unbounded else parts_hi - (p_hi or 0)
+                p_lo = lo[p]
+                if others_hi is not None:
+                    p_lo = max(p_lo, lo[t] - others_hi)
+                t_hi = hi[t]
+                if t_hi is not None:
+                    limit = t_hi - others_lo
+                    p_hi = limit if p_hi is None else min(p_hi, limit)
+                if p_lo != lo[p] or p_hi != hi[p]:
+                    lo[p], hi[p] = p_lo, p_hi
+                    changed = True
+            for key in rel.members:
+                top = hi[key]
+                if top is not None and lo[key] > top:
+                    raise ValueError("counts contradict a relation of the report")
+    return {key: (lo[key], hi[key]) for key in counts}
+
+
+def recoverable(
+    counts: Mapping[K, int], relations: Sequence[Relation[K]], hidden: Mapping[K, Mark]
+) -> list[K]:
+    """The hidden cells a reader could work out exactly, in the order of `counts`: those for
+    which no other table of counts is found that shows the same (every shown value, every mark's
+    range) and keeps every sum, yet differs in that cell. The search (`_Audit`) may miss such a
+    table where one exists, never the other way round: a cell it passes is unrecoverable."""
+    return _Audit(counts, relations, hidden).pinned()
+
+
+class _Audit(Generic[K]):
+    """The hidden cells as unknowns of the sums they are in (visible cells are constants):
+    another table a reader cannot tell apart is the true one plus an integer vector of the
+    system's kernel that keeps every unknown in its mark's range. The kernel's basis comes from
+    exact elimination (fractions); the search tries each basis vector, then pairs of them."""
+
+    PAIRS = 4000  # combinations tried per cell before calling it recoverable
+
+    def __init__(
+        self,
+        counts: Mapping[K, int],
+        relations: Sequence[Relation[K]],
+        hidden: Mapping[K, Mark],
+    ) -> None:
+        self.keys = [k for k in counts if k in hidden]
+        index = {k: i for i, k in enumerate(self.keys)}
+        self.true = [counts[k] for k in self.keys]
+        self.ranges = [_known(counts[k], hidden[k]) for k in self.keys]
+        rows: list[dict[int, Fraction]] = []
+        for rel in relations:
+            row: dict[int, Fraction] = {}
+            const = 0
+            for key, sign in ((rel.total, 1), *((p, -1) for p in rel.parts)):
+                if key in index:
+                    row[index[key]] = row.get(index[key], Fraction(0)) + sign
+                else:
+                    const -= sign * counts[key]
+            row = {i: c for i, c in row.items() if c}
+            if row:
+                rows.append(row)
+            elif const:
+                raise ValueError("counts contradict a relation of the report")
+        self.basis = _kernel(rows, len(self.keys))
+        self.touching: dict[int, list[dict[int, int]]] = {}
+        for vector in self.basis:
+            for i in vector:
+                self.touching.setdefault(i, []).append(vector)
+
+    def _fits(self, step: Mapping[int, int]) -> bool:
+        for i, d in step.items():
+            value = self.true[i] + d
+            low, high = self.ranges[i]
+            if value < low or (high is not None and value > high):
+                return False
+        return True
+
+    def has_alternative(self, i: int) -> bool:
+        own = self.touching.get(i, [])
+        for vector in own:
+            for sign in (1, -1):
+                if self._fits({j: sign * d for j, d in vector.items()}):
+                    return True
+        tried = 0
+        for vector in own:
+            for other in self.basis:
+                if other is vector:
+                    continue
+                for a, b in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
+                    step = {j: a * d for j, d in vector.items()}
+                    for j, d in other.items():
+                        step[j] = step.get(j, 0) + b * d
+                    if step.get(i, 0) and self._fits(step):
+                        return True
+                tried += 1
+                if tried > self.PAIRS:
+                    return False
+        return False
+
+    def pinned(self) -> list[K]:
+        return [k for i, k in enumerate(self.keys) if not self.has_alternative(i)]
+
+
+def _kernel(rows: Sequence[Mapping[int, Fraction]], size: int) -> list[dict[int, int]]:
+    """An integer basis of the kernel of the linear map whose rows are given (sparse), each
+    vector primitive (its entries without a common factor)."""
+    pivots: dict[int, dict[int, Fraction]] = {}
+    for given in rows:
+        row = dict(given)
+        for p in [p for p in row if p in pivots]:
+            factor = row.pop(p)
+            for j, a in pivots[p].items():
+                if j != p:
+                    value = row.get(j, Fraction(0)) - factor * a
+                    if value:
+                        row[j] = value
+                    else:
+                        row.pop(j, None)
+        if not row:
+            continue
+        q = min(row)
+        lead = row[q]
+        row = {j: a / lead for j, a in row.items()}
+        for prow in pivots.values():
+            by = prow.get(q)
+            if by:
+                for j, a in row.items():
+                    value = prow.get(j, Fraction(0)) - by * a
+                    if value:
+                        prow[j] = value
+                    else:
+                        prow.pop(j, None)
+        pivots[q] = row
+    basis: list[dict[int, int]] = []
+    for free in range(size):
+        if free in pivots:
+            continue
+        vector = {free: Fraction(1)}
+        for p, prow in pivots.items():
+            if free in prow:
+                vector[p] = -prow[free]
+        scale = math.lcm(*(v.denominator for v in vector.values()))
+        ints = {j: int(v * scale) for j, v in vector.items()}
+        common = math.gcd(*ints.values())
+        basis.append({j: v // common for j, v in ints.items()})
+    return basis
+
+
+def suppress(
+    counts: Mapping[K, int],
+    relations: Sequence[Relation[K]],
+    cost: Callable[[K], int] | None = None,
+) -> dict[K, Mark]:
+    """The mark of every hidden cell (the module docstring says which). `cost`: how much a
+    cell is worth showing; a cheaper one is hidden first (default: all alike). Deterministic:
+    ties go to the cell that comes first in `counts`. Raises SuppressionFailed (see there)."""
+    order = {k: i for i, k in enumerate(counts)}
+    hidden: dict[K, Mark] = {k: PRIMARY for k, v in counts.items() if v in SMALL}
+    holding: dict[K, list[Relation[K]]] = {}
+    for rel in relations:
+        for key in rel.members:
+            holding.setdefault(key, []).append(rel)
+
+    def rank(rel: Relation[K], key: K) -> tuple[int, bool, bool, int, int]:
+        worth = cost(key) if cost is not None else 0
+        return worth, key == rel.total, counts[key] == 0, counts[key], order[key]
+
+    def candidates(rels: Sequence[Relation[K]]) -> list[K]:
+        ranked = sorted(
+            {(rank(rel, k), k) for rel in rels for k in rel.members if k not in hidden},
+            key=lambda pair: pair[0],
+        )
+        return list(dict.fromkeys(key for _, key in ranked))
+
+    def unpins(cell: K, key: K) -> bool:
+        return cell not in recoverable(counts, relations, {**hidden, key: COMPLEMENTARY})
+
+    while True:
+        changed = True
+        while changed:
+            changed = False
+            for rel in relations:
+                if sum(1 for k in rel.members if k in hidden) != 1:
+                    continue
+                found = candidates([rel])
+                if not found:  # the lone hidden cell is the only member
+                    continue
+                hidden[found[0]] = COMPLEMENTARY
+                changed = True
+        pinned = recoverable(counts, relations, hidden)
+        if not pinned:
+            return hidden
+        cell = pinned[0]
+        local = candidates(holding.get(cell, []))
+        touched = [r for r in relations if any(k in hidden for k in r.members)]
+        wider = [k for k in candidates(touched) if k not in local]
+        chosen = next(
+            (k for k in [*local[:_TRIALS], *wider[:_TRIALS]] if unpins(cell, k)),
+            None,
+        )
+        if chosen is None:  # nothing left to hide helps: widen a '<5' of its sums to '*'
+            near = [k for r in holding.get(cell, []) for k in r.members]
+            chosen = next((k for k in [cell, *near] if hidden.get(k) == PRIMARY), None)
+        if chosen is None:
+            rest = [*local, *wider]
+            if not rest:
+                raise SuppressionFailed("a hidden count could still be worked out")
+            chosen = rest[0]
+        hidden[chosen] = COMPLEMENTARY
