@@ -64,6 +64,7 @@ bench: setup
 	$(BIN)/python -m bench.notify --escalations 1000
 	$(BIN)/python -m bench.notify --escalations 1000 --rate 100
 	$(BIN)/python -m bench.e2e --events 300 --rate 20
+	$(BIN)/python -m bench.console
 
 schemas: $(STAMP)
 	$(BIN)/carealert schemas docs/schemas
