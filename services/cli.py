@@ -463,6 +463,7 @@ def _dlq_replay(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from services.console_cli import add_parser as console_parser
     from services.oncall_cli import add_parser as oncall_parser
+    from services.report_cli import add_parser as report_parser
     from services.silence_cli import add_parser as silence_parser
 
     parser = argparse.ArgumentParser(prog="carealert", description=__doc__)
@@ -530,6 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
     oncall_parser(sub)
     silence_parser(sub)
     console_parser(sub)
+    report_parser(sub)
     return parser
 
 
@@ -636,6 +638,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from services.console_cli import run as run_console
 
             return run_console(args)
+        if args.command == "report":
+            from services.report_cli import run as run_report
+
+            return run_report(args)
     except ValidationError as exc:
         # Settings errors: name the variable and the problem, never the value (it may be a secret).
         for err in exc.errors(include_input=False, include_url=False):
