@@ -135,9 +135,12 @@ class _Audit(Generic[K]):
     """The hidden cells as unknowns of the sums they are in (visible cells are constants):
     another table a reader cannot tell apart is the true one plus an integer vector of the
     system's kernel that keeps every unknown in its mark's range. The kernel's basis comes from
-    exact elimination (fractions); the search tries each basis vector, then pairs of them."""
+    exact elimination (fractions); the search starts from each basis vector touching the cell and
+    adds others, each chosen to bring back the first unknown out of its range (depth-first, up
+    to DEPTH more vectors and BUDGET steps)."""
 
-    PAIRS = 4000  # combinations tried per cell before calling it recoverable
+    DEPTH = 3  # basis vectors added to the first one to bring every unknown into its range
+    BUDGET = 400  # steps searched per cell before calling it recoverable
 
     def __init__(
         self,
@@ -146,7 +149,7 @@ class _Audit(Generic[K]):
         hidden: Mapping[K, Mark],
     ) -> None:
         self.keys = [k for k in counts if k in hidden]
-        index = {k: i for i, k in enumerate(self.keys)}
+        self.index = {k: i for i, k in enumerate(self.keys)}
         self.true = [counts[k] for k in self.keys]
         self.ranges = [_known(counts[k], hidden[k]) for k in self.keys]
         rows: list[dict[int, Fraction]] = []
@@ -154,8 +157,8 @@ class _Audit(Generic[K]):
             row: dict[int, Fraction] = {}
             const = 0
             for key, sign in ((rel.total, 1), *((p, -1) for p in rel.parts)):
-                if key in index:
-                    row[index[key]] = row.get(index[key], Fraction(0)) + sign
+                if key in self.index:
+                    row[self.index[key]] = row.get(self.index[key], Fraction(0)) + sign
                 else:
                     const -= sign * counts[key]
             row = {i: c for i, c in row.items() if c}
@@ -164,43 +167,64 @@ class _Audit(Generic[K]):
             elif const:
                 raise ValueError("counts contradict a relation of the report")
         self.basis = _kernel(rows, len(self.keys))
-        self.touching: dict[int, list[dict[int, int]]] = {}
-        for vector in self.basis:
+        self.touching: dict[int, list[int]] = {}
+        for n, vector in enumerate(self.basis):
             for i in vector:
-                self.touching.setdefault(i, []).append(vector)
+                self.touching.setdefault(i, []).append(n)
 
-    def _fits(self, step: Mapping[int, int]) -> bool:
+    def _off(self, step: Mapping[int, int]) -> tuple[int, int] | None:
+        """The first unknown the step takes out of its range, and which way it must go back."""
         for i, d in step.items():
             value = self.true[i] + d
             low, high = self.ranges[i]
-            if value < low or (high is not None and value > high):
-                return False
-        return True
+            if value < low:
+                return i, 1
+            if high is not None and value > high:
+                return i, -1
+        return None
 
     def has_alternative(self, i: int) -> bool:
-        own = self.touching.get(i, [])
-        for vector in own:
+        """Whether a table with another value in unknown `i` was found."""
+        budget = [self.BUDGET]
+        for n in self.touching.get(i, []):
             for sign in (1, -1):
-                if self._fits({j: sign * d for j, d in vector.items()}):
+                step = {j: sign * d for j, d in self.basis[n].items()}
+                if self._search(step, i, self.DEPTH, {n}, budget):
                     return True
-        tried = 0
-        for vector in own:
-            for other in self.basis:
-                if other is vector:
-                    continue
-                for a, b in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
-                    step = {j: a * d for j, d in vector.items()}
-                    for j, d in other.items():
-                        step[j] = step.get(j, 0) + b * d
-                    if step.get(i, 0) and self._fits(step):
-                        return True
-                tried += 1
-                if tried > self.PAIRS:
-                    return False
         return False
+
+    def _search(
+        self, step: dict[int, int], i: int, depth: int, used: set[int], budget: list[int]
+    ) -> bool:
+        if not step.get(i):
+            return False
+        off = self._off(step)
+        if off is None:
+            return True
+        if depth == 0 or budget[0] <= 0:
+            return False
+        budget[0] -= 1
+        bad, way = off
+        for n in self.touching.get(bad, []):
+            if n in used:
+                continue
+            vector = self.basis[n]
+            sign = 1 if vector[bad] * way > 0 else -1  # the way that brings `bad` back
+            moved = dict(step)
+            for j, d in vector.items():
+                moved[j] = moved.get(j, 0) + sign * d
+            if self._search(moved, i, depth - 1, used | {n}, budget):
+                return True
+        return False
+
+    def recoverable(self, key: K) -> bool:
+        return not self.has_alternative(self.index[key])
 
     def pinned(self) -> list[K]:
         return [k for i, k in enumerate(self.keys) if not self.has_alternative(i)]
+
+    def first_pinned(self) -> K | None:
+        return next((k for i, k in enumerate(self.keys) if not self.has_alternative(i)), None)
 
 
 def _kernel(rows: Sequence[Mapping[int, Fraction]], size: int) -> list[dict[int, int]]:
@@ -275,7 +299,7 @@ def suppress(
         return list(dict.fromkeys(key for _, key in ranked))
 
     def unpins(cell: K, key: K) -> bool:
-        return cell not in recoverable(counts, relations, {**hidden, key: COMPLEMENTARY})
+        return not _Audit(counts, relations, {**hidden, key: COMPLEMENTARY}).recoverable(cell)
 
     while True:
         changed = True
@@ -289,10 +313,9 @@ def suppress(
                     continue
                 hidden[found[0]] = COMPLEMENTARY
                 changed = True
-        pinned = recoverable(counts, relations, hidden)
-        if not pinned:
+        cell = _Audit(counts, relations, hidden).first_pinned()
+        if cell is None:
             return hidden
-        cell = pinned[0]
         local = candidates(holding.get(cell, []))
         touched = [r for r in relations if any(k in hidden for k in r.members)]
         wider = [k for k in candidates(touched) if k not in local]

@@ -7,6 +7,7 @@ cell unrecoverable)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -51,24 +52,57 @@ def _solve(
         )
     cell = min(open_cells, key=lambda k: (ranges[k][1] or cap) - ranges[k][0])
     lo, hi = ranges[cell]
-    for v in range(lo, min(hi if hi is not None else cap, cap) + 1):
+    near = sorted(
+        range(lo, min(hi if hi is not None else cap, cap) + 1), key=lambda v: abs(v - counts[cell])
+    )
+    for v in near:  # the true counts are a solution: search near them first
         if _solve(counts, relations, hidden, {**fixed, cell: v}, cap):
             return True
     return False
 
 
-def unrecoverable(
+def reduced(
     counts: Mapping[str, int], relations: Sequence[Relation[str]], hidden: Mapping[str, Mark]
-) -> list[str]:
+) -> tuple[dict[str, int], list[Relation[str]]]:
+    """The same problem over the hidden cells only: in each sum with a hidden cell, the shown
+    parts become one shown cell holding their sum."""
+    small: dict[str, int] = {}
+    out: list[Relation[str]] = []
+    for n, rel in enumerate(relations):
+        if not any(k in hidden for k in rel.members):
+            continue
+        parts = [p for p in rel.parts if p in hidden]
+        rest = sum(counts[p] for p in rel.parts if p not in hidden)
+        for key in (rel.total, *parts):
+            small[str(key)] = counts[key]
+        if rest:
+            small[f"shown sum {n}"] = rest
+            parts.append(f"shown sum {n}")
+        out.append(Relation(str(rel.total), tuple(str(p) for p in parts)))
+    return small, out
+
+
+def unrecoverable(
+    counts: Mapping[Any, int], relations: Sequence[Relation[Any]], hidden: Mapping[Any, Mark]
+) -> list[Any]:
     """The hidden cells that have only their true value among all the tables a reader cannot
     tell apart (empty: suppression holds)."""
+    names = {str(k): k for k in counts}
+    small, rels = reduced(
+        {str(k): v for k, v in counts.items()},
+        [Relation(str(r.total), tuple(str(p) for p in r.parts)) for r in relations],
+        {str(k): m for k, m in hidden.items()},
+    )
+    marks = {str(k): m for k, m in hidden.items()}
     cap = 2 * max(counts.values(), default=0) + 8
     found = []
-    for cell in hidden:
-        lo, hi = (1, 4) if hidden[cell] == PRIMARY else (0, cap)
-        others = [v for v in range(lo, hi + 1) if v != counts[cell]]
-        if not any(_solve(counts, relations, hidden, {cell: v}, cap) for v in others):
-            found.append(cell)
+    for cell in marks:
+        lo, hi = (1, 4) if marks[cell] == PRIMARY else (0, cap)
+        others = sorted(
+            (v for v in range(lo, hi + 1) if v != small[cell]), key=lambda v: abs(v - small[cell])
+        )
+        if not any(_solve(small, rels, marks, {cell: v}, cap) for v in others):
+            found.append(names[cell])
     return found
 
 
