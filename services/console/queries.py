@@ -347,7 +347,9 @@ def open_rules(session: Session, agency_id: str) -> list[str]:
 def _notification_of(agency_id: str) -> ColumnElement[bool]:
     """A notification record of the agency's (older records name no agency: their escalation,
     already the agency's where this is used, is)."""
-    return or_(NotificationRow.agency_id == agency_id, NotificationRow.agency_id.is_(None))
+    # coalesce, not OR: the same rows, and SQLite keeps looking them up by escalation id
+    # instead of reading every notification of the agency through its (agency, at) index.
+    return func.coalesce(NotificationRow.agency_id, agency_id) == agency_id
 
 
 def open_counties(session: Session, agency_id: str) -> list[str]:
