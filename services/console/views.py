@@ -109,6 +109,22 @@ def outcome_words(row: NotificationRow) -> str:
     return words
 
 
+def step_words(step: str) -> str:
+    """notify's step as a reader says it: `0` first notice, `r2` reminder 2, `e1` escalation
+    level 1 (`e1.2`: its second pass), `resolved` all clear."""
+    if step == "0":
+        return "first notice"
+    if step == "resolved":
+        return "all clear"
+    if step[:1] == "r" and step[1:].isdigit():
+        return f"reminder {step[1:]}"
+    if step[:1] == "e":
+        level, _, run = step[1:].partition(".")
+        if level.isdigit() and (not run or run.isdigit()):
+            return f"escalation level {level}" + (f", pass {run}" if run else "")
+    return step
+
+
 def attempt_lines(rows: list[NotificationRow], zone: ZoneInfo) -> list[AttemptLine]:
     return [
         AttemptLine(
@@ -116,7 +132,7 @@ def attempt_lines(rows: list[NotificationRow], zone: ZoneInfo) -> list[AttemptLi
             receiver=r.receiver,
             person=r.person_id,
             channel=r.channel,
-            step=r.step,
+            step=step_words(r.step),
             status=r.status,
             outcome=outcome_words(r),
         )

@@ -641,3 +641,16 @@ def test_now_says_when_it_shows_only_the_first_rows(stack: Stack, engine: Engine
     c = stack.client
     sign_in(c, "mo-jackson", "W-1")
     assert "The first 200 of 201 open escalations" in c.get("/now").text
+
+
+def test_notify_steps_in_words() -> None:
+    from services.console.views import step_words
+
+    assert [step_words(s) for s in ("0", "r2", "e1", "e2.3", "resolved", "odd")] == [
+        "first notice",
+        "reminder 2",
+        "escalation level 1",
+        "escalation level 2, pass 3",
+        "all clear",
+        "odd",
+    ]
