@@ -9,17 +9,21 @@ relation, every shown value, and what each mark means:
 
 `suppress` hides every count of 1 to 4, then more cells until no hidden cell can be worked out:
 1. in every relation with exactly one hidden cell, one more cell is hidden: the one least
-   worth showing (the caller's `cost`), then a part before the total, a non-zero count before
-   a zero, the smallest: one hidden cell in a sum is the total minus the rest;
+   worth showing (the caller's `cost`: the agency's counts are worth more than a county's),
+   then a part before the total, a non-zero count before a zero, the smallest: one hidden cell
+   in a sum is the total minus the rest;
 2. then every hidden cell must have a witness (`recoverable`): another table of counts that
    shows exactly what this one shows, keeps every sum, and differs in that cell. A cell without
    one is recoverable (by any combination of sums: subtracting across rows, columns and tables
-   that share a count), and one more cell is hidden: of its own sums first, else of any sum
-   with a hidden cell, the first (in the order of rule 1) that gives it a witness; if none
-   does, a `<5` cell of its sums is shown as `*` (its range no longer stops at 4); repeat.
+   that share a count), and one more cell of its sums is hidden: one worth no more than it,
+   else a `<5` of its sums is widened to `*` (its range no longer stops at 4: less is lost than
+   by hiding a count worth more), else any; repeat from 1. A small report tries candidates one
+   by one and takes the first that gives the cell a witness; a large one (more than
+   _TRIAL_UNKNOWNS hidden cells) fixes every recoverable cell of a pass at once, one per sum.
 
-Zeros are shown unless hidden by rule 1 or 2. The result has no recoverable cell: the loop ends
-only then (or raises SuppressionFailed).
+A zero is hidden only where it could be 1 in another table (each of its sums has another hidden
+cell that could make room for it); other zeros are shown. The result has no recoverable cell: the loop
+ends only then (or raises SuppressionFailed).
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Generic, Literal, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -41,6 +44,7 @@ MIN_FOR_P90 = 10
 """A statistic is shown only over at least this many values: a median of fewer than five, or a
 90th percentile of fewer than ten (it is then the largest value), shows one child's."""
 _TRIALS = 12  # candidate cells tried for a recoverable one before taking the first
+_TRIAL_UNKNOWNS = 150  # hidden cells up to which candidates are tried one by one
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,7 @@ class _Audit(Generic[K]):
     """The hidden cells as unknowns of the sums they are in (visible cells are constants):
     another table a reader cannot tell apart is the true one plus an integer vector of the
     system's kernel that keeps every unknown in its mark's range. The kernel's basis comes from
-    exact elimination (fractions); the search starts from each basis vector touching the cell and
+    exact (integer) elimination; the search starts from each basis vector touching the cell and
     adds others, each chosen to bring back the first unknown out of its range (depth-first, up
     to DEPTH more vectors and BUDGET steps)."""
 
@@ -152,13 +156,13 @@ class _Audit(Generic[K]):
         self.index = {k: i for i, k in enumerate(self.keys)}
         self.true = [counts[k] for k in self.keys]
         self.ranges = [_known(counts[k], hidden[k]) for k in self.keys]
-        rows: list[dict[int, Fraction]] = []
+        rows: list[dict[int, int]] = []
         for rel in relations:
-            row: dict[int, Fraction] = {}
+            row: dict[int, int] = {}
             const = 0
             for key, sign in ((rel.total, 1), *((p, -1) for p in rel.parts)):
                 if key in self.index:
-                    row[self.index[key]] = row.get(self.index[key], Fraction(0)) + sign
+                    row[self.index[key]] = row.get(self.index[key], 0) + sign
                 else:
                     const -= sign * counts[key]
             row = {i: c for i, c in row.items() if c}
@@ -227,48 +231,52 @@ class _Audit(Generic[K]):
         return next((k for i, k in enumerate(self.keys) if not self.has_alternative(i)), None)
 
 
-def _kernel(rows: Sequence[Mapping[int, Fraction]], size: int) -> list[dict[int, int]]:
+def _primitive(row: dict[int, int]) -> dict[int, int]:
+    common = math.gcd(*row.values())
+    return {j: a // common for j, a in row.items()} if common > 1 else row
+
+
+def _combine(a: int, x: Mapping[int, int], b: int, y: Mapping[int, int]) -> dict[int, int]:
+    """a·x − b·y, without zeros, divided by the common factor of its entries."""
+    out = {j: a * v for j, v in x.items()}
+    for j, v in y.items():
+        value = out.get(j, 0) - b * v
+        if value:
+            out[j] = value
+        else:
+            out.pop(j, None)
+    return _primitive(out) if out else out
+
+
+def _kernel(rows: Sequence[Mapping[int, int]], size: int) -> list[dict[int, int]]:
     """An integer basis of the kernel of the linear map whose rows are given (sparse), each
-    vector primitive (its entries without a common factor)."""
-    pivots: dict[int, dict[int, Fraction]] = {}
+    vector primitive (its entries without a common factor). Exact: integer elimination, each
+    row kept primitive (the rows here hold 1s and -1s, so numbers stay small)."""
+    pivots: dict[int, dict[int, int]] = {}
     for given in rows:
-        row = dict(given)
+        row = {j: a for j, a in given.items() if a}
         for p in [p for p in row if p in pivots]:
-            factor = row.pop(p)
-            for j, a in pivots[p].items():
-                if j != p:
-                    value = row.get(j, Fraction(0)) - factor * a
-                    if value:
-                        row[j] = value
-                    else:
-                        row.pop(j, None)
+            if p in row:
+                prow = pivots[p]
+                row = _combine(prow[p], row, row[p], prow)
         if not row:
             continue
         q = min(row)
-        lead = row[q]
-        row = {j: a / lead for j, a in row.items()}
-        for prow in pivots.values():
-            by = prow.get(q)
-            if by:
-                for j, a in row.items():
-                    value = prow.get(j, Fraction(0)) - by * a
-                    if value:
-                        prow[j] = value
-                    else:
-                        prow.pop(j, None)
+        for p, prow in pivots.items():
+            if q in prow:
+                pivots[p] = _combine(row[q], prow, prow[q], row)
         pivots[q] = row
     basis: list[dict[int, int]] = []
     for free in range(size):
         if free in pivots:
             continue
-        vector = {free: Fraction(1)}
+        leads = [prow[p] for p, prow in pivots.items() if free in prow]
+        scale = math.lcm(*leads) if leads else 1
+        vector = {free: scale}
         for p, prow in pivots.items():
             if free in prow:
-                vector[p] = -prow[free]
-        scale = math.lcm(*(v.denominator for v in vector.values()))
-        ints = {j: int(v * scale) for j, v in vector.items()}
-        common = math.gcd(*ints.values())
-        basis.append({j: v // common for j, v in ints.items()})
+                vector[p] = -prow[free] * scale // prow[p]
+        basis.append(_primitive(vector))
     return basis
 
 
@@ -291,15 +299,66 @@ def suppress(
         worth = cost(key) if cost is not None else 0
         return worth, key == rel.total, counts[key] == 0, counts[key], order[key]
 
+    def slack(rel: Relation[K], zero: K) -> bool:
+        """Whether `zero`, hidden, could be 1 in another table: some other hidden part of the
+        sum could be 1 less, or its hidden total 1 more."""
+        for k in rel.parts:
+            mark = hidden.get(k)
+            if k != zero and mark is not None and counts[k] > _known(counts[k], mark)[0]:
+                return True
+        mark = hidden.get(rel.total)
+        top = _known(counts[rel.total], mark)[1] if mark is not None else None
+        return mark is not None and (top is None or counts[rel.total] < top)
+
+    def useful(key: K) -> bool:
+        """A zero is only worth hiding where each of its sums has slack (else it is 0 in every
+        table a reader cannot tell apart)."""
+        return bool(counts[key]) or all(slack(r, key) for r in holding.get(key, []))
+
     def candidates(rels: Sequence[Relation[K]]) -> list[K]:
         ranked = sorted(
-            {(rank(rel, k), k) for rel in rels for k in rel.members if k not in hidden},
+            {
+                (rank(rel, k), k)
+                for rel in rels
+                for k in rel.members
+                if k not in hidden and useful(k)
+            },
             key=lambda pair: pair[0],
         )
         return list(dict.fromkeys(key for _, key in ranked))
 
     def unpins(cell: K, key: K) -> bool:
         return not _Audit(counts, relations, {**hidden, key: COMPLEMENTARY}).recoverable(cell)
+
+    def worth(key: K) -> int:
+        return cost(key) if cost is not None else 0
+
+    def choose(cell: K, trials: bool) -> K:
+        """The cell to hide so that `cell` is not recoverable: a cell of its sums worth no more
+        than it, else a '<5' of its sums widened to '*' (a count already hidden: less lost
+        than a count worth more shown), else any cell of its sums, else of any sum with a
+        hidden cell. With `trials`, each is tested first (the first that works is taken)."""
+        local = candidates(holding.get(cell, []))
+        cheap = [k for k in local if worth(k) <= worth(cell)]
+        dear = [k for k in local if worth(k) > worth(cell)]
+        near = [cell, *(k for r in holding.get(cell, []) for k in r.members)]
+        widen = next((k for k in near if hidden.get(k) == PRIMARY), None)
+        wider: list[K] = []
+        if trials or not local:
+            touched = [r for r in relations if any(k in hidden for k in r.members)]
+            wider = [k for k in candidates(touched) if k not in local]
+        if not trials:
+            found = next(iter([*cheap, *([widen] if widen is not None else []), *dear]), None)
+        else:
+            tries = [*cheap[:_TRIALS], *([widen] if widen is not None else [])]
+            tries += [*dear[:_TRIALS], *wider[:_TRIALS]]
+            found = next((k for k in tries if unpins(cell, k)), None)
+            found = found if found is not None else widen
+        if found is not None:
+            return found
+        if not wider:
+            raise SuppressionFailed("a hidden count could still be worked out")
+        return wider[0]
 
     while True:
         changed = True
@@ -313,22 +372,18 @@ def suppress(
                     continue
                 hidden[found[0]] = COMPLEMENTARY
                 changed = True
-        cell = _Audit(counts, relations, hidden).first_pinned()
-        if cell is None:
+        audit = _Audit(counts, relations, hidden)
+        # A small table tries candidates one by one (fewest cells hidden); a large one fixes
+        # every recoverable cell of a pass at once, one per sum, before the next audit.
+        trials = len(audit.keys) <= _TRIAL_UNKNOWNS
+        first = audit.first_pinned() if trials else None
+        pinned = ([first] if first is not None else []) if trials else audit.pinned()
+        if not pinned:
             return hidden
-        local = candidates(holding.get(cell, []))
-        touched = [r for r in relations if any(k in hidden for k in r.members)]
-        wider = [k for k in candidates(touched) if k not in local]
-        chosen = next(
-            (k for k in [*local[:_TRIALS], *wider[:_TRIALS]] if unpins(cell, k)),
-            None,
-        )
-        if chosen is None:  # nothing left to hide helps: widen a '<5' of its sums to '*'
-            near = [k for r in holding.get(cell, []) for k in r.members]
-            chosen = next((k for k in [cell, *near] if hidden.get(k) == PRIMARY), None)
-        if chosen is None:
-            rest = [*local, *wider]
-            if not rest:
-                raise SuppressionFailed("a hidden count could still be worked out")
-            chosen = rest[0]
-        hidden[chosen] = COMPLEMENTARY
+        changed_sums: set[int] = set()
+        for cell in pinned:
+            if any(id(r) in changed_sums for r in holding.get(cell, [])):
+                continue  # a cell of its sums was hidden in this pass: audit again first
+            chosen = choose(cell, trials)
+            hidden[chosen] = COMPLEMENTARY
+            changed_sums.update(id(r) for r in holding.get(chosen, []))

@@ -64,7 +64,17 @@ def identifying(events: list[dict[str, Any]]) -> set[str]:
 
 
 def leaks(text: str, values: set[str]) -> list[str]:
-    return sorted(v for v in values if re.search(rf"(?<![\w-]){re.escape(v)}(?![\w-])", text))
+    """The values that appear in `text` as a whole word (letters, digits, '-' and '_')."""
+    words = set(re.findall(r"[\w-]+", text))
+    return sorted(
+        v
+        for v in values
+        if v in words
+        or (
+            not re.fullmatch(r"[\w-]+", v)
+            and re.search(rf"(?<![\w-]){re.escape(v)}(?![\w-])", text)
+        )
+    )
 
 
 def test_every_small_count_is_hidden_and_none_can_be_worked_out(

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+from unittest.mock import patch
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from services.report import suppression
 from services.report.suppression import (
     COMPLEMENTARY,
     PRIMARY,
@@ -200,15 +203,19 @@ def test_a_two_way_table_with_margins() -> None:
 small_counts = st.one_of(st.integers(0, 5), st.integers(0, 20))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.lists(small_counts, min_size=1, max_size=3), min_size=1, max_size=3))
-def test_no_hidden_cell_of_any_small_two_way_table_can_be_worked_out(
-    grid: list[list[int]],
-) -> None:
-    width = len(grid[0])
-    grid = [(r + [0] * width)[:width] for r in grid]
-    counts, relations = two_way(grid)
-    check(counts, relations)
+@pytest.mark.parametrize("trial_unknowns", [150, 0], ids=["one by one", "in passes"])
+def test_no_hidden_cell_of_any_small_two_way_table_can_be_worked_out(trial_unknowns: int) -> None:
+    # Both ways of choosing complements: trying candidates one by one (a small report) and
+    # fixing every recoverable cell of a pass at once (a large one).
+    @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(st.lists(small_counts, min_size=1, max_size=4), min_size=1, max_size=4))
+    def holds(grid: list[list[int]]) -> None:
+        width = len(grid[0])
+        counts, relations = two_way([(r + [0] * width)[:width] for r in grid])
+        check(counts, relations)
+
+    with patch.object(suppression, "_TRIAL_UNKNOWNS", trial_unknowns):
+        holds()
 
 
 @settings(max_examples=150, deadline=None)
