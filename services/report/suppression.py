@@ -21,9 +21,9 @@ relation, every shown value, and what each mark means:
    by one and takes the first that gives the cell a witness; a large one (more than
    _TRIAL_UNKNOWNS hidden cells) fixes every recoverable cell of a pass at once, one per sum.
 
-A zero is hidden only where it could be 1 in another table (each of its sums has another hidden
-cell that could make room for it); other zeros are shown. The result has no recoverable cell: the loop
-ends only then (or raises SuppressionFailed).
+A zero is hidden only where it could be 1 in another table (each of its sums has another
+hidden cell that could make room for it); other zeros are shown. The result has no recoverable
+cell: the loop ends only then (or raises SuppressionFailed).
 """
 
 from __future__ import annotations
