@@ -285,7 +285,7 @@ def _hatch(pattern_id: str) -> str:
     )
 
 
-def _share_chart(view: Shown, table: Table) -> str:
+def share_chart(view: Shown, table: Table) -> str:
     """One stacked bar per row whose total is shown and not zero: each shown cell at its share,
     the hidden ones together as one hatched segment (their sum is the total minus the shown)."""
     assert table.share_of is not None
@@ -350,7 +350,7 @@ def _share_chart(view: Shown, table: Table) -> str:
     )
 
 
-def _bar_chart(view: Shown, table: Table) -> str:
+def bar_chart(view: Shown, table: Table) -> str:
     """One bar per category (the agency's column), the total left out: a shown count at its
     length, a hidden one as a short hatched stub with its mark."""
     column = ALL if (table.rows[0][0], ALL) in table.cells else table.columns[0][0]
@@ -435,9 +435,9 @@ def to_html(view: Shown, agency_name: str | None = None) -> str:
     for table in report.tables:
         chart = ""
         if table.chart == "shares":
-            chart = _share_chart(view, table)
+            chart = share_chart(view, table)
         elif table.chart == "bars":
-            chart = _bar_chart(view, table)
+            chart = bar_chart(view, table)
         sections.append(
             f"<section id={escape(table.id)}><h2>{escape(table.title)}</h2>"
             f'<p class="note">{escape(table.note)}</p>{chart}{_table_html(view, table)}</section>'
