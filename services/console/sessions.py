@@ -12,8 +12,9 @@ time, nothing here touches the network or a clock.
   at once cannot all pass the check) and a right password clears the count; after `failures`
   attempts for one (agency, staff id) within `window_s`, that sign-in is refused until the oldest
   of them is `window_s` old, whether or not the person exists (so the answer tells an attacker
-  nothing about who works where). When it tracks `MAX_TRACKED` sign-ins already, a new one is
-  refused rather than an old one forgotten.
+  nothing about who works where). When it tracks `MAX_TRACKED` sign-ins, the oldest ones that
+  are not locked are forgotten; a locked one never is (only when every one is locked is a new
+  sign-in refused).
 
 Sessions live in the console's memory: a restart signs everyone out (they sign in again).
 """
@@ -27,8 +28,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-MAX_SESSIONS = 10_000  # the oldest session ends first beyond this (one console, one agency's staff)
-MAX_TRACKED = 10_000  # sign-ins with recent attempts remembered (beyond: new ones refused)
+MAX_SESSIONS = 100_000  # the oldest session ends first beyond this (all agencies together)
+MAX_PER_PERSON = 20  # a person's oldest session ends first beyond this (browsers, devices)
+MAX_TRACKED = 10_000  # sign-ins with recent attempts remembered
 
 
 def _digest(token: str) -> str:
@@ -84,6 +86,13 @@ class Sessions:
         session = Session(
             agency_id, person_id, roles, secrets.token_urlsafe(32), now, now, credential
         )
+        mine = [
+            key
+            for key, other in self._by_digest.items()
+            if (other.agency_id, other.person_id) == (agency_id, person_id)
+        ]
+        for key in mine[: max(0, len(mine) - MAX_PER_PERSON + 1)]:
+            del self._by_digest[key]
         self._by_digest[_digest(token)] = session
         while len(self._by_digest) > MAX_SESSIONS:
             self._by_digest.popitem(last=False)
@@ -150,10 +159,11 @@ class Lockout:
         return kept
 
     def locked(self, agency_id: str, person_id: str, now: datetime) -> bool:
-        """Whether this sign-in is refused now (too many recent attempts, or a full table)."""
+        """Whether this sign-in is refused now (too many recent attempts, or a table full of
+        locked sign-ins)."""
         key = self.key(agency_id, person_id)
         if key not in self._recent and len(self._recent) >= MAX_TRACKED:
-            self._prune(now)
+            self._make_room(now)
             return len(self._recent) >= MAX_TRACKED
         return len(self._within(key, now)) >= self.failures
 
@@ -170,6 +180,14 @@ class Lockout:
         """The right password: its attempts no longer count."""
         self._recent.pop(self.key(agency_id, person_id), None)
 
-    def _prune(self, now: datetime) -> None:
+    def _make_room(self, now: datetime) -> None:
+        """Forget attempts that no longer count, then the oldest sign-ins that are not locked:
+        made-up staff ids fill the table with one attempt each, and must push out neither a
+        locked sign-in nor everyone else's chance to sign in."""
         for key in list(self._recent):
             self._within(key, now)
+        for key in list(self._recent):
+            if len(self._recent) < MAX_TRACKED:
+                break
+            if len(self._recent[key]) < self.failures:
+                del self._recent[key]

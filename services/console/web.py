@@ -36,6 +36,7 @@ MAX_BODY_BYTES = 64 * 1024  # a note is 500 characters; nothing the console take
 
 def create_app(console: Console) -> FastAPI:
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app.router.redirect_slashes = False  # no redirect built from the request's Host header
     guard = Guard(console)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(signin_router(console, guard))
@@ -46,7 +47,12 @@ def create_app(console: Console) -> FastAPI:
     async def headers(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except RuntimeError:
+            if not await request.is_disconnected():
+                raise
+            return Response(status_code=400)  # the client went away mid-request: nothing to log
         for name, value in HEADERS.items():
             response.headers.setdefault(name, value)
         return response

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from services.console import sessions as sessions_module
 from services.console.acking import NotifyAcks
 from services.console.projection import deadline_of
-from services.console.sessions import Lockout
+from services.console.sessions import Lockout, Sessions
 from tests.support import make_escalation
 
 NOW = datetime(2026, 12, 4, 15, 0, tzinfo=UTC)
@@ -38,7 +38,7 @@ def test_the_right_password_clears_the_count() -> None:
     assert all(lockout.attempt("mo-jackson", "W-1", NOW) for _ in range(3))
 
 
-def test_a_full_table_refuses_new_sign_ins_rather_than_forgetting_a_locked_one(
+def test_a_full_table_forgets_unlocked_sign_ins_never_a_locked_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(sessions_module, "MAX_TRACKED", 3)
@@ -46,10 +46,22 @@ def test_a_full_table_refuses_new_sign_ins_rather_than_forgetting_a_locked_one(
     for _ in range(2):
         lockout.attempt("a", "victim", NOW)
     assert lockout.locked("a", "victim", NOW)
-    lockout.attempt("a", "x1", NOW)
-    lockout.attempt("a", "x2", NOW)
-    assert not lockout.attempt("a", "x3", NOW)  # table full: refused, not tracked
+    for i in range(50):  # made-up staff ids, one attempt each
+        assert lockout.attempt("a", f"made-up-{i}", NOW)
     assert lockout.locked("a", "victim", NOW)  # still locked
+    assert lockout.attempt("a", "someone-else", NOW)  # and others can still sign in
+    for name in ("x", "y"):  # a table of locked sign-ins only refuses new ones
+        for _ in range(2):
+            lockout.attempt("a", name, NOW)
+    assert not lockout.attempt("a", "newcomer", NOW)
+
+
+def test_a_person_keeps_at_most_twenty_sessions() -> None:
+    sessions = Sessions(idle_s=900)
+    tokens = [sessions.start("a", "W-1", ("caseworker",), NOW)[0] for _ in range(25)]
+    other, _ = sessions.start("a", "W-2", ("caseworker",), NOW)
+    assert sessions.find(tokens[0], NOW) is None and sessions.find(tokens[-1], NOW) is not None
+    assert len(sessions) == 21 and sessions.find(other, NOW) is not None
 
 
 def test_the_ack_secret_never_shows(caplog: pytest.LogCaptureFixture) -> None:
