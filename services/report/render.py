@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from html import escape
 from typing import Any, Literal
 
+from services.notify import wording
 from services.report.measures import ALL, Key, Report, Stat, StatTable, Table, worth
 from services.report.suppression import (
     COMPLEMENTARY,
@@ -108,17 +109,10 @@ def stat_values(stat: Stat) -> dict[str, float | str | None]:
 
 
 def _span(delta: timedelta | None) -> str:
-    """A duration as people read it: 45 min, 2 h 30 min, 3 d 4 h."""
+    """A duration as people read it: 45 min, 2 h 30 min, 3 d 4 h (services.notify.wording)."""
     if delta is None:
         return "none"
-    minutes = round(delta.total_seconds() / 60)
-    days, rest = divmod(minutes, 24 * 60)
-    h, m = divmod(rest, 60)
-    if days:
-        return f"{days} d {h} h" if h else f"{days} d"
-    if h:
-        return f"{h} h {m} min" if m else f"{h} h"
-    return f"{m} min"
+    return wording.duration(max(delta, timedelta(0)))
 
 
 # --- JSON ----------------------------------------------------------------------------------
