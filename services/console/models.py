@@ -3,9 +3,11 @@
 Only what a console shows: ids, states, counties, staff ids, times, codes, an escalation's legal
 basis and its evidence without anything about the child's person (services.console.projection
 keeps only scalar values and drops `age` and every key naming a name, birth, description, photo,
-address or location), the notes the agency's own people write, and the agency's silences. A
-child's name, description, date of birth, photo, sex, risk indicators and an escalation's subject
-are never stored (services.console.projection never maps them).
+address or location), the notes the agency's own people write, and the agency's silences; and,
+for the compliance report (services.report.dbsource), codes only: the contract's sex code of a
+profile event, a placement's setting, a trafficking finding's status, and an age band at a
+duty's start. A child's name, description, date of birth, photo, risk indicators and an
+escalation's subject are never stored (services.console.projection never maps them).
 
 Every table that belongs to an agency carries `agency_id`, first in its key or an index, so an
 agency-scoped query is an index range. Notification records, acknowledgements and notes carry no
@@ -86,15 +88,26 @@ class Child(Base):
 
 
 class Episode(Base):
-    """A missing episode: when it was opened and when the child was located (NULL: open)."""
+    """A missing episode: when it was opened and when the child was located (NULL: open).
+
+    For the report (services.report.dbsource), from 0004: the opening event's jurisdiction
+    (`state`, `county`), when the child was last seen, and `located_event_at`, when the agency
+    learned of the return (the missing.located event's occurred_at, where the return clocks
+    start; `closed_at` is the located_at it reports). NULL in rows projected before 0004."""
 
     __tablename__ = "episodes"
 
     agency_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The contract names an episode within its child (every child may have an "E-1"): the key
+    # holds the child since 0004.
+    child_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
     episode_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
-    child_id: Mapped[str] = mapped_column(String(ID))
     opened_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    state: Mapped[str | None] = mapped_column(String(2))
+    county: Mapped[str | None] = mapped_column(String(REF))
+    last_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    located_event_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     __table_args__ = (Index("ix_episodes_agency_child", "agency_id", "child_id"),)
 
@@ -124,6 +137,18 @@ class EscalationRow(Base):
     # A JSON object of scalars (str of at most 64 characters, int, float, bool): the record's
     # evidence minus `age` and every key about the child's person; NULL before 0003.
     evidence: Mapped[str | None] = mapped_column(Text)
+    # For the report (services.report.dbsource), from 0004; NULL in rows projected before it.
+    # The policy version that computed the deadline; the event that started the duty
+    # (triggered_by's first); the event that resolved it (a resolved record's last), and when
+    # that discharged it (evidence.discharged_at: NULL for a duty found not owed).
+    policy_version: Mapped[str | None] = mapped_column(String(ID))
+    trigger_event_id: Mapped[str | None] = mapped_column(String(ID))
+    resolved_by: Mapped[str | None] = mapped_column(String(ID))
+    discharged_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # The child's age band (services.report.facts.AGE_BANDS) at the duty's start, from the
+    # engine's evidence.age (itself never stored): set when the escalation fired on its
+    # triggering event (the band at that event's time), NULL when it fired on the clock.
+    age_band: Mapped[str | None] = mapped_column(String(8))
 
     __table_args__ = (
         Index("ix_escalations_agency_status_due", "agency_id", "status", "due_at"),
@@ -213,6 +238,15 @@ class ChildEventRow(Base):
     event_type: Mapped[str] = mapped_column(String(64))
     occurred_at: Mapped[datetime] = mapped_column(UtcDateTime())
     detail: Mapped[str | None] = mapped_column(String(32))
+    # For the report (services.report.dbsource), from 0004; no page shows them. The event's
+    # jurisdiction; the placement a placement.started or placement.ended names; `code`, a code
+    # of the contract the report counts: the setting of placement.started, the sex of
+    # child.registered and child.updated, the status of trafficking.identified (NULL for every
+    # other type). NULL in rows projected before 0004.
+    state: Mapped[str | None] = mapped_column(String(2))
+    county: Mapped[str | None] = mapped_column(String(REF))
+    placement_id: Mapped[str | None] = mapped_column(String(ID))
+    code: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
         Index("ix_child_events_agency_child_at", "agency_id", "child_id", "occurred_at"),

@@ -7,10 +7,13 @@ the record carries). A record that cannot be decoded or is not valid raises `Unp
 reason code (never the content: it may be a child's data). No I/O here: services.console.store
 writes, services.console.projector reads Kafka.
 
-What is mapped is only what a console shows (services.console.models): a child's name,
-description, date of birth, sex, risk indicators and an escalation's subject are never read into
-an upsert; an escalation's evidence only as `safe_evidence` leaves it (scalars, without `age` and
-without any key about the child's person); an event only as its type, time, ids and a code.
+What is mapped is only what a console shows (services.console.models), and the codes the
+compliance report counts (services.report.dbsource): a child's name, description, date of birth,
+risk indicators and an escalation's subject are never read into an upsert; an escalation's
+evidence only as `safe_evidence` leaves it (scalars, without `age` and without any key about the
+child's person), its `age` only as an age band; an event only as its type, time, ids,
+jurisdiction and codes of the contract (a profile's sex, a placement's setting, a finding's
+status).
 """
 
 from __future__ import annotations
@@ -36,14 +39,18 @@ from services.common.events import (
     MissingLocatedEvent,
     MissingOpenedEvent,
     PartyNotifiedEvent,
+    PlacementEndedEvent,
+    PlacementStartedEvent,
     ScreeningCompletedEvent,
     StaffingHeldEvent,
+    TraffickingIdentifiedEvent,
     parse_event,
 )
 from services.console.models import NOTE, SILENCE_REASON, Base, Scalar
 from services.notify import wording
 from services.notify.records import Ack, NotificationRecord
 from services.notify.silences import Silence, printable_line
+from services.report.facts import age_band
 
 TOPICS: tuple[str, ...] = (
     topics.EVENTS,
@@ -151,7 +158,11 @@ def _event(value: bytes, now: datetime | None) -> list[Write]:
 
 
 def _child_event(event: Event) -> Upsert:
-    """The event as a line of the child's timeline: ids, type, time and a code, nothing else."""
+    """The event as a line of the child's timeline: ids, type, time, jurisdiction and codes,
+    nothing else."""
+    placement = (
+        event.payload if isinstance(event, PlacementStartedEvent | PlacementEndedEvent) else None
+    )
     row = {
         "agency_id": event.agency_id,
         "event_id": event.event_id,
@@ -160,6 +171,10 @@ def _child_event(event: Event) -> Upsert:
         "event_type": event.event_type,
         "occurred_at": event.occurred_at,
         "detail": _detail(event),
+        "state": event.jurisdiction.state,
+        "county": event.jurisdiction.county,
+        "placement_id": placement.placement_id if placement is not None else None,
+        "code": _code(event),
     }
     # An event id is one event (the contract refuses the same id with other content): the first
     # row stands.
@@ -175,6 +190,18 @@ def _detail(event: Event) -> str | None:
         return event.payload.level
     if isinstance(event, PartyNotifiedEvent):
         return event.payload.party
+    return None
+
+
+def _code(event: Event) -> str | None:
+    """The code of the contract the report counts (a Literal, never free text), which no page
+    shows: a profile's sex, a placement's setting, a trafficking finding's status."""
+    if isinstance(event, ChildRegistered | ChildUpdated):
+        return event.payload.sex
+    if isinstance(event, PlacementStartedEvent):
+        return event.payload.setting
+    if isinstance(event, TraffickingIdentifiedEvent):
+        return event.payload.status
     return None
 
 
@@ -199,7 +226,7 @@ def _child(event: Event) -> list[Write]:
         child_key,
         ("state", "county"),
     )
-    episode_key = ("agency_id", "episode_id")
+    episode_key = ("agency_id", "child_id", "episode_id")
     if isinstance(event, MissingOpenedEvent):
         opened = {
             "agency_id": event.agency_id,
@@ -207,8 +234,13 @@ def _child(event: Event) -> list[Write]:
             "child_id": event.child_id,
             "opened_at": event.occurred_at,
             "closed_at": None,
+            "state": event.jurisdiction.state,
+            "county": event.jurisdiction.county,
+            "last_seen_at": event.payload.last_seen_at,
+            "located_event_at": None,
         }
-        return [where, Upsert("episodes", opened, episode_key, ("child_id", "opened_at"))]
+        reopened = ("opened_at", "state", "county", "last_seen_at")
+        return [where, Upsert("episodes", opened, episode_key, reopened)]
     if isinstance(event, MissingLocatedEvent):
         closed = {
             "agency_id": event.agency_id,
@@ -216,8 +248,13 @@ def _child(event: Event) -> list[Write]:
             "child_id": event.child_id,
             "opened_at": None,
             "closed_at": event.payload.located_at,
+            "state": None,
+            "county": None,
+            "last_seen_at": None,
+            "located_event_at": event.occurred_at,
         }
-        return [where, Upsert("episodes", closed, episode_key, ("child_id", "closed_at"))]
+        returned = ("closed_at", "located_event_at")
+        return [where, Upsert("episodes", closed, episode_key, returned)]
     return [where]
 
 
@@ -241,6 +278,8 @@ _DESCRIPTIVE = (
     "caseworker_id",
     "supervisor_id",
     "due_at",
+    "trigger_event_id",
+    "age_band",
 )
 
 
@@ -272,6 +311,17 @@ def safe_evidence(evidence: Mapping[str, Any]) -> dict[str, Scalar]:
         elif isinstance(value, float) and math.isfinite(value):
             kept[key] = value
     return kept
+
+
+def age_band_at_start(evidence: Mapping[str, Any]) -> str | None:
+    """The child's age band at the duty's start, from the engine's `evidence.age` (the age in
+    whole years at the triggering event's time, on the jurisdiction's calendar; absent: no date
+    of birth on record, "unknown"). None for a duty that fired on the clock (`fired_at` in its
+    evidence: its age is the firing time's). The age itself is never stored."""
+    if "fired_at" in evidence:
+        return None
+    age = evidence.get("age")
+    return age_band(age if isinstance(age, int) and not isinstance(age, bool) else None)
 
 
 def deadline_of(esc: Escalation) -> datetime | None:
@@ -311,15 +361,21 @@ def _escalation(value: bytes) -> list[Write]:
         "resolved_at": None if firing else esc.created_at,
         "basis": esc.basis,
         "evidence": json.dumps(safe_evidence(esc.evidence), ensure_ascii=False),
+        "policy_version": esc.policy_version,
+        "trigger_event_id": esc.triggered_by[0] if esc.triggered_by else None,
+        "resolved_by": None if firing or not esc.triggered_by else esc.triggered_by[-1],
+        "discharged_at": None if firing else wording.instant(esc.evidence.get("discharged_at")),
+        "age_band": age_band_at_start(esc.evidence),
     }
     # Resolved is final: a firing record (even one applied again) never reopens the row, so
     # the order in which a batch is applied twice does not matter. Its evidence (which says
     # when and whether on time the duty was discharged) stays too: a firing record's evidence
-    # is written only by the insert of a new row.
+    # is written only by the insert of a new row. The policy version is the firing record's
+    # (the one that computed the deadline) once it is applied.
     update = (
-        (*_DESCRIPTIVE, "fired_at")
+        (*_DESCRIPTIVE, "fired_at", "policy_version")
         if firing
-        else (*_DESCRIPTIVE, "status", "resolved_at", "evidence")
+        else (*_DESCRIPTIVE, "status", "resolved_at", "evidence", "resolved_by", "discharged_at")
     )
     return [Upsert("escalations", row, ("escalation_id",), update)]
 

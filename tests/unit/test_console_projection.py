@@ -201,6 +201,10 @@ def test_missing_opened_opens_an_episode_without_the_description() -> None:
         "child_id": "C-1",
         "opened_at": NOW,
         "closed_at": None,
+        "state": "MO",
+        "county": "Jackson",
+        "last_seen_at": NOW - timedelta(minutes=30),
+        "located_event_at": None,
     }
     child = [u for u in upserts if u.table == "children"][0]
     assert child.update == ("state", "county")  # a missing event never clears the staff
@@ -211,7 +215,10 @@ def test_missing_located_closes_the_episode_only() -> None:
     upserts = upserts_of(topics.EVENTS, None, located(), NOW + timedelta(hours=6))
     episode = [u for u in upserts if u.table == "episodes"][0]
     assert episode.values["closed_at"] == NOW + timedelta(hours=5)
-    assert episode.update == ("child_id", "closed_at")  # opened_at stays what it was
+    assert episode.values["located_event_at"] == NOW + timedelta(hours=5)
+    # opened_at, the opening's jurisdiction and last seen stay what they were
+    assert episode.update == ("closed_at", "located_event_at")
+    assert episode.key == ("agency_id", "child_id", "episode_id")  # an episode id is the child's
 
 
 def test_escalation_firing_then_resolved() -> None:
@@ -339,29 +346,117 @@ def test_a_resolved_escalations_evidence_is_final() -> None:
     assert "evidence" in resolved.update
 
 
+def test_an_escalation_keeps_what_the_report_reads() -> None:
+    # Firing on its triggering event: the age band at the duty's start, never the age.
+    firing = make_escalation(
+        escalation_id="esc-r", triggered_by=["ev-open"], evidence={"age": 15, "setting": "none"}
+    )
+    row = only(project(topics.ESCALATIONS, None, firing.to_bytes()), "escalations")
+    assert {k: row[k] for k in REPORT_COLUMNS} == {
+        "policy_version": "test",
+        "trigger_event_id": "ev-open",
+        "resolved_by": None,
+        "discharged_at": None,
+        "age_band": "15-17",
+    }
+    assert "age" not in json.loads(row["evidence"])
+    # Resolved: the event that discharged it, and when.
+    resolved = firing.model_copy(
+        update={
+            "status": "resolved",
+            "triggered_by": ("ev-open", "ev-report"),
+            "evidence": {"age": 15, "discharged_at": "2026-11-24T14:00:00+00:00", "on_time": True},
+            "policy_version": "newer",
+        }
+    )
+    upsert = upserts_of(topics.ESCALATIONS, None, resolved.to_bytes())[0]
+    assert {k: upsert.values[k] for k in REPORT_COLUMNS} == {
+        "policy_version": "newer",
+        "trigger_event_id": "ev-open",
+        "resolved_by": "ev-report",
+        "discharged_at": datetime(2026, 11, 24, 14, tzinfo=UTC),
+        "age_band": "15-17",
+    }
+    # The firing record's policy computed the deadline: it is the one kept once applied.
+    assert "policy_version" not in upsert.update and "resolved_by" in upsert.update
+    firing_upsert = upserts_of(topics.ESCALATIONS, None, firing.to_bytes())[0]
+    assert "policy_version" in firing_upsert.update and "resolved_by" not in firing_upsert.update
+
+
 @pytest.mark.parametrize(
-    ("event_type", "payload", "detail"),
+    ("evidence", "band"),
+    [
+        ({"age": 11}, "0-11"),
+        ({"age": 12}, "12-14"),
+        ({"age": 17}, "15-17"),
+        ({"age": 18}, "18+"),
+        ({}, "unknown"),  # no date of birth on record
+        ({"age": "15"}, "unknown"),  # not the engine's
+        ({"age": 15, "fired_at": "2026-11-25T12:00:00+00:00"}, None),  # on the clock
+    ],
+)
+def test_the_age_band_at_a_duty_start(evidence: dict[str, Any], band: str | None) -> None:
+    esc = make_escalation(evidence=evidence)
+    assert only(project(topics.ESCALATIONS, None, esc.to_bytes()), "escalations")["age_band"] == (
+        band
+    )
+
+
+REPORT_COLUMNS = ("policy_version", "trigger_event_id", "resolved_by", "discharged_at", "age_band")
+
+
+@pytest.mark.parametrize(
+    ("event_type", "payload", "detail", "code"),
     [
         (
             "screening.completed",
             {"episode_id": "E-1", "tool": "cse_it", "result": "possible_concern"},
             "possible_concern",
+            None,
         ),
-        ("screening.completed", {"tool": "tvit", "result": "clear_concern"}, "clear_concern"),
-        ("missing.staffing_held", {"episode_id": "E-1", "level": "supervisor"}, "supervisor"),
+        (
+            "screening.completed",
+            {"tool": "tvit", "result": "clear_concern"},
+            "clear_concern",
+            None,
+        ),
+        (
+            "missing.staffing_held",
+            {"episode_id": "E-1", "level": "supervisor"},
+            "supervisor",
+            None,
+        ),
         (
             "missing.party_notified",
             {"episode_id": "E-1", "party": "guardian_ad_litem"},
             "guardian_ad_litem",
+            None,
         ),
-        ("missing.search_effort", {"episode_id": "E-1", "effort": "searched the mall"}, None),
-        ("return.debrief_completed", {"episode_id": "E-1", "factors": ["aunt's flat"]}, None),
-        ("trafficking.identified", {"status": "suspected", "type": "labor"}, None),
-        ("return.crime_disclosed", {"episode_id": "E-1", "crimes": ["robbery"]}, None),
+        (
+            "missing.search_effort",
+            {"episode_id": "E-1", "effort": "searched the mall"},
+            None,
+            None,
+        ),
+        (
+            "return.debrief_completed",
+            {"episode_id": "E-1", "factors": ["aunt's flat"]},
+            None,
+            None,
+        ),
+        ("trafficking.identified", {"status": "suspected", "type": "labor"}, None, "suspected"),
+        ("return.crime_disclosed", {"episode_id": "E-1", "crimes": ["robbery"]}, None, None),
+        (
+            "placement.started",
+            {"placement_id": "P-1", "setting": "group_home", "provider_id": "PR-1"},
+            None,
+            "group_home",
+        ),
+        ("placement.ended", {"placement_id": "P-1", "reason": "runaway"}, None, None),
     ],
 )
 def test_every_event_is_a_timeline_row_with_a_code_only(
-    event_type: str, payload: dict[str, Any], detail: str | None
+    event_type: str, payload: dict[str, Any], detail: str | None, code: str | None
 ) -> None:
     event = make_event(event_type, payload, child_id="C-1", occurred_at=NOW, event_id="ev-1")
     upserts = project(topics.EVENTS, None, _bytes(event), NOW)
@@ -373,6 +468,10 @@ def test_every_event_is_a_timeline_row_with_a_code_only(
         "event_type": event_type,
         "occurred_at": NOW,
         "detail": detail,
+        "state": "MO",
+        "county": "Jackson",
+        "placement_id": payload.get("placement_id"),
+        "code": code,
     }
     assert_no_pii([u.values for u in upserts if isinstance(u, Upsert)])
 
@@ -385,6 +484,8 @@ def test_profile_and_missing_events_are_timeline_rows_too() -> None:
     ):
         row = only(project(topics.EVENTS, None, value, NOW + timedelta(hours=6)), "child_events")
         assert (row["event_type"], row["episode_id"], row["detail"]) == (event_type, episode, None)
+        # The profile's sex is its code (the report counts runs by sex); the birth date is not.
+        assert row["code"] == ("female" if event_type == "child.registered" else None)
 
 
 def test_a_silence_as_notify_keeps_it() -> None:
@@ -770,7 +871,7 @@ def test_migration_0003_up_and_down_keeps_the_rows_and_indexes(tmp_path: Any) ->
                     " VALUES ('esc-0', 'S-1', 'supervisor-mail', 1, '2026-11-24 12:00:00')"
                 )
             )
-        command.upgrade(config, "head")
+        command.upgrade(config, "0003")
         after = schema(engine)
         assert set(after) - set(before) == {"notes", "child_events", "silences"}
         assert after["escalations"][0][-2:] == ["basis", "evidence"]
@@ -778,15 +879,97 @@ def test_migration_0003_up_and_down_keeps_the_rows_and_indexes(tmp_path: Any) ->
         assert after["child_events"][1] == ["ix_child_events_agency_child_at"]
         assert after["silences"][1] == ["ix_silences_agency_ends"]
         with engine.connect() as conn:
-            # The migrations make exactly the models' schema.
-            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-            row = conn.execute(select(EscalationRow.basis, EscalationRow.evidence)).one()
+            row = conn.execute(text("SELECT basis, evidence FROM escalations")).one()
             assert tuple(row) == (None, None)  # until a rebuild reads the topics again
         command.downgrade(config, "0002")
         assert schema(engine) == before  # columns and indexes as they were
         with engine.connect() as conn:
             assert conn.execute(text("SELECT escalation_id FROM escalations")).scalar() == "esc-0"
             assert conn.execute(text("SELECT who FROM acks")).scalar() == "S-1"
+        command.upgrade(config, "head")
+        with engine.connect() as conn:
+            # The migrations make exactly the models' schema.
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        command.downgrade(config, "0003")
+        assert schema(engine) == after
+        command.downgrade(config, "base")
+        assert schema(engine) == {}
+    finally:
+        engine.dispose()
+
+
+def test_two_childrens_episodes_of_one_id_are_two_episodes(engine: Engine) -> None:
+    writes: list[Write] = []
+    for child in ("C-1", "C-2"):
+        writes += project(topics.EVENTS, None, registered(child), NOW)
+        writes += project(topics.EVENTS, None, opened(child, "E-1"), NOW)
+    writes += project(topics.EVENTS, None, located("C-2", "E-1"), NOW + timedelta(hours=6))
+    write_batch(engine, writes, {})
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(Episode.child_id, Episode.episode_id, Episode.located_event_at).order_by(
+                Episode.child_id
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("C-1", "E-1", None),
+        ("C-2", "E-1", NOW + timedelta(hours=5)),
+    ]
+
+
+def test_migration_0004_up_and_down_keeps_the_rows(tmp_path: Any) -> None:
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import inspect, text
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'console.db'}")
+    config = alembic(engine)
+
+    def episode_key() -> list[str]:
+        return list(inspect(engine).get_pk_constraint("episodes")["constrained_columns"])
+
+    try:
+        command.upgrade(config, "0003")
+        before = schema(engine)
+        with engine.begin() as conn:  # rows projected by the release before
+            conn.execute(
+                text(
+                    "INSERT INTO episodes (agency_id, episode_id, child_id, opened_at)"
+                    " VALUES ('demo-agency', 'E-1', 'C-1', '2026-11-24 12:00:00.000000')"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO child_events (agency_id, event_id, child_id, event_type,"
+                    " occurred_at) VALUES ('demo-agency', 'ev-1', 'C-1', 'missing.opened',"
+                    " '2026-11-24 12:00:00.000000')"
+                )
+            )
+        command.upgrade(config, "head")
+        after = schema(engine)
+        assert episode_key() == ["agency_id", "child_id", "episode_id"]
+        assert after["episodes"][0][-4:] == ["state", "county", "last_seen_at", "located_event_at"]
+        assert after["episodes"][1] == ["ix_episodes_agency_child"]
+        assert after["escalations"][0][-5:] == list(REPORT_COLUMNS)
+        assert after["child_events"][0][-4:] == ["state", "county", "placement_id", "code"]
+        with engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+            row = conn.execute(text("SELECT child_id, state FROM episodes")).one()
+            assert tuple(row) == ("C-1", None)  # until a rebuild reads the topics again
+        with engine.begin() as conn:  # another child's E-1 is another episode now
+            conn.execute(
+                text(
+                    "INSERT INTO episodes (agency_id, episode_id, child_id, opened_at)"
+                    " VALUES ('demo-agency', 'E-1', 'C-0', '2026-11-25 12:00:00.000000')"
+                )
+            )
+        command.downgrade(config, "0003")
+        assert schema(engine) == before and episode_key() == ["agency_id", "episode_id"]
+        with engine.connect() as conn:
+            # One episode per id again: the first child's (by id) stays.
+            assert conn.execute(text("SELECT child_id FROM episodes")).scalars().all() == ["C-0"]
+            assert conn.execute(text("SELECT event_id FROM child_events")).scalar() == "ev-1"
         command.upgrade(config, "head")
         assert schema(engine) == after
         command.downgrade(config, "base")
