@@ -2,24 +2,25 @@
 as html (a self-contained printable page with its charts), csv (for analysts) or json.
 
     carealert report --agency mo-jackson --from 2026-01-01 --to 2026-03-31 \\
-        --events export.jsonl --format html --out q1.html
+        [--events export.jsonl | --database URL] --format html --out q1.html
 
-The facts come from a JSON-lines export of events, run through the rules engine as `carealert
-replay` runs them (`--policy`, default rules). The period's dates, and a date given as
-`--as-of`, are on the agency's clock: `--time-zone`, else `time_zone` in the policy's
-`agencies/<agency>.yaml`, else the zone of the jurisdiction of the agency's events (when they
-are all in one).
+The facts come from the console's read model (`--database URL`; without `--events`, the
+console's own: CAREALERT_DATABASE_URL, else its default SQLite file), read as they stood at the
+report date (services.report.dbsource), or from a JSON-lines export of events (`--events`), run
+through the rules engine as `carealert replay` runs them (`--policy`, default rules). Either
+way the Facts go to `produce`. The period's dates, and a date given as `--as-of`, are on the
+agency's clock: `--time-zone`, else `time_zone` in the policy's `agencies/<agency>.yaml`, else
+the zone of the jurisdiction of the agency's events (when they are all in one).
 
-The console's database as a source (`--database URL`) comes next: a FactsSource
-(services.report.facts) whose Facts go to `produce` like the file's do.
-
-Exit status: 0 written; 1 the events file, the policy or the agency file has problems (listed;
-no report written); 2 a bad argument.
+Exit status: 0 written; 1 the events file, the database, the policy or the agency file has
+problems (listed; no report written; the database's address, a secret, is never shown); 2 a
+bad argument.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -27,6 +28,8 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from services.common.events import EventBase
     from services.report.facts import Facts
     from services.report.render import Format
@@ -51,8 +54,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="the report date: YYYY-MM-DD (the end of that day) or an ISO 8601 time (without an"
         " offset: the agency's clock); default: now",
     )
-    report.add_argument(
-        "--events", type=Path, required=True, help="JSON lines, one Event per line (an export)"
+    source = report.add_mutually_exclusive_group()
+    source.add_argument("--events", type=Path, help="JSON lines, one Event per line (an export)")
+    source.add_argument(
+        "--database",
+        metavar="URL",
+        help="the console's read model, a SQLAlchemy URL (default, without --events:"
+        " CAREALERT_DATABASE_URL, else the console's default)",
     )
     report.add_argument("--format", choices=FORMATS, default="html")
     report.add_argument("--out", type=Path, help="file to write (default: standard output)")
@@ -179,8 +187,6 @@ def produce(
 def run(args: argparse.Namespace, now: datetime | None = None) -> int:
     """`carealert report`; the exit status (module docstring). The clock is read here, at the
     edge, only when `--as-of` is not given."""
-    from services.report.suppression import SuppressionFailed
-
     start, end = _day(args.period_from), _day(args.period_to)
     if start is None:
         return _fail(f"--from: {args.period_from!r} is not a date written YYYY-MM-DD")
@@ -194,6 +200,8 @@ def run(args: argparse.Namespace, now: datetime | None = None) -> int:
             given_zone = ZoneInfo(args.time_zone)
         except (ZoneInfoNotFoundError, ValueError):
             return _fail(f"--time-zone: {args.time_zone!r} is not an IANA time zone")
+    if args.events is None:
+        return _from_database(args, (start, end), given_zone, now)
     try:
         events, problems = read_events(args.events)
     except OSError as exc:
@@ -205,18 +213,111 @@ def run(args: argparse.Namespace, now: datetime | None = None) -> int:
         return _problems(problems)
     zone = given_zone or zone or jurisdiction_zone(events)
     if zone is None:
-        return _fail(
-            f"no clock for agency {args.agency}: no {args.policy}/agencies/{args.agency}.yaml and"
-            " its events are in several time zones (or none); give --time-zone"
-        )
+        return _no_clock(args)
+    as_of = _report_date(args, start, zone, now)
+    if isinstance(as_of, int):
+        return as_of
+    facts = facts_from_file(events, args.policy, as_of)
+    if isinstance(facts, list):
+        return _problems(facts)
+    return _write(args, facts, (start, end), as_of, zone, name)
+
+
+def _from_database(
+    args: argparse.Namespace,
+    period: tuple[date, date],
+    given_zone: ZoneInfo | None,
+    now: datetime | None,
+) -> int:
+    """The report from the console's read model (services.report.dbsource). Its URL is a
+    secret (it may hold a password): no message shows it, nor a driver's error text."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from services.console.db import DEFAULT_URL
+    from services.report.dbsource import DatabaseFacts, ReadModelNotReady
+
+    zone, name, problems = agency_clock(args.policy, args.agency)
+    if problems:
+        return _problems(problems)
+    url = args.database or os.environ.get("CAREALERT_DATABASE_URL") or DEFAULT_URL
+    engine = _read_engine(url)
+    if engine is None:
+        return _fail("the database holds no read model (`carealert console project` creates it)", 1)
+    try:
+        source = DatabaseFacts(engine)
+        source.check(args.agency)
+        if given_zone is None and zone is None:
+            zones = source.zones(args.agency)
+            zone = ZoneInfo(zones.pop()) if len(zones) == 1 else None
+        zone = given_zone or zone
+        if zone is None:
+            return _no_clock(args)
+        as_of = _report_date(args, period[0], zone, now)
+        if isinstance(as_of, int):
+            return as_of
+        facts = source.facts(args.agency, as_of)
+    except ReadModelNotReady as exc:
+        return _fail(str(exc), status=1)
+    except SQLAlchemyError as exc:
+        return _fail(f"the database could not be read ({type(exc).__name__})", status=1)
+    finally:
+        engine.dispose()
+    return _write(args, facts, period, as_of, zone, name)
+
+
+def _read_engine(url: str) -> Engine | None:
+    """An engine that reads `url`; None for a SQLite file that is not there (it is not
+    created). Raises nothing for a server that does not answer: the first query does."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            return None
+        if not Path(parsed.database).is_file():
+            return None
+        return create_engine(url, connect_args={"timeout": 30})
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except (ArgumentError, ImportError):
+        return None
+
+
+def _no_clock(args: argparse.Namespace) -> int:
+    return _fail(
+        f"no clock for agency {args.agency}: no {args.policy}/agencies/{args.agency}.yaml and"
+        " its events are in several time zones (or none); give --time-zone"
+    )
+
+
+def _report_date(
+    args: argparse.Namespace, start: date, zone: ZoneInfo, now: datetime | None
+) -> datetime | int:
+    """The report date, or the exit status of a bad --as-of."""
     as_of = as_of_instant(args.as_of, zone, now or datetime.now(UTC))
     if as_of is None:
         return _fail(f"--as-of: {args.as_of!r} is not a date or an ISO 8601 time")
     if as_of < datetime.combine(start, time(0), tzinfo=zone):
         return _fail("--as-of: the report date is before the period starts")
-    facts = facts_from_file(events, args.policy, as_of)
-    if isinstance(facts, list):
-        return _problems(facts)
+    return as_of
+
+
+def _write(
+    args: argparse.Namespace,
+    facts: Facts,
+    period: tuple[date, date],
+    as_of: datetime,
+    zone: ZoneInfo,
+    name: str | None,
+) -> int:
+    from services.report.suppression import SuppressionFailed
+
+    start, end = period
     try:
         text = produce(facts, args.agency, (start, end), as_of, zone, args.format, name)
     except SuppressionFailed as exc:
