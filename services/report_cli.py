@@ -245,7 +245,7 @@ def _from_database(
         return _fail("the database holds no read model (`carealert console project` creates it)", 1)
     try:
         source = DatabaseFacts(engine)
-        source.check(args.agency)
+        source.check()
         if given_zone is None and zone is None:
             zones = source.zones(args.agency)
             zone = ZoneInfo(zones.pop()) if len(zones) == 1 else None

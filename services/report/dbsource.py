@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, cast
+from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Engine, Table, and_, func, or_, select, text
+from sqlalchemy import Engine, String, and_, func, or_, select, text, type_coerce
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ColumnElement
@@ -62,6 +62,7 @@ from services.report.facts import (
     Identification,
     OverdueDuty,
     TraffickingReport,
+    TraffickingStatus,
     TraffickingTrigger,
     child_key,
 )
@@ -80,9 +81,16 @@ _events = Base.metadata.tables["child_events"]
 
 class ReadModelNotReady(RuntimeError):
     """The read model cannot give a right report: there is none, it is not at the revision the
-    report reads, or it holds rows projected before that revision (their report columns are
-    empty until `carealert console rebuild` and `project` read the topics again). The message
-    names the cause and the remedy, never the database's address."""
+    report reads, or the agency's rows the report reads were projected before that revision
+    (their report columns are empty until `carealert console rebuild` and `project` read the
+    topics again). The message names the cause and the remedy, never the database's address."""
+
+
+STALE = ReadModelNotReady(
+    "the read model holds rows projected before the report's columns existed (migration"
+    " 0004): run `carealert console rebuild`, then `carealert console project`, to read the"
+    " topics again"
+)
 
 
 def head_revision() -> str:
@@ -100,7 +108,7 @@ def head_revision() -> str:
     return head
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class _Row:
     """One measured duty or overdue step, with its triggering and resolving events."""
 
@@ -108,6 +116,7 @@ class _Row:
     episode_id: str | None
     rule_id: str
     status: str
+    policy_version: str
     due_at: datetime | None
     resolved_at: datetime | None
     discharged_at: datetime | None
@@ -139,9 +148,9 @@ class DatabaseFacts:
 
     # --- the read model's state ------------------------------------------------------------
 
-    def check(self, agency_id: str) -> None:
-        """Raise ReadModelNotReady unless the read model is at the newest revision and holds no
-        row of `agency_id` projected before the report's columns existed."""
+    def check(self) -> None:
+        """Raise ReadModelNotReady unless the read model is at the newest revision. (Rows
+        projected before it are found as `facts` reads them.)"""
         head = head_revision()
         with self.engine.connect() as conn:
             try:
@@ -156,23 +165,6 @@ class DatabaseFacts:
                 raise ReadModelNotReady(
                     f"the read model is at revision {at}, the report reads {head}: run"
                     " `carealert console rebuild`, then `carealert console project`"
-                )
-            # Columns every row projected since 0004 fills (the contract requires their values).
-            probes: Sequence[tuple[Table, ColumnElement[bool]]] = (
-                (_episodes, and_(_episodes.c.opened_at.is_not(None), _episodes.c.state.is_(None))),
-                (_escalations, _escalations.c.policy_version.is_(None)),
-                (_events, _events.c.state.is_(None)),
-            )
-            if any(
-                conn.execute(
-                    select(1).where(table.c.agency_id == agency_id, stale).limit(1)
-                ).first()
-                for table, stale in probes
-            ):
-                raise ReadModelNotReady(
-                    "the read model holds rows projected before the report's columns existed"
-                    " (migration 0004): run `carealert console rebuild`, then"
-                    " `carealert console project`, to read the topics again"
                 )
 
     def zones(self, agency_id: str) -> set[str]:
@@ -191,28 +183,16 @@ class DatabaseFacts:
 
     def facts(self, agency_id: str, as_of: datetime) -> Facts:
         """The agency's Facts as they stood at `as_of` (module docstring). Raises
-        ReadModelNotReady."""
-        self.check(agency_id)
+        ReadModelNotReady, also when a row it reads was projected before the report's columns
+        existed (they are filled in every row projected since: the contract requires them)."""
+        self.check()
         with self.engine.connect() as conn:
-            rows = list(_duty_rows(conn, agency_id, as_of))
+            rows = _duty_rows(conn, agency_id, as_of)
             children = _children(conn, agency_id, as_of)
             identifications = _identifications(conn, agency_id, as_of)
             episodes = _episode_facts(conn, agency_id, as_of, rows, children)
             overdue = _overdue(conn, agency_id, as_of, rows)
-            versions = sorted(
-                {
-                    v
-                    for (v,) in conn.execute(
-                        select(_escalations.c.policy_version)
-                        .where(
-                            _escalations.c.agency_id == agency_id,
-                            _escalations.c.rule_id.in_(MEASURED_RULES),
-                            _escalations.c.policy_version.is_not(None),
-                        )
-                        .distinct()
-                    )
-                }
-            )
+        versions = sorted({r.policy_version for r in rows if r.rule_id in MEASURED_RULES})
         reports = [
             TraffickingReport(
                 agency_id=agency_id,
@@ -239,7 +219,7 @@ class DatabaseFacts:
 # --- queries -------------------------------------------------------------------------------------
 
 
-def _duty_rows(conn: Connection, agency_id: str, as_of: datetime) -> Iterator[_Row]:
+def _duty_rows(conn: Connection, agency_id: str, as_of: datetime) -> list[_Row]:
     """The measured duties and every overdue step, started (their triggering event occurred)
     by `as_of`, with the events that started and resolved them."""
     x, trigger, resolving = _escalations, _events.alias("t"), _events.alias("d")
@@ -249,19 +229,20 @@ def _duty_rows(conn: Connection, agency_id: str, as_of: datetime) -> Iterator[_R
             x.c.episode_id,
             x.c.rule_id,
             x.c.status,
-            x.c.due_at,
-            x.c.resolved_at,
-            x.c.discharged_at,
+            x.c.policy_version,
+            _raw(x.c.due_at),
+            _raw(x.c.resolved_at),
+            _raw(x.c.discharged_at),
             x.c.age_band,
-            trigger.c.occurred_at,
+            _raw(trigger.c.occurred_at),
             trigger.c.event_type,
             trigger.c.code,
             trigger.c.state,
             trigger.c.county,
-            resolving.c.occurred_at,
+            _raw(resolving.c.occurred_at),
             resolving.c.detail,
         )
-        .join(
+        .outerjoin(
             trigger,
             and_(trigger.c.agency_id == x.c.agency_id, trigger.c.event_id == x.c.trigger_event_id),
         )
@@ -272,25 +253,71 @@ def _duty_rows(conn: Connection, agency_id: str, as_of: datetime) -> Iterator[_R
         .where(
             x.c.agency_id == agency_id,
             or_(x.c.rule_id.in_(MEASURED_RULES), x.c.rule_id.like(f"%{OVERDUE}")),
-            trigger.c.occurred_at <= as_of,
+            # Rows projected before 0004 (no version, no trigger) are read to be refused.
+            or_(trigger.c.occurred_at <= as_of, x.c.policy_version.is_(None)),
         )
     )
-    for row in conn.execute(query):
-        yield _Row(*row)
+    out: list[_Row] = []
+    for (
+        child_id,
+        episode_id,
+        rule_id,
+        status,
+        version,
+        due_at,
+        resolved_at,
+        discharged_at,
+        band,
+        started_at,
+        trigger_type,
+        trigger_code,
+        trigger_state,
+        trigger_county,
+        resolved_event_at,
+        resolved_detail,
+    ) in conn.execute(query):
+        if version is None or trigger_state is None:
+            raise STALE
+        out.append(
+            _Row(
+                child_id,
+                episode_id,
+                rule_id,
+                status,
+                version,
+                _instant(due_at),
+                _instant(resolved_at),
+                _instant(discharged_at),
+                band,
+                _at(started_at),
+                trigger_type,
+                trigger_code,
+                trigger_state,
+                trigger_county,
+                _instant(resolved_event_at),
+                resolved_detail,
+            )
+        )
+    return out
 
 
 def _children(conn: Connection, agency_id: str, as_of: datetime) -> dict[str, _Child]:
     """Each child's sex as last recorded by `as_of` and its placements (their settings)."""
     e = _events.c
-    query = select(e.child_id, e.event_type, e.occurred_at, e.event_id, e.code, e.placement_id)
+    query = select(
+        e.child_id, e.event_type, _raw(e.occurred_at), e.event_id, e.state, e.code, e.placement_id
+    )
     query = query.where(
         e.agency_id == agency_id,
         e.event_type.in_((*PROFILE_EVENTS, PLACEMENT_STARTED, PLACEMENT_ENDED)),
         e.occurred_at <= as_of,
     )
     children: dict[str, _Child] = defaultdict(_Child)
-    for child_id, event_type, at, event_id, code, placement_id in conn.execute(query):
+    for child_id, event_type, raw, event_id, state, code, placement_id in conn.execute(query):
+        if state is None:
+            raise STALE
         child = children[child_id]
+        at = _at(raw)
         if event_type in PROFILE_EVENTS:
             # The engine keeps the newest profile by occurred_at (services.rules.state.fold).
             if code and (child.sex is None or (at, event_id) >= child.sex[:2]):
@@ -308,21 +335,24 @@ def _children(conn: Connection, agency_id: str, as_of: datetime) -> dict[str, _C
 
 def _identifications(conn: Connection, agency_id: str, as_of: datetime) -> list[Identification]:
     e = _events.c
-    query = select(e.child_id, e.state, e.county, e.code, e.occurred_at).where(
+    query = select(e.child_id, e.state, e.county, e.code, _raw(e.occurred_at)).where(
         e.agency_id == agency_id, e.event_type == IDENTIFIED, e.occurred_at <= as_of
     )
-    out = [
-        Identification(
-            agency_id=agency_id,
-            state=state,
-            county=county,
-            child_key=child_key(agency_id, child_id),
-            status=code,
-            identified_at=at,
+    out: list[Identification] = []
+    for child_id, state, county, code, at in conn.execute(query):
+        status = _status(code)
+        if state is None or status is None:
+            raise STALE
+        out.append(
+            Identification(
+                agency_id=agency_id,
+                state=state,
+                county=county,
+                child_key=child_key(agency_id, child_id),
+                status=status,
+                identified_at=_at(at),
+            )
         )
-        for child_id, state, county, code, at in conn.execute(query)
-        if code in TRAFFICKING_STATUSES
-    ]
     out.sort(key=lambda i: (i.identified_at, i.child_key))
     return out
 
@@ -340,12 +370,27 @@ def _episode_facts(
         ep.episode_id,
         ep.state,
         ep.county,
-        ep.last_seen_at,
-        ep.opened_at,
-        ep.closed_at,
-        ep.located_event_at,
+        _raw(ep.last_seen_at),
+        _raw(ep.opened_at),
+        _raw(ep.closed_at),
+        _raw(ep.located_event_at),
     ).where(ep.agency_id == agency_id, ep.opened_at.is_not(None), ep.opened_at <= as_of)
-    episodes = list(conn.execute(query))
+    episodes: list[tuple[str, str, str, str | None, datetime, datetime, Any, Any]] = []
+    for child_id, episode_id, state, county, seen, opened, closed, learned in conn.execute(query):
+        if state is None or seen is None:
+            raise STALE
+        episodes.append(
+            (
+                child_id,
+                episode_id,
+                state,
+                county,
+                _at(seen),
+                _at(opened),
+                _instant(closed),
+                _instant(learned),
+            )
+        )
     # The duty of each (child, episode, rule): the one that started first.
     duties: dict[tuple[str, str, str], _Row] = {}
     for r in rows:
@@ -459,15 +504,18 @@ def _early(
     first: dict[tuple[str, str, str], tuple[datetime, str, str | None]] = {}
     unnamed: dict[str, tuple[datetime, str, str | None]] = {}
     for chunk in _chunks(sorted({c for c, _, _ in missing})):
-        query = select(e.child_id, e.episode_id, e.event_type, e.occurred_at, e.event_id, e.detail)
+        query = select(
+            e.child_id, e.episode_id, e.event_type, _raw(e.occurred_at), e.event_id, e.detail
+        )
         query = query.where(
             e.agency_id == agency_id,
             e.child_id.in_(chunk),
             e.event_type.in_(tuple(by_rule)),
             e.occurred_at <= as_of,
         )
-        for child_id, episode_id, event_type, at, event_id, detail in conn.execute(query):
+        for child_id, episode_id, event_type, raw, event_id, detail in conn.execute(query):
             rule_id = by_rule[event_type]
+            at = _at(raw)
             if episode_id is None:
                 if rule_id == RETURN_SCREENING:
                     seen = unnamed.get(child_id)
@@ -519,6 +567,8 @@ def _overdue(
     )
     where: dict[str, tuple[str, str, str | None]] = {}
     for child_id, event_id, state, county in conn.execute(query):
+        if state is None:
+            raise STALE
         if child_id not in where or event_id > where[child_id][0]:
             where[child_id] = (event_id, state, county)
     out: list[OverdueDuty] = []
@@ -577,9 +627,41 @@ def _resolved_by(r: _Row, as_of: datetime) -> bool:
 
 
 def _trigger(r: _Row) -> TraffickingTrigger:
-    if r.trigger_type == IDENTIFIED and r.trigger_code in TRAFFICKING_STATUSES:
-        return cast(TraffickingTrigger, r.trigger_code)
-    return "clear_concern"
+    status = _status(r.trigger_code) if r.trigger_type == IDENTIFIED else None
+    return status or "clear_concern"
+
+
+def _status(code: str | None) -> TraffickingStatus | None:
+    for status in TRAFFICKING_STATUSES:
+        if code == status:
+            return status
+    return None
+
+
+def _raw(column: ColumnElement[Any]) -> ColumnElement[Any]:
+    """A time column read as the driver gives it (SQLite: its text; PostgreSQL: a datetime),
+    read by `_instant`: datetime.fromisoformat is several times faster than the SQLite
+    dialect's own parsing, which is most of the time of a year's rows."""
+    return type_coerce(column, String())
+
+
+def _instant(value: object) -> datetime | None:
+    """A stored instant as an aware datetime (the read model stores UTC: services.console.models
+    .UtcDateTime); None for NULL."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        raise TypeError(f"not a time: {type(value).__name__}")
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _at(value: object) -> datetime:
+    found = _instant(value)
+    if found is None:
+        raise STALE
+    return found
 
 
 def _band(stored: str | None) -> AgeBand | None:

@@ -298,6 +298,20 @@ def test_no_read_model_or_an_old_one_is_refused(tmp_path: Path) -> None:
             DatabaseFacts(db).facts(AGENCY, AS_OF)
         # Another agency's report is not held up by it.
         assert DatabaseFacts(db).facts("other", AS_OF) == Facts(as_of=AS_OF)
+        # An escalation or an event the report reads, projected before 0004, is refused too.
+        for old in (
+            "INSERT INTO escalations (escalation_id, agency_id, child_id, rule_id, severity,"
+            " status, action, state) VALUES ('esc-0', 'kx', 'C-0', 'federal.report-ncmec',"
+            " 'high', 'firing', 'Report', 'KY')",
+            "INSERT INTO child_events (agency_id, event_id, child_id, event_type, occurred_at)"
+            " VALUES ('kx', 'ev-0', 'C-0', 'child.registered', '2026-03-01 10:00:00.000000')",
+        ):
+            with db.begin() as conn:
+                for table in ("episodes", "escalations", "child_events"):
+                    conn.execute(text(f"DELETE FROM {table}"))
+                conn.execute(text(old))
+            with pytest.raises(ReadModelNotReady, match="rows projected before"):
+                DatabaseFacts(db).facts(AGENCY, AS_OF)
     finally:
         db.dispose()
 
