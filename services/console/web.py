@@ -27,6 +27,7 @@ from services.console.context import (
     render,
 )
 from services.console.pages import pages_router
+from services.console.reports import reports_router
 from services.console.signin import signin_router
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ def create_app(console: Console) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(signin_router(console, guard))
     app.include_router(pages_router(console, guard))
+    app.include_router(reports_router(console, guard))
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 
     @app.middleware("http")

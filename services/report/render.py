@@ -422,9 +422,11 @@ def _local(at: datetime, report: Report) -> str:
     return at.astimezone(report.start.tzinfo).strftime("%Y-%m-%d %H:%M %Z")
 
 
-def to_html(view: Shown, agency_name: str | None = None) -> str:
+def sections_html(view: Shown) -> str:
+    """The report's body without a page around it: how to read it, then each table with its
+    chart (inline SVG, no script, no style attribute: the console shows it under a policy that
+    allows neither inline script nor inline style; its classes are styled by CSS)."""
     report = view.report
-    who = f"{agency_name} ({report.agency_id})" if agency_name else report.agency_id
     sections: list[str] = []
     for table in report.tables:
         chart = ""
@@ -443,21 +445,36 @@ def to_html(view: Shown, agency_name: str | None = None) -> str:
         )
     marks = "".join(f"<dt>{escape(m)}</dt><dd>{escape(t)}</dd>" for m, t in MARKS.items())
     return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(TITLE)}: {escape(who)}</title><style>{CSS}</style></head><body>"
-        f"<h1>{escape(TITLE)}</h1>"
-        f'<p class="meta">{escape(who)} · period {report.period_from.isoformat()} to'
-        f" {report.period_to.isoformat()} ({escape(report.zone)}) · as of"
-        f" {escape(_local(report.as_of, report))}"
-        + (f" · policy {escape(report.policy_version[:12])}" if report.policy_version else "")
-        + "</p>"
         "<section id=reading><h2>How to read this report</h2>"
         '<p class="note">On time: done at or before the deadline of the jurisdiction the episode'
         " is in (a report exactly at the deadline is on time). Late: done after it, by the report"
         " date. Not done, past deadline: not done by the report date (never, so far). Not done,"
         " not yet due: the deadline is after the report date. Definitions: docs/report.md.</p>"
         f'<p class="note">{escape(SUPPRESSION_RULE)}</p><dl class="marks">{marks}</dl></section>'
-        f"{''.join(sections)}</body></html>\n"
+        f"{''.join(sections)}"
+    )
+
+
+def meta_line(report: Report, agency_name: str | None = None) -> str:
+    """`Agency (id) · period 2026-11-01 to 2026-11-30 (America/Chicago) · as of ...`, plain."""
+    who = f"{agency_name} ({report.agency_id})" if agency_name else report.agency_id
+    line = (
+        f"{who} · period {report.period_from.isoformat()} to {report.period_to.isoformat()}"
+        f" ({report.zone}) · as of {_local(report.as_of, report)}"
+    )
+    return line + (f" · policy {report.policy_version[:12]}" if report.policy_version else "")
+
+
+def to_html(view: Shown, agency_name: str | None = None) -> str:
+    """A self-contained printable page: the report's body, its CSS inline, nothing else."""
+    report = view.report
+    who = f"{agency_name} ({report.agency_id})" if agency_name else report.agency_id
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(TITLE)}: {escape(who)}</title><style>{CSS}</style></head><body>"
+        f"<h1>{escape(TITLE)}</h1>"
+        f'<p class="meta">{escape(meta_line(report, agency_name))}</p>'
+        f"{sections_html(view)}</body></html>\n"
     )

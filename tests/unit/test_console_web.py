@@ -654,3 +654,22 @@ def test_notify_steps_in_words() -> None:
         "all clear",
         "odd",
     ]
+
+
+def test_the_report_page_shows_the_agencys_measures_and_audits_the_view(stack: Stack) -> None:
+    c = stack.client
+    sign_in(c, "mo-jackson", "A-1")  # an auditor reads reports too
+    page = c.get("/report", params={"from": "2026-11-01", "to": "2026-11-30"})
+    assert page.status_code == 200
+    assert "Missing episodes" in page.text and "<table>" in page.text
+    assert "<style" not in page.text and "<script>" not in page.text
+    assert ("report.view", "2026-11-01..2026-11-30") in [
+        (r.action, r.object_id) for r in stack.audit.records
+    ]
+    csv = c.get("/report.csv", params={"from": "2026-11-01", "to": "2026-11-30"})
+    assert csv.status_code == 200 and "attachment" in csv.headers["content-disposition"]
+    assert "child-esc-mo-1" not in csv.text and "child-esc-mo-1" not in page.text
+    bad = c.get("/report", params={"from": "2026-13-01<b>"})
+    assert bad.status_code == 422 and "from: a date" in bad.text and "<b>" not in bad.text
+    reversed_ = c.get("/report", params={"from": "2026-11-30", "to": "2026-11-01"})
+    assert reversed_.status_code == 422 and "to:" in reversed_.text
