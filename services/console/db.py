@@ -6,15 +6,18 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 DEFAULT_URL = "sqlite:///.run/console.db"
+log = logging.getLogger(__name__)
 
 
 def make_engine(url: str) -> Engine:
@@ -43,9 +46,31 @@ def _config(engine: Engine) -> Config:
     return config
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest migration (`alembic upgrade head`)."""
+# The rows projected before this revision lack what later code reads (the report's columns,
+# episodes keyed within their child): a read model older than it is rebuilt, not upgraded.
+REPROJECT_BELOW = "0004"
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The read model's revision, or None when it has none (a new database)."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def migrate(engine: Engine) -> bool:
+    """Bring the schema to the newest migration (`alembic upgrade head`). A read model older
+    than REPROJECT_BELOW is dropped and made again, empty (its offsets too): the projector then
+    reads the topics from their beginning and every row has what the new release reads. True
+    when it was rebuilt."""
+    found = current_revision(engine)
+    rebuilt = found is not None and found < REPROJECT_BELOW
+    if rebuilt:
+        log.warning(
+            "read model older than this release: rebuilt from the topics", extra={"revision": found}
+        )
+        drop(engine)
     command.upgrade(_config(engine), "head")
+    return rebuilt
 
 
 def drop(engine: Engine) -> None:
