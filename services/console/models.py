@@ -153,6 +153,8 @@ class EscalationRow(Base):
     __table_args__ = (
         Index("ix_escalations_agency_status_due", "agency_id", "status", "due_at"),
         Index("ix_escalations_agency_child", "agency_id", "child_id"),
+        # The report reads an agency's escalations of a few rules (and their overdue steps).
+        Index("ix_escalations_agency_rule", "agency_id", "rule_id"),
     )
 
     @property
@@ -250,6 +252,8 @@ class ChildEventRow(Base):
 
     __table_args__ = (
         Index("ix_child_events_agency_child_at", "agency_id", "child_id", "occurred_at"),
+        # The report reads an agency's events of a few types (profiles, placements, findings).
+        Index("ix_child_events_agency_type_at", "agency_id", "event_type", "occurred_at"),
     )
 
 

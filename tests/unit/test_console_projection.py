@@ -952,7 +952,12 @@ def test_migration_0004_up_and_down_keeps_the_rows(tmp_path: Any) -> None:
         assert after["episodes"][0][-4:] == ["state", "county", "last_seen_at", "located_event_at"]
         assert after["episodes"][1] == ["ix_episodes_agency_child"]
         assert after["escalations"][0][-5:] == list(REPORT_COLUMNS)
+        assert "ix_escalations_agency_rule" in after["escalations"][1]
         assert after["child_events"][0][-4:] == ["state", "county", "placement_id", "code"]
+        assert after["child_events"][1] == [
+            "ix_child_events_agency_child_at",
+            "ix_child_events_agency_type_at",
+        ]
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
             row = conn.execute(text("SELECT child_id, state FROM episodes")).one()

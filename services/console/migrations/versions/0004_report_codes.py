@@ -1,10 +1,11 @@
 """What the compliance report reads from the read model (services.report.dbsource), and an
 episode keyed within its child: (agency_id, child_id, episode_id), as the contract names it
 (before, two children's "E-1" were one row). Also an episode's jurisdiction, last-seen time and
-when its return was recorded; an escalation's policy
-version, its triggering and resolving events, when it was discharged and the child's age band at
-its start; each event's jurisdiction, the placement it names and a code (a profile's sex, a
-placement's setting, a trafficking finding's status). Codes only: no date of birth.
+when its return was recorded; an escalation's policy version, its triggering and resolving
+events, when it was discharged and the child's age band at its start; each event's
+jurisdiction, the placement it names and a code (a profile's sex, a placement's setting, a
+trafficking finding's status); indexes of an agency's events by type and escalations by rule.
+Codes only: no date of birth.
 
 Revision ID: 0004
 Revises: 0003
@@ -49,9 +50,15 @@ def upgrade() -> None:
         batch.add_column(sa.Column("county", sa.String(256), nullable=True))
         batch.add_column(sa.Column("placement_id", sa.String(128), nullable=True))
         batch.add_column(sa.Column("code", sa.String(32), nullable=True))
+    op.create_index(
+        "ix_child_events_agency_type_at", "child_events", ["agency_id", "event_type", "occurred_at"]
+    )
+    op.create_index("ix_escalations_agency_rule", "escalations", ["agency_id", "rule_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_escalations_agency_rule", "escalations")
+    op.drop_index("ix_child_events_agency_type_at", "child_events")
     # SQLite: each table is copied without the columns (its indexes are made again).
     with op.batch_alter_table("child_events") as batch:
         for column in ("code", "placement_id", "county", "state"):
