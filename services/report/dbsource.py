@@ -34,11 +34,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, String, and_, or_, select, text, type_coerce
+from sqlalchemy import Engine, String, and_, or_, select, type_coerce
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ColumnElement
 
 from services.common.events import ScreeningResult
@@ -94,6 +94,7 @@ STALE = ReadModelNotReady(
 )
 
 
+@cache
 def head_revision() -> str:
     """The newest migration of the read model (services/console/migrations)."""
     from alembic.config import Config
@@ -153,21 +154,20 @@ class DatabaseFacts:
     def check(self) -> None:
         """Raise ReadModelNotReady unless the read model is at the newest revision. (Rows
         projected before it are found as `facts` reads them.)"""
+        from services.console.db import current_revision
+
         head = head_revision()
-        with self.engine.connect() as conn:
-            try:
-                found = conn.execute(text("SELECT version_num FROM alembic_version")).scalars()
-                revisions = set(found)
-            except DBAPIError:
-                raise ReadModelNotReady(
-                    "the database holds no read model (`carealert console project` creates it)"
-                ) from None
-            if revisions != {head}:
-                at = ", ".join(sorted(revisions)) or "none"
-                raise ReadModelNotReady(
-                    f"the read model is at revision {at}, the report reads {head}: run"
-                    " `carealert console rebuild`, then `carealert console project`"
-                )
+        found = current_revision(self.engine)
+        if found is None:
+            raise ReadModelNotReady(
+                "the database holds no read model (`carealert console project` creates it)"
+            )
+        if found != head:
+            raise ReadModelNotReady(
+                f"the read model is at revision {found}, the report reads {head}:"
+                " `carealert console project` brings it there (one older than 0004 is rebuilt"
+                " from the topics)"
+            )
 
     def zones(self, agency_id: str) -> set[str]:
         """The IANA zones of the jurisdictions of the agency's events."""
