@@ -14,15 +14,17 @@ Every fact is as it stood at `as_of`: only events that occurred by then count (t
 source reads no later ones), a duty done after it is not done, and a duty is overdue at `as_of`
 when its overdue step had fired for a deadline before it and no event by then resolved it.
 
-Where the two sources may differ (docs/report.md, "From the console's database"; each tested in
-tests/unit/test_report_dbsource.py):
+Where the two sources may differ (docs/report.md, "From the console's database"; the first two
+tested in tests/unit/test_report_dbsource.py):
 - the age band: the engine's at the opening, from the date of birth it knew then; the events
   source uses the date of birth as last recorded by `as_of`. They differ when the date of birth
   was recorded or corrected after the opening; an episode for which the engine opened no duty at
   the opening (every one was discharged first) has "unknown";
 - the engine's decisions are the live engine's, which saw events in the order they arrived; the
-  events source runs them again in occurred_at order. They differ only for events recorded out
-  of order that the engine handles differently when it sees them late;
+  events source runs them again in occurred_at order. They differ for events recorded out of
+  order that the engine handles differently seen late: a report recorded before the opening it
+  answers (even one made after the deadline) means the engine never opened the duty, so the
+  database counts it done before it began (on time), the events source by its real deadline;
 - an overdue step fires when the rules worker ticks past the deadline (within seconds): a report
   made at that very moment may not count a duty that fell overdue just before.
 """
@@ -87,11 +89,12 @@ class ReadModelNotReady(RuntimeError):
     topics again). The message names the cause and the remedy, never the database's address."""
 
 
-STALE = ReadModelNotReady(
-    "the read model holds rows projected before the report's columns existed (migration"
-    " 0004): run `carealert console rebuild`, then `carealert console project`, to read the"
-    " topics again"
-)
+def _stale() -> ReadModelNotReady:
+    return ReadModelNotReady(
+        "the read model holds rows projected before the report's columns existed (migration"
+        " 0004): run `carealert console rebuild`, then `carealert console project`, to read the"
+        " topics again"
+    )
 
 
 @cache
@@ -301,7 +304,7 @@ def _duty_rows(conn: Connection, agency_id: str, as_of: datetime) -> list[_Row]:
         resolved_detail,
     ) in conn.execute(query).all():
         if version is None or trigger_state is None:
-            raise STALE
+            raise _stale()
         at = started.get(trigger_at)
         if at is None:
             at = started[trigger_at] = _at(trigger_at)
@@ -342,7 +345,7 @@ def _children(conn: Connection, agency_id: str, as_of: datetime) -> dict[str, _C
     children: dict[str, _Child] = defaultdict(_Child)
     for child_id, event_type, raw, event_id, state, code, placement_id in conn.execute(query).all():
         if state is None:
-            raise STALE
+            raise _stale()
         child = children[child_id]
         at = _at(raw)
         if event_type in PROFILE_EVENTS:
@@ -369,7 +372,7 @@ def _identifications(conn: Connection, agency_id: str, as_of: datetime) -> list[
     for child_id, state, county, code, at in conn.execute(query):
         status = _status(code)
         if state is None or status is None:
-            raise STALE
+            raise _stale()
         out.append(
             Identification(
                 agency_id=agency_id,
@@ -407,7 +410,7 @@ def _episode_facts(
         query
     ).all():
         if state is None or seen is None:
-            raise STALE
+            raise _stale()
         episodes.append(
             (
                 child_id,
@@ -603,7 +606,7 @@ def _overdue(
         )
         for child_id, state, county in conn.execute(query).all():
             if state is None:
-                raise STALE
+                raise _stale()
             where[child_id] = (state, county)
     out: list[OverdueDuty] = []
     for r in steps:
@@ -699,7 +702,7 @@ def _instant(value: object) -> datetime | None:
 def _at(value: object) -> datetime:
     found = _instant(value)
     if found is None:
-        raise STALE
+        raise _stale()
     return found
 
 

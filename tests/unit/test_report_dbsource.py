@@ -14,7 +14,7 @@ records were projected in. The documented differences are tested as such.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,20 +44,26 @@ Order = Literal["as_run", "escalations_first", "events_first"]
 
 
 def records(
-    events: Sequence[dict[str, Any]], rules: RulesEngine, until: datetime
+    events: Sequence[dict[str, Any]],
+    rules: RulesEngine,
+    until: datetime,
+    arrived: Mapping[str, datetime] | None = None,
 ) -> list[tuple[str, bytes, datetime]]:
     """The records the live pipeline would write for `events`: each event (care.events.v1),
-    then the escalations the engine emitted for it (care.escalations.v1), in occurred_at order;
-    then those of the clock up to `until`. With when Kafka took each."""
+    then the escalations the engine emitted for it (care.escalations.v1), in the order they
+    arrived (`arrived`: when, by event id; else when they occurred); then those of the clock up
+    to `until`. With when Kafka took each."""
     run = VirtualRun(rules)
     out: list[tuple[str, bytes, datetime]] = []
-    parsed = sorted(
-        ((parse_event_obj(e, now=datetime.fromisoformat(e["occurred_at"])), e) for e in events),
-        key=lambda p: p[0].occurred_at,
-    )
-    for event, raw in parsed:
-        emitted = run.apply(event)
-        out.append((topics.EVENTS, json.dumps(raw).encode(), event.occurred_at))
+    arrivals = [
+        ((arrived or {}).get(e["event_id"]) or datetime.fromisoformat(e["occurred_at"]), e)
+        for e in events
+    ]
+    arrivals.sort(key=lambda a: a[0])
+    for at, raw in arrivals:
+        event = parse_event_obj(raw, now=at)
+        emitted = run.apply(event, now=at)
+        out.append((topics.EVENTS, json.dumps(raw).encode(), at))
         out += [(topics.ESCALATIONS, esc.to_bytes(), esc.created_at) for esc in emitted]
     out += [(topics.ESCALATIONS, esc.to_bytes(), until) for esc in run.advance(until)]
     return out
@@ -69,9 +75,10 @@ def read_model(
     until: datetime,
     order: Order = "as_run",
     url: str = "sqlite://",
+    arrived: Mapping[str, datetime] | None = None,
 ) -> Engine:
     """A migrated read model holding what the projector would have written for `events`."""
-    produced = records(events, rules, until)
+    produced = records(events, rules, until, arrived)
     if order == "escalations_first":
         produced.sort(key=lambda r: r[0] != topics.ESCALATIONS)
     elif order == "events_first":
@@ -263,6 +270,29 @@ def test_an_episode_whose_opening_started_no_duty_has_no_age_band(engine: RulesE
         (from_db,) = DatabaseFacts(db).facts(AGENCY, AS_OF).episodes
         assert (from_events.age_band, from_db.age_band) == ("12-14", "unknown")
         assert replace(from_db, age_band="12-14") == from_events
+    finally:
+        db.dispose()
+
+
+def test_a_duty_whose_discharge_arrived_before_it_began(engine: RulesEngine) -> None:
+    # Law enforcement was told 14 h after the opening (Kentucky's deadline: 12 h), but the
+    # opening was recorded only after the report: the live engine, seeing the report first,
+    # never opened the duty, so the database counts it done before it began (on time); the
+    # events source runs the events in occurred_at order and finds it late.
+    c = Caseload()
+    where = ("KY", "Jefferson")
+    c.child("C1", where, "2012-01-01", "female", "group_home")
+    c.episode("C1", "E", where, t("2026-03-02T09:00"), t("2026-03-02T10:00"), le=14 * H,
+              ncmec=None)  # fmt: skip
+    opening = next(e for e in c.events if e["event_type"] == "missing.opened")
+    db = read_model(c.events, engine, AS_OF, arrived={opening["event_id"]: t("2026-03-03T00:30")})
+    try:
+        (from_events,) = facts_from_events(c.parsed(), engine, AS_OF).episodes
+        (from_db,) = DatabaseFacts(db).facts(AGENCY, AS_OF).episodes
+        assert from_events.law_enforcement.due_at == t("2026-03-02T22:00")  # late by 2 h
+        assert from_db.law_enforcement.due_at is None  # never opened: on time
+        assert from_db.law_enforcement.done_at == from_events.law_enforcement.done_at
+        assert replace(from_db, law_enforcement=from_events.law_enforcement) == from_events
     finally:
         db.dispose()
 
