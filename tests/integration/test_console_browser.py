@@ -230,6 +230,12 @@ def test_a_caseworker_sees_a_missing_child_arrive_and_acknowledges_it(
         assert (action, escalation_id) in mine
     assert ("child.view", acked) in mine
     assert not any("calling the police" in json.dumps(a) for a in audit)
+    # The compliance report: this agency's measures from the same read model, charts as SVG
+    # under the same policy (no inline style or script), no child's id in it.
+    page.get_by_role("link", name="Report").click()
+    expect(page.get_by_role("heading", name="Compliance report")).to_be_visible()
+    expect(page.get_by_role("heading", name="Reported to NCMEC")).to_be_visible()
+    assert acked not in page.content()
 
     # The ignored child's NCMEC duty moves up to the director after the ack timeout; the
     # acknowledged one never does.
