@@ -65,7 +65,7 @@ bench: setup
 	$(BIN)/python -m bench.notify --escalations 1000 --rate 100
 	$(BIN)/python -m bench.e2e --events 300 --rate 20
 	$(BIN)/python -m bench.console
-	$(BIN)/python -m bench.report_db
+	$(BIN)/python -m bench.report_db --postgres
 
 schemas: $(STAMP)
 	$(BIN)/carealert schemas docs/schemas
