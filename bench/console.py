@@ -41,20 +41,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import glob
 import json
 import os
 import re
 import secrets
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -99,10 +95,10 @@ from services.notify.config import load_routing  # noqa: E402
 from services.notify.records import Ack, NotificationRecord, notification_id  # noqa: E402
 from tests.integration.services import AUTH, ingest_service, rules_service  # noqa: E402
 from tests.support import (  # noqa: E402
-    Broker,
+    Postgres,
     Service,
-    ensure_debian_tool,
     free_port,
+    kafka_bootstrap,
     make_escalation,
     make_event,
     missing_opened,
@@ -111,6 +107,7 @@ from tests.support import (  # noqa: E402
     ts,
     wait_until,
 )
+from tests.support import postgres as throwaway_postgres  # noqa: E402
 
 PASSWORD = f"bench-{secrets.token_hex(8)}"  # not a demo password: the console is not in demo mode
 AGENCIES = ("mo-jackson", "tx-el-paso")  # two agencies rules/routing.yaml knows (time zones)
@@ -132,89 +129,14 @@ def ms(seconds: float) -> float:
 # --- a broker and a PostgreSQL server -----------------------------------------------------------
 
 
-@contextlib.contextmanager
-def kafka() -> Iterator[str]:
+def kafka() -> contextlib.AbstractContextManager[str]:
     """KAFKA_BOOTSTRAP_SERVERS if set, else a throw-away broker stopped at the end."""
-    existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if existing:
-        yield existing
-        return
-    broker = Broker()
-    broker.start()
-    try:
-        yield broker.bootstrap
-    finally:
-        broker.destroy()
+    return kafka_bootstrap()
 
 
-def _pg_bin() -> Path:
-    """Debian's PostgreSQL binaries (the newest major version), installed if missing without the
-    cluster Debian's package would otherwise create and start on 5432."""
-
-    def found() -> list[Path]:
-        paths = (Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-        return sorted(paths, key=lambda p: int(p.parts[-3].split(".")[0]))
-
-    if not found():
-        config = Path("/etc/postgresql-common/createcluster.d")
-        config.mkdir(parents=True, exist_ok=True)
-        (config / "carealert-tests.conf").write_text("create_main_cluster = false\n")
-        ensure_debian_tool("pg_ctlcluster", "postgresql")
-    if not found():
-        raise RuntimeError("Debian's postgresql package installed no initdb")
-    return found()[-1].parent
-
-
-class Postgres:
-    """A throw-away cluster on a free loopback port, trust authentication, run by the `postgres`
-    system user when this runs as root (PostgreSQL refuses root); as
-    tests/integration/test_console_readmodel.py starts one (its fixture needs pytest)."""
-
-    def __init__(self) -> None:
-        self.bin = _pg_bin()
-        self.home = Path(tempfile.mkdtemp(prefix="carealert-bench-pg-"))
-        self.data = self.home / "data"
-        self.port = free_port()
-        self.as_user: list[str] = []
-        if os.geteuid() == 0:
-            shutil.chown(self.home, "postgres", "postgres")
-            self.as_user = ["runuser", "-u", "postgres", "--"]
-
-    def _run(self, tool: str, *args: str) -> None:
-        done = subprocess.run(
-            [*self.as_user, str(self.bin / tool), *args], capture_output=True, timeout=120
-        )
-        if done.returncode != 0:
-            log = self.home / "log"
-            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-            raise RuntimeError(f"{tool} failed: {done.stderr.decode(errors='replace')}\n{tail}")
-
-    def start(self) -> None:
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres")
-        options = f"-k {self.home} -p {self.port} -c listen_addresses=127.0.0.1"
-        log = str(self.home / "log")
-        self._run("pg_ctl", "start", "-w", "-D", str(self.data), "-l", log, "-o", options)
-
-    def database(self, name: str) -> str:
-        """A new empty database: its SQLAlchemy URL."""
-        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
-
-    def destroy(self) -> None:
-        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
-            if self.data.exists():
-                self._run("pg_ctl", "stop", "-D", str(self.data), "-m", "fast")
-        shutil.rmtree(self.home, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def postgres() -> Iterator[Postgres]:
-    server = Postgres()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.destroy()
+def postgres() -> contextlib.AbstractContextManager[Postgres]:
+    """A throw-away PostgreSQL that runs as a server does (fsync on)."""
+    return throwaway_postgres(durable=True)
 
 
 # --- 1. the projector ---------------------------------------------------------------------------

@@ -18,21 +18,13 @@ from kafka import KafkaProducer
 
 from tests.integration.notify_support import NotifyStack, start_stack
 from tests.integration.services import ingest_service, rules_service
-from tests.support import Broker, Service, temp_dir, wait_until
+from tests.support import Service, kafka_bootstrap, temp_dir, wait_until
 
 
 @pytest.fixture(scope="session")
 def bootstrap() -> Iterator[str]:
-    existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if existing:
-        yield existing
-        return
-    broker = Broker()
-    broker.start()
-    try:
-        yield broker.bootstrap
-    finally:
-        broker.destroy()
+    with kafka_bootstrap() as servers:
+        yield servers
 
 
 @pytest.fixture(scope="session")

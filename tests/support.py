@@ -7,6 +7,7 @@ Nothing here is a fake: `Broker` runs the Apache Kafka jars through deploy/kafka
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -485,3 +486,95 @@ def make_escalation(**kw: Any) -> Escalation:
     }
     base.update(kw)
     return Escalation.model_validate(base)
+
+
+@contextlib.contextmanager
+def kafka_bootstrap() -> Iterator[str]:
+    """KAFKA_BOOTSTRAP_SERVERS if set, else a throw-away broker, removed at the end."""
+    existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if existing:
+        yield existing
+        return
+    broker = Broker()
+    broker.start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.destroy()
+
+
+def _pg_bin() -> Path:
+    """Debian's PostgreSQL binaries (the newest major version), installed if missing without the
+    cluster Debian's package would otherwise create and start on 5432."""
+
+    def found() -> list[Path]:
+        paths = (Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        return sorted(paths, key=lambda p: int(p.parts[-3].split(".")[0]))
+
+    if not found():
+        config = Path("/etc/postgresql-common/createcluster.d")
+        config.mkdir(parents=True, exist_ok=True)
+        (config / "carealert-tests.conf").write_text("create_main_cluster = false\n")
+        ensure_debian_tool("pg_ctlcluster", "postgresql")
+    if not found():
+        raise RuntimeError("Debian's postgresql package installed no initdb")
+    return found()[-1].parent
+
+
+class Postgres:
+    """A throw-away PostgreSQL cluster on a free loopback port, trust authentication, run by the
+    `postgres` system user when this runs as root (PostgreSQL refuses root). `durable=False`
+    (tests): no fsync, stopped at once; True (benches): as a server runs."""
+
+    def __init__(self, durable: bool = False) -> None:
+        self.bin = _pg_bin()
+        self.durable = durable
+        self.home = Path(tempfile.mkdtemp(prefix="carealert-pg-"))
+        self.data = self.home / "data"
+        self.port = free_port()
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.home, "postgres", "postgres")
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+
+    def _run(self, tool: str, *args: str) -> None:
+        done = subprocess.run(
+            [*self.as_user, str(self.bin / tool), *args], capture_output=True, timeout=120
+        )
+        if done.returncode != 0:
+            log = self.home / "log"
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            stderr = done.stderr.decode(errors="replace")[-2000:]
+            raise RuntimeError(f"{tool} failed: {stderr}\n{tail}")
+
+    def start(self) -> None:
+        fast = () if self.durable else ("--no-sync",)
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", *fast)
+        options = f"-k {self.home} -p {self.port} -c listen_addresses=127.0.0.1"
+        if not self.durable:
+            options += " -c fsync=off"
+        log = str(self.home / "log")
+        self._run("pg_ctl", "start", "-w", "-D", str(self.data), "-l", log, "-o", options)
+
+    def database(self, name: str) -> str:
+        """A new empty database: its SQLAlchemy URL."""
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
+
+    def destroy(self) -> None:
+        mode = "fast" if self.durable else "immediate"
+        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+            if self.data.exists():
+                self._run("pg_ctl", "stop", "-D", str(self.data), "-m", mode)
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres(durable: bool = False) -> Iterator[Postgres]:
+    """A started throw-away cluster (Postgres), removed at the end."""
+    server = Postgres(durable)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()

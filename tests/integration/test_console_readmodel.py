@@ -10,14 +10,11 @@ stay fast with 10,000 open escalations on both databases.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -58,11 +55,11 @@ from tests.integration.notify_support import ACK_SECRET
 from tests.support import (
     CAREALERT,
     Service,
-    ensure_debian_tool,
     free_port,
     make_escalation,
     make_event,
     missing_opened,
+    postgres,
     ts,
     wait_until,
 )
@@ -73,58 +70,12 @@ pytestmark = pytest.mark.integration
 # --- a throw-away PostgreSQL cluster (Debian's binaries) -----------------------------------------
 
 
-def _initdbs() -> list[Path]:
-    """Debian's initdb binaries, newest major version last."""
-    found = glob.glob("/usr/lib/postgresql/*/bin/initdb")
-    return sorted((Path(f) for f in found), key=lambda p: int(p.parts[-3].split(".")[0]))
-
-
-def _pg_bin() -> Path:
-    found = _initdbs()
-    if not found:
-        # Debian's package would create and start a cluster of its own on 5432: not here.
-        config = Path("/etc/postgresql-common/createcluster.d")
-        config.mkdir(parents=True, exist_ok=True)
-        (config / "carealert-tests.conf").write_text("create_main_cluster = false\n")
-        ensure_debian_tool("pg_ctlcluster", "postgresql")
-        found = _initdbs()
-    if not found:
-        pytest.fail("Debian's postgresql package installed no initdb")
-    return found[-1].parent
-
-
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    """A PostgreSQL server on a free loopback port, trust authentication, run by the `postgres`
-    system user (tests run as root; PostgreSQL refuses root), removed at teardown."""
-    bin_dir = _pg_bin()
-    home = Path(tempfile.mkdtemp(prefix="carealert-pg-"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        shutil.chown(home, "postgres", "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    data, port = home / "data", free_port()
-
-    def pg(tool: str, *args: str, check: bool = True) -> None:
-        done = subprocess.run([*as_user, str(bin_dir / tool), *args], capture_output=True)
-        if check and done.returncode != 0:
-            log = (
-                (home / "log").read_text(errors="replace")[-2000:]
-                if (home / "log").exists()
-                else ""
-            )
-            pytest.fail(f"{tool} failed: {done.stderr.decode(errors='replace')[-2000:]}\n{log}")
-
-    try:
-        pg("initdb", "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
-        options = f"-k {home} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off"
-        pg("pg_ctl", "start", "-w", "-D", str(data), "-l", str(home / "log"), "-o", options)
-        pg("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "console")
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/console"
-    finally:
-        if data.exists():
-            pg("pg_ctl", "stop", "-D", str(data), "-m", "immediate", check=False)
-        shutil.rmtree(home, ignore_errors=True)
+    """A PostgreSQL server on a free loopback port (tests.support.postgres), removed at
+    teardown."""
+    with postgres() as server:
+        yield server.database("console")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
