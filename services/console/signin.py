@@ -76,10 +76,12 @@ def signin_router(console: Console, guard: Guard) -> APIRouter:
         form = await request.form()
         cookie = request.cookies.get(LOGIN_COOKIE, "")
         sent = form.get("csrf")
-        if not guard.same_origin(request) or not isinstance(sent, str) or not cookie:
-            console.metrics.sign_ins.labels("refused").inc()
-            return login_page("The sign-in form had expired. Sign in again.", 403)
-        if not same_secret(cookie, sent):
+        if (
+            not guard.same_origin(request)
+            or not isinstance(sent, str)
+            or not cookie
+            or not same_secret(cookie, sent)
+        ):
             console.metrics.sign_ins.labels("refused").inc()
             return login_page("The sign-in form had expired. Sign in again.", 403)
         try:
