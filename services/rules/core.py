@@ -257,9 +257,13 @@ class Engine:
             if not not_owed and not self._resolves(rule, event, matched, esc.started_at):
                 continue
             del st.open[esc_id]
-            esc.triggered_by = [*esc.triggered_by, event.event_id]
             settled = {"not_owed": True} if not_owed else discharge(esc.due_at, event.occurred_at)
-            esc.evidence = {**esc.evidence, **settled}
+            esc = esc.model_copy(  # shared with the state this one was copied from
+                update={
+                    "triggered_by": [*esc.triggered_by, event.event_id],
+                    "evidence": {**esc.evidence, **settled},
+                }
+            )
             out.append(self._emit(st, esc, "resolved", now))
             if esc.overdue_id:
                 out.append(self._emit(st, self._overdue_view(esc), "resolved", now))
@@ -478,7 +482,9 @@ class Engine:
                 continue
             if esc.overdue_severity is None:
                 continue
-            esc.overdue_id = stable_id(esc.escalation_id, "overdue")
+            overdue_id = stable_id(esc.escalation_id, "overdue")
+            esc = esc.model_copy(update={"overdue_id": overdue_id})  # shared, as in _resolve
+            st.open[esc.escalation_id] = esc
             out.append(self._emit(st, self._overdue_view(esc), "firing", now))
         return out
 

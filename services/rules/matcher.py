@@ -51,6 +51,21 @@ def compile_condition(cond: Condition) -> dict[str, Any]:
     return parts[0] if len(parts) == 1 else {"$and": parts}
 
 
+def fields_read(cond: Any) -> set[str]:
+    """The fact fields a compiled condition reads: every key that is not an operator."""
+    if isinstance(cond, list):
+        return set().union(*(fields_read(c) for c in cond))
+    if not isinstance(cond, dict):
+        return set()
+    out: set[str] = set()
+    for key, value in cond.items():
+        if key.startswith("$"):
+            out |= fields_read(value)
+        else:
+            out.add(key)
+    return out
+
+
 def _always() -> dict[str, Any]:
     return {"$ex": {"event_type": 1}}
 
@@ -83,7 +98,7 @@ class Matcher:
     def __init__(self, policy: Policy) -> None:
         self._host = _QuietHost()
         self._matched: list[str] = []
-        self._rulesets: dict[tuple[str, str], str | None] = {}
+        self._rulesets: dict[tuple[str, str], tuple[str, tuple[str, ...]] | None] = {}
         variants: Mapping[str, tuple[Rule, ...]] = {"": policy.rules, **policy.overlays}
         for state, rules in variants.items():
             for event_type in EVENT_TYPES:
@@ -100,9 +115,10 @@ class Matcher:
                         }
                     }
                 )
-                self._rulesets[(state, event_type)] = name
+                read = sorted(set().union(*(fields_read(c) for c in conds.values())))
+                self._rulesets[(state, event_type)] = (name, tuple(read))
         self._overlay_states = frozenset(policy.overlays)
-        self._memo: dict[tuple[str, tuple[tuple[str, Any], ...]], frozenset[str]] = {}
+        self._memo: dict[tuple[str, tuple[Any, ...]], frozenset[str]] = {}
 
     def _recorder(self, label: str) -> Any:
         def record(_c: Any) -> None:
@@ -113,13 +129,15 @@ class Matcher:
     def match(self, state: str, fact: dict[str, Any]) -> frozenset[str]:
         """Labels of every condition that holds for `fact` (see _ruleset_conditions).
 
-        Matching is a pure function of (jurisdiction variant, fact) and facts repeat a lot
-        (they hold small enums and counts, never ids), so answers are memoised."""
+        Matching is a pure function of (jurisdiction variant, the fact's fields its conditions
+        read), and those repeat a lot (small enums and counts, never ids), so answers are
+        memoised on exactly those fields: durable-rules runs once per distinct combination."""
         variant = state if state in self._overlay_states else ""
-        name = self._rulesets.get((variant, fact["event_type"]))
-        if name is None:
+        found_set = self._rulesets.get((variant, fact["event_type"]))
+        if found_set is None:
             return frozenset()
-        memo_key = (name, tuple(sorted(fact.items())))
+        name, read = found_set
+        memo_key = (name, tuple([fact[f] for f in read]))
         found = self._memo.get(memo_key)
         if found is not None:
             return found

@@ -178,21 +178,30 @@ class ChildState(Model):
         return self.model_dump_json(exclude_defaults=True).encode()
 
     def copy_state(self) -> ChildState:
-        """A copy the engine may change without touching `self`: every container the engine
-        mutates is copied (episodes and their seen_types, open escalations, pending); frozen
-        and reassigned-only members are shared. Much cheaper than deepcopy."""
+        """A copy the engine may change without touching `self`: the containers it adds to or
+        removes from (episodes, open, pending, discharged, digests) are copied; the episodes,
+        escalations, pending rules and buckets in them are shared, and the engine replaces one
+        (`own_episode`, `model_copy`) before it changes it. An evaluation so copies what it
+        changes, not the whole child."""
         new = self.model_copy()
-        new.episodes = {
-            k: e.model_copy(
-                update={"seen_types": list(e.seen_types), "discharged": dict(e.discharged)}
-            )
-            for k, e in self.episodes.items()
-        }
+        new.episodes = dict(self.episodes)
         new.discharged = dict(self.discharged)
-        new.open = {k: e.model_copy() for k, e in self.open.items()}
+        new.open = dict(self.open)
         new.pending = list(self.pending)
         new.digests = dict(self.digests)
         return new
+
+    def own_episode(self, episode_id: str) -> Episode | None:
+        """The episode, copied (with its seen_types and discharged) into this state so that it
+        may be changed: it may be shared with the state this one was copied from."""
+        episode = self.episodes.get(episode_id)
+        if episode is None:
+            return None
+        owned = episode.model_copy(
+            update={"seen_types": list(episode.seen_types), "discharged": dict(episode.discharged)}
+        )
+        self.episodes[episode_id] = owned
+        return owned
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> ChildState:
@@ -326,7 +335,7 @@ def fold(state: ChildState, event: EventBase, history: bool = False) -> None:
     episode_id = episode_id_of(event)
     if episode_id is None:
         return
-    episode = state.episodes.get(episode_id)
+    episode = state.own_episode(episode_id)
     if episode is None and history:
         return
     if isinstance(payload, MissingOpened):

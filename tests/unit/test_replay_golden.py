@@ -12,11 +12,18 @@ A deliberate change of the policy or of what an escalation holds regenerates the
 from __future__ import annotations
 
 import gzip
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from services.cli import main
+from services.common.escalations import Escalation
+from services.common.events import parse_event
+from services.rules.core import Engine, Input
+from services.rules.offline import VirtualRun
+from services.rules.policy import load_policy
+from services.rules.state import ChildState
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 POLICY = Path(__file__).resolve().parents[2] / "rules"
@@ -39,3 +46,26 @@ def test_replay_prints_the_golden_escalations(
         assert have == want, f"escalation {n} differs from the golden file"
     assert len(got_lines) == len(want_lines)
     assert got == expected
+
+
+class _Checking(Engine):
+    """An engine that checks, at every evaluation, that the state it was given is unchanged:
+    states are copied on write, so a missed copy would change the caller's state."""
+
+    def evaluate(
+        self, state: ChildState | None, item: Input, now: datetime
+    ) -> tuple[ChildState | None, list[Escalation]]:
+        before = state.to_bytes() if state is not None else None
+        result = super().evaluate(state, item, now)
+        assert (state.to_bytes() if state is not None else None) == before
+        return result
+
+
+def test_evaluation_never_changes_the_state_it_is_given() -> None:
+    raw = gzip.decompress((GOLDEN / "replay-events.jsonl.gz").read_bytes())
+    run = VirtualRun(_Checking(load_policy(POLICY)))
+    emitted = 0
+    for line in raw.splitlines():
+        emitted += len(run.apply(parse_event(line)))
+    emitted += len(run.advance(datetime.fromisoformat(UNTIL)))
+    assert emitted == 14846
