@@ -21,6 +21,15 @@ from services.common.kafka import KafkaClient, producer_config
 
 log = logging.getLogger(__name__)
 
+# A publish of at most this many events is handed to the producer on the event loop; a larger
+# one in a worker thread, so that a 1,000-event batch does not hold up other requests' answers.
+INLINE_EVENTS = 16
+# Records per partition the producer puts in one batch, in bytes: a 1,000-event request fills
+# one batch per partition instead of two dozen 16 KiB ones (kafka-python's default), each a
+# wake-up of its sender thread and a record batch to checksum and send. Far below the broker's
+# 1 MiB message limit.
+BATCH_BYTES = 256 * 1024
+
 
 class SinkUnavailable(RuntimeError):
     """The events were not acknowledged in time; the caller should answer 503."""
@@ -97,9 +106,10 @@ class KafkaEventSink:
         self._checked_at = 0.0
 
     def _new_producer(self) -> KafkaProducer:
-        producer = KafkaProducer(
-            **producer_config(self._kafka, client_id="carealert-ingest", timeout_s=self._timeout_s)
+        config = producer_config(
+            self._kafka, client_id="carealert-ingest", timeout_s=self._timeout_s
         )
+        producer = KafkaProducer(**{**config, "batch_size": BATCH_BYTES})
         # Fetch metadata now so that send() does not block a request on the first call.
         producer.partitions_for(self._topic)
         return producer
@@ -153,6 +163,8 @@ class KafkaEventSink:
             kf.add_errback(failed)
 
     def _known_unreachable(self) -> bool:
+        """True if the broker was found unreachable and still is; looks again (a connection
+        attempt, up to a second) at most once a second: call it off the event loop."""
         if not self._unreachable:
             return False
         now = time.monotonic()
@@ -162,14 +174,26 @@ class KafkaEventSink:
         self._unreachable = not self.ready()
         return self._unreachable
 
+    def _send_blocks(self, events: Sequence[EventBase]) -> bool:
+        """Whether handing `events` to the producer may hold up the event loop: many events, or
+        a topic whose partitions the producer does not know yet (send() then waits for
+        metadata, up to max_block_ms)."""
+        if len(events) > INLINE_EVENTS:
+            return True
+        # kafka-python has no public lookup that does not wait: read its cluster metadata.
+        metadata = getattr(self._producer, "_metadata", None)
+        return metadata is None or metadata.partitions_for_topic(self._topic) is None
+
     async def publish(self, events: Sequence[EventBase], trace: str | None = None) -> None:
-        if await asyncio.to_thread(self._known_unreachable):
+        if self._unreachable and await asyncio.to_thread(self._known_unreachable):
             raise SinkUnavailable("unreachable")
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         try:
-            # send() may block while metadata is refreshed: keep that off the event loop.
-            await asyncio.to_thread(self._send_all, events, loop, done, trace)
+            if self._send_blocks(events):
+                await asyncio.to_thread(self._send_all, events, loop, done, trace)
+            else:
+                self._send_all(events, loop, done, trace)
             await asyncio.wait_for(done, timeout=self._timeout_s + 1)
         except (KafkaError, TimeoutError) as exc:
             done.cancel()
