@@ -2,7 +2,10 @@
 
 `python -m bench.state_size [--children N] [--days D]` replays a `carealert simulate` caseload
 (default: 2,000 children over one year) through the engine on a virtual clock and prints the
-stored state size per child: mean, p50, p99 and max, and the projection for 100,000 children.
+state size per child as the table stores it (zstd with the state dictionary,
+services.rules.statecodec) next to its plain JSON (the baseline, what it was stored as before
+issue 18): mean, p50, p99 and max, and the projection for 100,000 children (goal: 150 MB).
+Writes bench/results/state_size.json.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ import argparse
 import statistics
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from bench.report import report
 from services.common.events import parse_event_obj
 from services.localdev.simulate import SimConfig, generate
 from services.rules.core import Engine
@@ -19,6 +24,19 @@ from services.rules.offline import VirtualRun
 from services.rules.policy import load_policy
 
 ROOT = Path(__file__).resolve().parents[1]
+GOAL_MB_PER_100K = 150
+
+
+def figures(sizes: list[int]) -> dict[str, Any]:
+    sizes = sorted(sizes)
+    mean = statistics.fmean(sizes)
+    return {
+        "mean": round(mean),
+        "p50": sizes[len(sizes) // 2],
+        "p99": sizes[int(len(sizes) * 0.99)],
+        "max": sizes[-1],
+        "mb_per_100k_children": round(mean * 100_000 / 1e6),
+    }
 
 
 def main() -> None:
@@ -34,14 +52,19 @@ def main() -> None:
     for event in events:
         run.apply(event)
     run.advance(end)
-    sizes = sorted(len(s.to_bytes()) for s in run.states.values())
-    mean = statistics.fmean(sizes)
-    print(f"events {len(events)}  children {len(sizes)}")
-    print(
-        f"state bytes per child: mean {mean:.0f}  p50 {sizes[len(sizes) // 2]}  "
-        f"p99 {sizes[int(len(sizes) * 0.99)]}  max {sizes[-1]}"
-    )
-    print(f"projected for 100,000 children: {mean * 100_000 / 1e6:.0f} MB")
+    stored = figures([len(s.stored_bytes()) for s in run.states.values()])
+    plain = figures([len(s.to_bytes()) for s in run.states.values()])
+    result = {
+        "events": len(events),
+        "children": len(run.states),
+        "stored_bytes_per_child": stored,
+        "json_bytes_per_child (baseline)": plain,
+        "stored_mb_per_100k_children": stored["mb_per_100k_children"],
+        "goal_mb_per_100k_children": GOAL_MB_PER_100K,
+        "ratio_stored_to_json": round(stored["mean"] / plain["mean"], 3),
+        "at": datetime.now(UTC).isoformat(),
+    }
+    report("state_size", result)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""Per-child state: what the rules need to remember about one child, stored as JSON in the faust
-table (its changelog in Kafka is the store of record). `fold(state, event)` is pure bookkeeping;
-the decisions are made in core.evaluate.
+"""Per-child state: what the rules need to remember about one child, stored as JSON compressed
+with a zstd dictionary (services.rules.statecodec) in the faust table (its changelog in Kafka is
+the store of record; JSON an earlier release stored is read as it is). `fold(state, event)` is
+pure bookkeeping; the decisions are made in core.evaluate.
 
 The state is versioned (`v`). This release writes STATE_VERSION and reads every earlier
 version (`from_bytes` upgrades it), so a deploy never dead-letters a child's next event.
@@ -40,7 +41,7 @@ from services.common.events import (
     PlacementStarted,
     TraffickingIdentified,
 )
-from services.rules import dedup
+from services.rules import dedup, statecodec
 from services.rules.clocks import local_date
 from services.rules.dedup import LEGACY, Bucket, from_seen_list
 from services.rules.policy import RiskFile
@@ -175,7 +176,13 @@ class ChildState(Model):
         )
 
     def to_bytes(self) -> bytes:
+        """The state's JSON (what MAX_STATE_BYTES bounds)."""
         return self.model_dump_json(exclude_defaults=True).encode()
+
+    def stored_bytes(self) -> bytes:
+        """As the table stores it: the JSON compressed (services.rules.statecodec).
+        `from_bytes` reads both."""
+        return statecodec.encode(self.to_bytes())
 
     def copy_state(self) -> ChildState:
         """A copy the engine may change without touching `self`: the containers it adds to or
@@ -207,7 +214,7 @@ class ChildState(Model):
     def from_bytes(cls, raw: bytes) -> ChildState:
         """Load stored state of this or any earlier version. State written before the text
         rules were tightened (a line feed or tab in a description) is cleaned on the way in."""
-        data = json.loads(raw)
+        data = json.loads(statecodec.decode(raw))
         if not isinstance(data, dict):
             raise ValueError("child state is not a JSON object")
         version = data.get("v", 1)

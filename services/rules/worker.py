@@ -274,7 +274,7 @@ class RulesWorker:
         if not isinstance(item, Tick):
             out = stamp_accepted(out, message)
             parent = tracing.from_headers(message.headers)
-        encoded = new.to_bytes() if new is not None else None
+        encoded = new.stored_bytes() if new is not None else None
         records = [(e.key.encode(), e.to_bytes(), self.trace_headers(e, parent)) for e in out]
         refused = too_large_to_write(key, encoded, records)
         if refused is not None:

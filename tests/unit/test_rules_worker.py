@@ -22,7 +22,7 @@ from services.common import topics
 from services.common.canary import CANARY_AGENCY
 from services.common.dlq import MAX_BARE_KEY_BYTES, MAX_RECORD_BYTES, OURS, record_size
 from services.common.partitioning import partition_for
-from services.rules import records
+from services.rules import records, statecodec
 from services.rules import state as state_module
 from services.rules.core import Engine
 from services.rules.deadlines import DeadlineIndex
@@ -319,6 +319,9 @@ async def test_an_event_whose_state_would_be_too_large_is_dead_lettered_not_appl
     """A child's state grows with its history (episodes keep their descriptions): an event
     that would make it larger than Kafka takes is dead-lettered, and the state stays as it
     was, instead of a write that stops the worker."""
+    # Stored as plain JSON here: compressed, this repetitive description would make the state
+    # smaller than the escalations that carry it, and it is the state's size under test.
+    monkeypatch.setattr(statecodec, "encode", lambda plain: plain)
     long = opened("C-1", description={"name": "A", "physical_description": "d" * 4000})
     event = record(long)
     _, out = engine.evaluate(None, json_event(long), NOW)
