@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, get_args
 
 from services.common.escalations import Escalation, Severity, Subject
@@ -79,6 +80,12 @@ def since_start(rule: Rule, since: str) -> bool:
     """Whether only an event at or after a duty's start discharges it: `since: start`, and
     always for a child-scope duty (an old report must not discharge a new finding's duty)."""
     return since == "start" or rule.scope == "child"
+
+
+@lru_cache(maxsize=4096)
+def jurisdiction(state: str, county: str | None) -> Jurisdiction:
+    """One validated (frozen) Jurisdiction per place, shared by the escalations made there."""
+    return Jurisdiction(state=state, county=county)
 
 
 def effective_at(event: EventBase) -> datetime:
@@ -522,7 +529,7 @@ class Engine:
             agency_id=st.agency_id,
             child_id=st.child_id,
             episode_id=esc.episode_id,
-            jurisdiction=Jurisdiction(state=st.state, county=st.county),
+            jurisdiction=jurisdiction(st.state, st.county),
             recipients=esc.recipients,
             due_at=esc.due_at,
             evidence=esc.evidence,
