@@ -64,6 +64,9 @@ class Tick:
 Input = EventBase | Tick
 IMMEDIATE_RISKS: tuple[str, ...] = get_args(ImmediateRisk)
 RISK_INDICATORS: tuple[str, ...] = get_args(RiskIndicator)
+# The fact fields named after each immediate risk and risk indicator, built once.
+_RISK_FIELDS = tuple((f"immediate_risk_{r}", r) for r in IMMEDIATE_RISKS)
+_INDICATOR_FIELDS = tuple((f"risk_indicator_{r}", r) for r in RISK_INDICATORS)
 
 
 def discharge(due_at: datetime | None, discharged_at: datetime) -> dict[str, Any]:
@@ -192,8 +195,8 @@ class Engine:
             "location_class": text("location_class"),
             "trafficking_status": st.trafficking_status or "",
             "trafficking_type": text("type"),
-            **{f"immediate_risk_{r}": r in risks for r in IMMEDIATE_RISKS},
-            **{f"risk_indicator_{r}": r in st.risk_indicators for r in RISK_INDICATORS},
+            **{name: r in risks for name, r in _RISK_FIELDS},
+            **{name: r in st.risk_indicators for name, r in _INDICATOR_FIELDS},
         }
 
     def _event(
