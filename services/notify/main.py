@@ -29,6 +29,7 @@ from services.notify.api import create_api
 from services.notify.canary import send_canaries
 from services.notify.channels.base import Channel
 from services.notify.channels.email import SmtpChannel, SmtpConfig
+from services.notify.channels.http import HttpPools
 from services.notify.channels.sms import SmsChannel
 from services.notify.channels.webhook import WebhookChannel
 from services.notify.ledger import Ledger, wait_stopped
@@ -95,8 +96,9 @@ async def serve(settings: NotifySettings) -> None:
     server = http_server(settings, api)
     web = asyncio.create_task(server.serve())
     client = http_client()
+    pools = HttpPools(settings.notify_receiver_concurrency)
     notifier = make_notifier(
-        settings, tenancy, templates, channels(settings, client, secrets), ledger, producer, metrics
+        settings, tenancy, templates, channels(settings, pools, secrets), ledger, producer, metrics
     )
     consumer = escalations_consumer(settings, kafka)
     stop = stop_on_signals()
@@ -109,7 +111,10 @@ async def serve(settings: NotifySettings) -> None:
         tasks = background_tasks(settings, ledger, notifier, consumer, watch, held, client, metrics)
         await until_stopped(stop, web, tasks)
     finally:
-        await shut_down(tasks, server, web, consumer, ledger, producer, client)
+        try:
+            await shut_down(tasks, server, web, consumer, ledger, producer, client)
+        finally:
+            await pools.close()
 
 
 # --- Kafka: the client, the ledger's topics, the producer, the escalations consumer ------------
@@ -137,10 +142,18 @@ async def connect_kafka(settings: NotifySettings) -> KafkaClient:
     return kafka
 
 
+MAX_BATCH_BYTES = 512 * 1024
+
+
 async def start_producer(kafka: KafkaClient) -> AIOKafkaProducer:
     """The one producer notify writes with (notification records, ledger, acks, dead letters):
-    every write waits for all in-sync replicas, and retries do not duplicate."""
-    producer = AIOKafkaProducer(**kafka.aiokafka(acks="all", enable_idempotence=True))
+    every write waits for all in-sync replicas, and retries do not duplicate. Batches up to
+    MAX_BATCH_BYTES per partition: the producer has one request in flight per broker, so under a
+    burst 16 KB batches (the default, about ten open entries) made every write queue behind
+    many round trips."""
+    producer = AIOKafkaProducer(
+        **kafka.aiokafka(acks="all", enable_idempotence=True, max_batch_size=MAX_BATCH_BYTES)
+    )
     await producer.start()
     return producer
 
@@ -166,13 +179,13 @@ def escalations_consumer(settings: NotifySettings, kafka: KafkaClient) -> AIOKaf
 
 
 def http_client() -> httpx.AsyncClient:
-    """The HTTP client of the webhook and SMS channels and of the canary."""
+    """The HTTP client of the canary (the channels have their own pools, HttpPools)."""
     # A small pool: httpcore scans its connections on every request.
     return httpx.AsyncClient(limits=httpx.Limits(max_connections=16, max_keepalive_connections=16))
 
 
 def channels(
-    settings: NotifySettings, client: httpx.AsyncClient, secrets: dict[str, SecretStr]
+    settings: NotifySettings, pools: HttpPools, secrets: dict[str, SecretStr]
 ) -> dict[str, Channel]:
     """Each channel a receiver may name in routing.yaml, by name."""
     return {
@@ -186,8 +199,8 @@ def channels(
                 sender=settings.smtp_sender,
             )
         ),
-        "webhook": WebhookChannel(client, secrets),
-        "sms": SmsChannel(client),
+        "webhook": WebhookChannel(pools, secrets),
+        "sms": SmsChannel(pools),
     }
 
 

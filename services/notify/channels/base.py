@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-import httpx
-
 from services.common.models import Strict
 from services.common.people import Role
 from services.notify.templates import Message
@@ -78,22 +76,3 @@ def classify_http(status: int) -> DeliveryError:
     if status >= 500:
         return DeliveryError("http_5xx", retryable=True)
     return DeliveryError("http_4xx", retryable=False)
-
-
-async def post_json(
-    client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str], timeout: float
-) -> None:
-    """POST a JSON body; any failure becomes a classified DeliveryError."""
-    try:
-        response = await client.post(
-            url,
-            content=body,
-            headers={"Content-Type": "application/json", **headers},
-            timeout=timeout,
-        )
-    except httpx.TimeoutException:
-        raise DeliveryError("timeout", retryable=True) from None
-    except httpx.HTTPError:
-        raise DeliveryError("connect", retryable=True) from None
-    if response.status_code >= 300:
-        raise classify_http(response.status_code)

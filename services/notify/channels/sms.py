@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-import httpx
 from pydantic import Field
 
-from services.notify.channels.base import Addressee, Delivery, DeliveryError, post_json
+from services.notify.channels.base import Addressee, Delivery, DeliveryError
+from services.notify.channels.http import HttpPools, post_json
 
 MAX_SMS = 320
 
@@ -28,8 +28,8 @@ class SmsTarget(Addressee):
 class SmsChannel:
     name = "sms"
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self.client = client
+    def __init__(self, pools: HttpPools) -> None:
+        self.pools = pools
 
     async def send(self, delivery: Delivery) -> None:
         if not delivery.address.lstrip("+").isdigit():
@@ -45,4 +45,6 @@ class SmsChannel:
             }
         ).encode()
         headers = {"Idempotency-Key": delivery.notification_id}
-        await post_json(self.client, target.gateway_url, body, headers, target.timeout_s)
+        await post_json(
+            self.pools, delivery.receiver, target.gateway_url, body, headers, target.timeout_s
+        )

@@ -14,12 +14,12 @@ import json
 import time
 from collections.abc import Callable, Mapping
 
-import httpx
 from pydantic import Field, SecretStr
 
 from services.common import tracing
 from services.common.models import Strict
-from services.notify.channels.base import Delivery, DeliveryError, post_json
+from services.notify.channels.base import Delivery, DeliveryError
+from services.notify.channels.http import HttpPools, post_json
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -43,11 +43,11 @@ class WebhookChannel:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        pools: HttpPools,
         secrets: Mapping[str, SecretStr],
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.client = client
+        self.pools = pools
         self.secrets = secrets
         self.clock = clock
 
@@ -83,4 +83,4 @@ class WebhookChannel:
                 raise DeliveryError("no_secret", retryable=False)
             headers["X-Carealert-Signature"] = sign(secret.get_secret_value(), timestamp, body)
         timeout = target.timeout_s if target is not None else DEFAULT_TIMEOUT_S
-        await post_json(self.client, delivery.address, body, headers, timeout)
+        await post_json(self.pools, delivery.receiver, delivery.address, body, headers, timeout)
