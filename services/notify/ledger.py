@@ -57,6 +57,10 @@ class Ledger:
         self._consumer: AIOKafkaConsumer | None = None
         # Skipped records, counted by kind (CarealertLedgerUnreadable pages on it).
         self.unreadable = unreadable
+        # What this instance wrote and has not read back yet: (topic, key) → (bytes, object).
+        # Read back byte for byte, the object is applied as it is instead of parsed again
+        # (under a burst, parsing our own writes was a tenth of notify's time).
+        self._mine: dict[tuple[str, str], tuple[bytes, OpenEntry | NotificationRecord]] = {}
 
     def _apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         try:
@@ -78,6 +82,16 @@ class Ledger:
             if self.unreadable is not None:
                 self.unreadable.labels(kind).inc()
 
+    def _parsed(
+        self, topic: str, k: str, value: bytes, model: type[OpenEntry] | type[NotificationRecord]
+    ) -> Any:
+        """The record `value` holds: the object this instance wrote if these are its bytes,
+        else `value` parsed."""
+        mine = self._mine.pop((topic, k), None)
+        if mine is not None and mine[0] == value:
+            return mine[1]
+        return model.model_validate_json(value)
+
     def _apply_record(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         if key is None:
             return
@@ -85,13 +99,13 @@ class Ledger:
         if topic == self.sent_topic:
             if value is not None:  # the key alone makes the notification final
                 self.sent.add(k)
-                keep_outcome(self.outcomes, NotificationRecord.model_validate_json(value))
+                keep_outcome(self.outcomes, self._parsed(topic, k, value, NotificationRecord))
         elif topic == self.open_topic:
             if value is None:
                 self.open.pop(k, None)
                 self._closed[k] = time.monotonic()
             else:
-                entry = OpenEntry.model_validate_json(value)
+                entry = self._parsed(topic, k, value, OpenEntry)
                 entry.acked_by = stopped_by(self.acks.get(k, []))
                 self.open[k] = entry
         elif topic == topics.ACKS and value is not None:
@@ -160,18 +174,26 @@ class Ledger:
         if self._consumer is not None:
             await self._consumer.stop()
 
+    async def _write_mine(
+        self, topic: str, key: str, value: bytes, written: OpenEntry | NotificationRecord
+    ) -> None:
+        """Write a record whose object `follow` may take back as it is (see `_mine`)."""
+        self._mine[(topic, key)] = (value, written)
+        try:
+            await self.producer.send_and_wait(topic, key=key.encode(), value=value)
+        except BaseException:
+            if self._mine.get((topic, key), (None,))[0] is value:
+                del self._mine[(topic, key)]
+            raise
+
     async def record_sent(self, nid: str, record: NotificationRecord) -> None:
-        await self.producer.send_and_wait(
-            self.sent_topic, key=nid.encode(), value=record.to_bytes()
-        )
+        await self._write_mine(self.sent_topic, nid, record.to_bytes(), record)
         self.sent.add(nid)
         keep_outcome(self.outcomes, record)
 
     async def put_open(self, entry: OpenEntry) -> None:
         esc_id = entry.escalation.escalation_id
-        await self.producer.send_and_wait(
-            self.open_topic, key=esc_id.encode(), value=entry.to_bytes()
-        )
+        await self._write_mine(self.open_topic, esc_id, entry.to_bytes(), entry)
         self.open[esc_id] = entry
 
     async def close_open(self, escalation_id: str) -> None:
