@@ -57,15 +57,10 @@ unit: $(STAMP)
 integration: setup
 	$(BIN)/pytest tests/integration tests/e2e
 
+# Every benchmark, even after one fails (then exit 1 naming it); each one's processes stopped
+# however it ends. The list is bench/run_all.py's; BENCH="ingest e2e" runs only those.
 bench: setup
-	$(BIN)/python -m bench.ingest
-	$(BIN)/python -m bench.rules --events 30000
-	$(BIN)/python -m bench.rules --events 30000 --workers 2
-	$(BIN)/python -m bench.notify --escalations 1000
-	$(BIN)/python -m bench.notify --escalations 1000 --rate 100
-	$(BIN)/python -m bench.e2e --events 300 --rate 20
-	$(BIN)/python -m bench.console
-	$(BIN)/python -m bench.report_db --postgres
+	$(BIN)/python -m bench.run_all $(foreach b,$(BENCH),--only $(b))
 
 schemas: $(STAMP)
 	$(BIN)/carealert schemas docs/schemas
