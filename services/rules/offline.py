@@ -20,12 +20,18 @@ class VirtualRun:
         self.engine = engine
         self.states: dict[str, ChildState] = {}
         self._queue: list[tuple[datetime, str]] = []
+        # Each child's next deadline as last scheduled (always its state's next_deadline()):
+        # a queue entry that is not is stale, and an unchanged deadline is not queued again.
+        self._due: dict[str, datetime] = {}
         self.now: datetime | None = None
 
     def _schedule(self, key: str) -> None:
         state = self.states.get(key)
         deadline = state.next_deadline() if state else None
-        if deadline is not None:
+        if deadline is None:
+            self._due.pop(key, None)
+        elif self._due.get(key) != deadline:
+            self._due[key] = deadline
             heapq.heappush(self._queue, (deadline, key))
 
     def advance(self, until: datetime) -> list[Escalation]:
@@ -33,8 +39,9 @@ class VirtualRun:
         while self._queue and self._queue[0][0] <= until:
             when, key = heapq.heappop(self._queue)
             state = self.states.get(key)
-            if state is None or state.next_deadline() != when:
+            if state is None or self._due.get(key) != when:
                 continue  # stale entry: the deadline moved
+            del self._due[key]  # popped: a tick that leaves it unchanged queues it again
             new, emitted = self.engine.evaluate(state, Tick(), when)
             if new is not None:
                 self.states[key] = new
