@@ -53,6 +53,7 @@ from services.common.kafka import retry_delay_s, transient
 from services.common.stallwatch import exit_now
 from services.rules.core import ConflictingDuplicate, Engine, Input, Tick
 from services.rules.deadlines import DeadlineIndex
+from services.rules.decoded import DecodedStates
 from services.rules.metrics import RulesMetrics
 from services.rules.records import (
     TOO_LARGE,
@@ -123,6 +124,7 @@ class RulesWorker:
         self.ticks_topic = ticks_topic
         self.rekeyed_topic = rekeyed_topic
         self.clock = clock
+        self.decoded = DecodedStates()
         self.retrying = False
         """True while a batch waits to be tried again after Kafka refused a write."""
 
@@ -309,7 +311,7 @@ class RulesWorker:
         if key in writes.states:
             return writes.states[key]
         raw = self.table.get(key)
-        return ChildState.from_bytes(raw) if raw is not None else None
+        return self.decoded.read(key, raw) if raw is not None else None
 
     async def send(self, writes: Writes, settled: set[Any]) -> Withheld:
         """Forwarded records, dead letters, then escalations; returns once Kafka acked all, or
@@ -453,6 +455,7 @@ class RulesWorker:
                 self.table[key] = writes.encoded[key]
             finally:
                 _current_event.reset(token)
+            self.decoded.wrote(key, writes.encoded[key], state)
             self.index.update(key, state)
         if writes.states:
             await self.app.producer.flush()

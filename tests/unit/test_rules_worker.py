@@ -408,3 +408,28 @@ def test_the_faust_producer_refuses_what_the_worker_measures_as_too_large() -> N
 
     app = faust_app(RulesSettings(rules_store="memory://"), PARTITIONS)
     assert app.conf.producer_max_request_size == MAX_RECORD_BYTES
+
+
+@pytest.mark.asyncio
+async def test_a_state_the_worker_wrote_is_not_decoded_again_until_the_table_changes(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    producer = Producer()
+    worker, table = worker_with(engine, producer)
+    await worker.process([record(opened("C-1"))])
+    key = b"demo-agency:C-1"
+    written = table[key]
+    decoded: list[bytes] = []
+    real = ChildState.from_bytes
+
+    def counting(raw: bytes) -> ChildState:
+        decoded.append(raw)
+        return real(raw)
+
+    monkeypatch.setattr(ChildState, "from_bytes", counting)
+    await worker.process([record(opened("C-1", episode_id="E-2"), offset=1)])
+    assert decoded == [] and table[key] != written
+    # The table changed under the worker (restored from the changelog): decoded again.
+    table[key] = written
+    await worker.process([record(opened("C-1", episode_id="E-3"), offset=2)])
+    assert decoded == [written]
