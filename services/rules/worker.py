@@ -86,6 +86,9 @@ class Writes:
     values: dict[int, bytes] = field(default_factory=dict)
     states: dict[bytes, ChildState | None] = field(default_factory=dict)
     encoded: dict[bytes, bytes] = field(default_factory=dict)  # the states as they are written
+    # Children whose state is encoded and sized after each of their inputs (shared by the
+    # passes of a batch); any other child's state is encoded once, as the pass ends.
+    sized_each: set[bytes] = field(default_factory=set)
     last_event: dict[bytes, Any] = field(default_factory=dict)  # the state is written under it
     last_offset: dict[Any, int] = field(default_factory=dict)
     # Counted once the batch is written (a batch may be evaluated more than once).
@@ -165,15 +168,23 @@ class RulesWorker:
         Should Kafka refuse an escalation for its size, the batch is evaluated again (at the
         same `now`) without the input that made it, until Kafka has taken everything the batch
         now owes; what it took in an earlier pass is not sent again. At most one pass more than
-        the inputs withheld, each pass withholding at least one."""
+        the inputs withheld, each pass withholding at least one.
+
+        A child's state is encoded once, after its last input of the batch (not after each);
+        should that state be too large to write, the pass is made again, before anything is
+        sent, sizing that child's state after each of its inputs, so that the input that made
+        it too large is the one dead-lettered. At most one such pass more per child."""
         now = self.clock()
         inputs: dict[int, Input | Rejected] = {}  # decoded once, by id() of the record
         withheld: Withheld = {}
         settled: set[Any] = set()  # records Kafka took (or that were replaced) in a pass
+        sized_each: set[bytes] = set()
         while True:
-            writes = Writes()
+            writes = Writes(sized_each=sized_each)
             for ev in batch:
                 self.take(ev, now, writes, inputs, withheld)
+            if not self.encode_states(writes):
+                continue
             refused = await self.send(writes, settled)
             if not refused:
                 break
@@ -276,7 +287,8 @@ class RulesWorker:
         if not isinstance(item, Tick):
             out = stamp_accepted(out, message)
             parent = tracing.from_headers(message.headers)
-        encoded = new.stored_bytes() if new is not None else None
+        sized = key in writes.sized_each  # else encoded once, as the pass ends (encode_states)
+        encoded = new.stored_bytes() if new is not None and sized else None
         records = [(e.key.encode(), e.to_bytes(), self.trace_headers(e, parent)) for e in out]
         refused = too_large_to_write(key, encoded, records)
         if refused is not None:
@@ -306,6 +318,22 @@ class RulesWorker:
         writes.cause.update((id(e), message) for e in out)
         writes.values.update((id(e), value) for e, (_, value, _) in zip(out, records, strict=True))
         writes.escalations += out
+
+    def encode_states(self, writes: Writes) -> bool:
+        """Each child's last state of the pass encoded (those not sized after each input);
+        False if one is too large to write: its child is then sized after each input (added
+        to `writes.sized_each`) and the pass must be made again."""
+        whole = True
+        for key, state in writes.states.items():
+            if state is None or key in writes.sized_each:
+                continue
+            encoded = state.stored_bytes()
+            if too_large_to_write(key, encoded, []) is not None:
+                writes.sized_each.add(key)
+                whole = False
+            else:
+                writes.encoded[key] = encoded
+        return whole
 
     def state_of(self, key: bytes, writes: Writes) -> ChildState | None:
         if key in writes.states:

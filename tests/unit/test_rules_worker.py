@@ -344,6 +344,68 @@ async def test_an_event_whose_state_would_be_too_large_is_dead_lettered_not_appl
 
 
 @pytest.mark.asyncio
+async def test_of_a_childs_inputs_in_one_batch_the_one_that_makes_its_state_too_large_goes(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child's state is encoded once a batch, after its last input; when that state is too
+    large, the inputs are sized one by one: the earlier input is applied, the later one that
+    made the state too large is dead-lettered, and the child's state is the one after the
+    earlier input."""
+    monkeypatch.setattr(statecodec, "encode", lambda plain: plain)  # as in the test above
+    first = opened("C-1")
+    second = opened(
+        "C-1", episode_id="E-2", description={"name": "A", "physical_description": "d" * 4000}
+    )
+    after_first, _ = engine.evaluate(None, json_event(first), NOW)
+    assert after_first is not None
+    after_first.partition = partition_for(b"demo-agency:C-1", PARTITIONS)
+    after_both, _ = engine.evaluate(after_first, json_event(second), NOW)
+    assert after_both is not None
+    size_after_both = record_size(b"demo-agency:C-1", after_both.to_bytes(), [])
+    monkeypatch.setattr(records, "MAX_RECORD_BYTES", size_after_both - 1)
+    encoded: list[str] = []
+    stored_bytes = ChildState.stored_bytes
+
+    def counting(state: ChildState) -> bytes:
+        encoded.append(state.child_id)
+        return stored_bytes(state)
+
+    monkeypatch.setattr(ChildState, "stored_bytes", counting)
+
+    producer = Producer()
+    worker, table = worker_with(engine, producer)
+    late = record(second, offset=1)
+    await worker.process([record(first), late, record(opened("C-2"), offset=2)])
+
+    [(key, value, headers)] = producer.on(topics.EVENTS_DLQ)
+    assert (key, value) == (late.message.key, late.message.value)
+    assert headers["error"].startswith(b"the child's state would be too large (")
+    assert ChildState.from_bytes(table[b"demo-agency:C-1"]) == after_first
+    # C-2 once; C-1 once in the first pass, then after each of its two inputs.
+    assert sorted(encoded) == ["C-1", "C-1", "C-1", "C-2", "C-2"]
+
+
+@pytest.mark.asyncio
+async def test_a_childs_state_is_encoded_once_a_batch(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoded: list[str] = []
+    stored_bytes = ChildState.stored_bytes
+
+    def counting(state: ChildState) -> bytes:
+        encoded.append(state.child_id)
+        return stored_bytes(state)
+
+    monkeypatch.setattr(ChildState, "stored_bytes", counting)
+    producer = Producer()
+    worker, table = worker_with(engine, producer)
+    batch = [record(opened("C-1", episode_id=f"E-{n}"), offset=n) for n in range(1, 5)]
+    await worker.process(batch)
+    assert encoded == ["C-1"]
+    assert len(ChildState.from_bytes(table[b"demo-agency:C-1"]).episodes) == 4
+
+
+@pytest.mark.asyncio
 async def test_a_misplaced_record_too_large_to_forward_is_dead_lettered(engine: Engine) -> None:
     producer = Producer()
     worker, _ = worker_with(engine, producer)
