@@ -50,6 +50,7 @@ BENCHES: tuple[Bench, ...] = (
     Bench("e2e", ("bench.e2e", "--events", "300", "--rate", "20")),
     Bench("console", ("bench.console",)),
     Bench("report_db", ("bench.report_db", "--postgres")),
+    Bench("replay", ("bench.replay",)),
     Bench("state_size", ("bench.state_size",)),
 )
 
