@@ -35,13 +35,15 @@ def plain_states(children: int, seed: int, end: datetime) -> list[bytes | bytear
     for event in raw:
         run.apply(parse_event_obj(event, now=end))
     run.advance(end)
-    return [s.model_dump_json(exclude_defaults=True).encode() for s in run.states.values()]
+    return [s.to_bytes() for s in run.states.values()]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--id", type=int, required=True, help="the new dictionary's id (>= 1)")
     args = parser.parse_args()
+    if args.id < 1:
+        parser.error("--id must be 1 or more (0 means no dictionary to zstd)")
     out = DICTIONARIES / f"state-{args.id}.zdict"
     if out.exists():
         sys.stderr.write(f"{out} exists: a released dictionary is never replaced\n")

@@ -18,15 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, get_args
+from typing import Any
 
 from services.common.escalations import Escalation, Severity, Subject
 from services.common.events import (
     EventBase,
-    ImmediateRisk,
     Jurisdiction,
     MissingLocated,
-    RiskIndicator,
 )
 from services.common.ids import stable_id
 from services.common.ladder import one_up
@@ -35,7 +33,7 @@ from services.rules import dedup
 from services.rules.clocks import Due
 from services.rules.dedup import content_digest
 from services.rules.matcher import Matcher
-from services.rules.policy import Policy, Rule, severity_above
+from services.rules.policy import INDICATOR_FLAGS, RISK_FLAGS, Policy, Rule, severity_above
 from services.rules.state import (
     CONGREGATE,
     TIERS,
@@ -62,11 +60,6 @@ class Tick:
 
 
 Input = EventBase | Tick
-IMMEDIATE_RISKS: tuple[str, ...] = get_args(ImmediateRisk)
-RISK_INDICATORS: tuple[str, ...] = get_args(RiskIndicator)
-# The fact fields named after each immediate risk and risk indicator, built once.
-_RISK_FIELDS = tuple((f"immediate_risk_{r}", r) for r in IMMEDIATE_RISKS)
-_INDICATOR_FIELDS = tuple((f"risk_indicator_{r}", r) for r in RISK_INDICATORS)
 
 
 def discharge(due_at: datetime | None, discharged_at: datetime) -> dict[str, Any]:
@@ -195,8 +188,8 @@ class Engine:
             "location_class": text("location_class"),
             "trafficking_status": st.trafficking_status or "",
             "trafficking_type": text("type"),
-            **{name: r in risks for name, r in _RISK_FIELDS},
-            **{name: r in st.risk_indicators for name, r in _INDICATOR_FIELDS},
+            **{name: r in risks for name, r in RISK_FLAGS},
+            **{name: r in st.risk_indicators for name, r in INDICATOR_FLAGS},
         }
 
     def _event(

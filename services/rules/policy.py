@@ -47,6 +47,14 @@ from services.rules.clocks import DEFAULT_GRACE, Due, parse_due
 
 # --- facts: what a condition may test ------------------------------------------------------
 
+RISK_FLAGS: tuple[tuple[str, str], ...] = tuple(
+    (f"immediate_risk_{risk}", risk) for risk in get_args(ImmediateRisk)
+)
+"""The fact fields flagging each immediate risk, with the risk they flag."""
+INDICATOR_FLAGS: tuple[tuple[str, str], ...] = tuple(
+    (f"risk_indicator_{indicator}", indicator) for indicator in get_args(RiskIndicator)
+)
+"""The fact fields flagging each risk indicator, with the indicator they flag."""
 #: Every field of the enriched fact a rule condition may name, with its type. Race is not a
 #: field and can not become one: conditions on unknown fields are rejected at load time.
 FACT_FIELDS: Mapping[str, type] = {
@@ -79,8 +87,8 @@ FACT_FIELDS: Mapping[str, type] = {
     "trafficking_type": str,
     # One flag per immediate risk of the episode (missing.opened `immediate_risks`) and per
     # risk indicator of the child: true when it is present.
-    **{f"immediate_risk_{risk}": bool for risk in get_args(ImmediateRisk)},
-    **{f"risk_indicator_{indicator}": bool for indicator in get_args(RiskIndicator)},
+    **{name: bool for name, _ in RISK_FLAGS},
+    **{name: bool for name, _ in INDICATOR_FLAGS},
 }
 
 #: Duties that exist because of a screening or trafficking finding (docs/domain.md, "Who gets

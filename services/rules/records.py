@@ -20,6 +20,7 @@ from services.common.escalations import Escalation
 from services.common.events import EventInvalid, parse_event
 from services.common.partitioning import partition_for
 from services.common.unreadable import stand_in_reason
+from services.rules import statecodec
 from services.rules.core import Input, Tick
 
 REKEYED_FROM = ("rekeyed-from-partition", "rekeyed-from-offset")
@@ -132,15 +133,26 @@ def too_large_to_forward(message: Any, headers: Headers) -> Rejected | None:
 
 
 def too_large_to_write(
-    key: bytes, state: bytes | None, escalations: list[tuple[bytes, bytes, Headers]]
+    key: bytes,
+    state: bytes | None,
+    escalations: list[tuple[bytes, bytes, Headers]],
+    state_json: int = 0,
 ) -> Rejected | None:
     """Why what an event makes rules write cannot be written, or None: the child's new state
-    (`state`) or one of its escalations (key, value, headers) is larger than MAX_RECORD_BYTES.
-    Checked before anything is written, so that such an event is dead-lettered (not applied)
-    instead of stopping the worker."""
+    (`state`, as stored) or one of its escalations (key, value, headers) is larger than
+    MAX_RECORD_BYTES, or the state's JSON (`state_json` bytes, compressed in `state`) larger
+    than a reader decompresses (statecodec.MAX_DECODED_BYTES). Checked before anything is
+    written, so that such an event is dead-lettered (not applied) instead of stopping the
+    worker, or writing a state no worker could read back."""
     if state is not None and (size := record_size(key, state, [])) > MAX_RECORD_BYTES:
         return Rejected(
             TOO_LARGE, f"the child's state would be too large ({size} of {MAX_RECORD_BYTES} bytes)"
+        )
+    if state_json > statecodec.MAX_DECODED_BYTES:
+        return Rejected(
+            TOO_LARGE,
+            f"the child's state would be too large to read back ({state_json} of "
+            f"{statecodec.MAX_DECODED_BYTES} bytes of JSON)",
         )
     for k, v, h in escalations:
         if (size := record_size(k, v, h)) > MAX_RECORD_BYTES:

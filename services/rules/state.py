@@ -179,10 +179,14 @@ class ChildState(Model):
         """The state's JSON (what MAX_STATE_BYTES bounds)."""
         return self.model_dump_json(exclude_defaults=True).encode()
 
+    def stored(self) -> tuple[bytes, int]:
+        """As the table stores it, the JSON compressed (services.rules.statecodec), and the
+        size of that JSON (what a reader decompresses). `from_bytes` reads both forms."""
+        plain = self.to_bytes()
+        return statecodec.encode(plain), len(plain)
+
     def stored_bytes(self) -> bytes:
-        """As the table stores it: the JSON compressed (services.rules.statecodec).
-        `from_bytes` reads both."""
-        return statecodec.encode(self.to_bytes())
+        return self.stored()[0]
 
     def copy_state(self) -> ChildState:
         """A copy the engine may change without touching `self`: the containers it adds to or

@@ -25,8 +25,9 @@ DICTIONARIES = Path(__file__).resolve().parent / "dictionaries"
 WRITE_WITH = 1
 LEVEL = 3
 MAX_DECODED_BYTES = 1024 * 1024
-"""The largest JSON a stored state may decompress to: twice state.MAX_STATE_BYTES. A frame that
-says more is refused before anything is allocated."""
+"""The largest JSON a stored state may hold: twice state.MAX_STATE_BYTES (a test ties them). A
+frame that says more is refused before anything is allocated, and the worker never writes a
+state whose JSON is larger (services.rules.records.too_large_to_write)."""
 
 _local = threading.local()  # zstandard's (de)compressors are not for use by two threads at once
 
@@ -67,18 +68,31 @@ def encode(plain: bytes) -> bytes:
     return _compressor().compress(plain)
 
 
-def decode(stored: bytes) -> bytes:
-    """A stored state's JSON: decompressed, or as it is when an earlier release wrote JSON."""
+def decoded_size(stored: bytes) -> int:
+    """How many bytes of JSON `stored` holds, as its frame says (its length for plain JSON)."""
     if not stored.startswith(MAGIC):
-        return stored
+        return len(stored)
     try:
         size = zstandard.frame_content_size(stored)
-        dict_id = zstandard.get_frame_parameters(stored).dict_id
     except zstandard.ZstdError as exc:
         raise StateUnreadable("child state is not a readable zstd frame") from exc
     if size < 0 or size > MAX_DECODED_BYTES:
         raise StateUnreadable("child state frame does not say a size within bounds")
+    return int(size)
+
+
+def decode(stored: bytes) -> bytes:
+    """A stored state's JSON: decompressed, or as it is when an earlier release wrote JSON.
+    One whole frame or nothing: a frame cut short, or followed by anything, is refused."""
+    if not stored.startswith(MAGIC):
+        return stored
+    size = decoded_size(stored)
     try:
-        return _decompressor(dict_id).decompress(stored, max_output_size=size)
+        dict_id = zstandard.get_frame_parameters(stored).dict_id
+        reader = _decompressor(dict_id).decompressobj()
+        plain = reader.decompress(stored)  # zstd holds a frame to the size its header says
     except zstandard.ZstdError as exc:
         raise StateUnreadable("child state is not a readable zstd frame") from exc
+    if not reader.eof or reader.unused_data or len(plain) != size:
+        raise StateUnreadable("child state is not exactly one zstd frame")
+    return plain

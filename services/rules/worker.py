@@ -173,7 +173,9 @@ class RulesWorker:
         A child's state is encoded once, after its last input of the batch (not after each);
         should that state be too large to write, the pass is made again, before anything is
         sent, sizing that child's state after each of its inputs, so that the input that made
-        it too large is the one dead-lettered. At most one such pass more per child."""
+        it too large is the one dead-lettered. At most one such pass more per child. (Only a
+        state that would be written is sized: should a later input of the batch make a state
+        an earlier input made too large small again, both are applied.)"""
         now = self.clock()
         inputs: dict[int, Input | Rejected] = {}  # decoded once, by id() of the record
         withheld: Withheld = {}
@@ -288,9 +290,9 @@ class RulesWorker:
             out = stamp_accepted(out, message)
             parent = tracing.from_headers(message.headers)
         sized = key in writes.sized_each  # else encoded once, as the pass ends (encode_states)
-        encoded = new.stored_bytes() if new is not None and sized else None
+        encoded, json_size = new.stored() if new is not None and sized else (None, 0)
         records = [(e.key.encode(), e.to_bytes(), self.trace_headers(e, parent)) for e in out]
-        refused = too_large_to_write(key, encoded, records)
+        refused = too_large_to_write(key, encoded, records, json_size)
         if refused is not None:
             log.error(
                 "what an input would make rules write is too large; not applied",
@@ -327,8 +329,8 @@ class RulesWorker:
         for key, state in writes.states.items():
             if state is None or key in writes.sized_each:
                 continue
-            encoded = state.stored_bytes()
-            if too_large_to_write(key, encoded, []) is not None:
+            encoded, json_size = state.stored()
+            if too_large_to_write(key, encoded, [], json_size) is not None:
                 writes.sized_each.add(key)
                 whole = False
             else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.rules import statecodec
 from services.rules.decoded import DecodedStates
 from services.rules.state import ChildState
 
@@ -31,7 +32,8 @@ def test_other_bytes_under_the_key_are_decoded_again() -> None:
 
 
 def test_the_least_recently_used_go_first() -> None:
-    cache = DecodedStates(size=2)
+    one = statecodec.decoded_size(state("a").stored_bytes())
+    cache = DecodedStates(budget_bytes=2 * one)
     states = {k: state(k.decode()) for k in (b"a", b"b", b"c")}
     for k in (b"a", b"b"):
         cache.wrote(k, states[k].stored_bytes(), states[k])
@@ -40,3 +42,11 @@ def test_the_least_recently_used_go_first() -> None:
     assert len(cache) == 2
     assert cache.read(b"a", states[b"a"].stored_bytes()) is states[b"a"]
     assert cache.read(b"b", states[b"b"].stored_bytes()) is not states[b"b"]  # b went
+
+
+def test_a_state_larger_than_the_largest_kept_is_decoded_each_time() -> None:
+    big = state("C-1", county="J" * 200)
+    stored = big.stored_bytes()
+    cache = DecodedStates(largest=statecodec.decoded_size(stored) - 1)
+    assert cache.read(b"k", stored) is not cache.read(b"k", stored)
+    assert len(cache) == 0 and cache.held_bytes == 0

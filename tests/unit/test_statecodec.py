@@ -13,7 +13,7 @@ import zstandard
 
 from services.common.events import parse_event_obj
 from services.rules import statecodec
-from services.rules.state import ChildState
+from services.rules.state import MAX_STATE_BYTES, ChildState
 from services.rules.statecodec import MAGIC, StateUnreadable, decode, encode
 
 REGISTERED = {
@@ -69,8 +69,12 @@ def test_a_frame_claiming_more_than_the_bound_is_refused_before_decompressing() 
         decode(forged)
 
 
-def test_garbage_behind_the_magic_is_refused() -> None:
-    with pytest.raises(StateUnreadable):
-        decode(MAGIC + b"\xff" * 40)
-    with pytest.raises(StateUnreadable):
-        decode(encode(b"{}")[:-3])
+def test_anything_but_exactly_one_whole_frame_is_refused() -> None:
+    frame = encode(b'{"v": 4}')
+    for bad in (MAGIC + b"\xff" * 40, frame[:-3], frame + b"xx", frame * 2):
+        with pytest.raises(StateUnreadable):
+            decode(bad)
+
+
+def test_a_reader_decompresses_twice_the_largest_state() -> None:
+    assert statecodec.MAX_DECODED_BYTES == 2 * MAX_STATE_BYTES
