@@ -28,7 +28,7 @@ from services.common.unreadable import Held
 from services.notify.api import create_api
 from services.notify.canary import send_canaries
 from services.notify.channels.base import Channel
-from services.notify.channels.email import SmtpChannel, SmtpConfig
+from services.notify.channels.email import SmtpChannel, SmtpConfig, SmtpSessions
 from services.notify.channels.http import HttpPools
 from services.notify.channels.sms import SmsChannel
 from services.notify.channels.webhook import WebhookChannel
@@ -97,8 +97,15 @@ async def serve(settings: NotifySettings) -> None:
     web = asyncio.create_task(server.serve())
     client = http_client()
     pools = HttpPools(settings.notify_receiver_concurrency)
+    smtp = SmtpSessions(smtp_config(settings), settings.notify_receiver_concurrency)
     notifier = make_notifier(
-        settings, tenancy, templates, channels(settings, pools, secrets), ledger, producer, metrics
+        settings,
+        tenancy,
+        templates,
+        channels(settings, pools, smtp, secrets),
+        ledger,
+        producer,
+        metrics,
     )
     consumer = escalations_consumer(settings, kafka)
     stop = stop_on_signals()
@@ -115,6 +122,7 @@ async def serve(settings: NotifySettings) -> None:
             await shut_down(tasks, server, web, consumer, ledger, producer, client)
         finally:
             await pools.close()
+            await smtp.close()
 
 
 # --- Kafka: the client, the ledger's topics, the producer, the escalations consumer ------------
@@ -184,21 +192,26 @@ def http_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(limits=httpx.Limits(max_connections=16, max_keepalive_connections=16))
 
 
+def smtp_config(settings: NotifySettings) -> SmtpConfig:
+    return SmtpConfig(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        starttls=settings.smtp_starttls,
+        username=settings.smtp_username,
+        password=settings.smtp_password,
+        sender=settings.smtp_sender,
+    )
+
+
 def channels(
-    settings: NotifySettings, pools: HttpPools, secrets: dict[str, SecretStr]
+    settings: NotifySettings,
+    pools: HttpPools,
+    smtp: SmtpSessions,
+    secrets: dict[str, SecretStr],
 ) -> dict[str, Channel]:
     """Each channel a receiver may name in routing.yaml, by name."""
     return {
-        "email": SmtpChannel(
-            SmtpConfig(
-                host=settings.smtp_host,
-                port=settings.smtp_port,
-                starttls=settings.smtp_starttls,
-                username=settings.smtp_username,
-                password=settings.smtp_password,
-                sender=settings.smtp_sender,
-            )
-        ),
+        "email": SmtpChannel(smtp_config(settings), smtp),
         "webhook": WebhookChannel(pools, secrets),
         "sms": SmsChannel(pools),
     }

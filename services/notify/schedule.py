@@ -123,10 +123,29 @@ def by_default(routing: Routing, receiver: str, recipient_class: str) -> Recipie
     )
 
 
+def plan_key(esc: Escalation) -> tuple[str, ...]:
+    """Everything `make_plan` reads of an escalation (its routing labels and recipient
+    classes): two escalations with the same key get equal plans under the same routing."""
+    return (
+        esc.agency_id,
+        esc.severity,
+        esc.rule_id,
+        esc.jurisdiction.state,
+        esc.jurisdiction.county or "",
+        esc.status,
+        *esc.recipients,
+    )
+
+
 def open_entry(
-    escalation: Escalation, partition: int, first_sent_at: datetime, routing: Routing
+    escalation: Escalation,
+    partition: int,
+    first_sent_at: datetime,
+    routing: Routing,
+    plan: Plan | None = None,
 ) -> OpenEntry:
-    plan = make_plan(escalation, routing)
+    """`plan`: `make_plan(escalation, routing)` when the caller has it already."""
+    plan = plan or make_plan(escalation, routing)
     return OpenEntry(
         escalation=escalation,
         partition=partition,

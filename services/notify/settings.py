@@ -43,7 +43,10 @@ class NotifySettings(CommonSettings):
     notify_tick_s: float = Field(default=1.0, gt=0, description="Reminder/escalation check period.")
     notify_max_in_flight: int = Field(default=200, ge=1, description="Escalations handled at once.")
     notify_receiver_concurrency: int = Field(
-        default=16, ge=1, le=1000, description="HTTP requests to one receiver at once (its pool)."
+        default=16,
+        ge=1,
+        le=1000,
+        description="HTTP requests to one receiver, and SMTP sessions to the relay, at once.",
     )
     canary_ingest_url: str | None = Field(
         default=None,

@@ -11,9 +11,12 @@ decoding gives back every link intact whatever the encoding (tests/unit/test_ema
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import html
 import re
+import time
+from collections.abc import Callable
 from datetime import datetime
 from email.message import EmailMessage
 
@@ -142,11 +145,74 @@ def compose(
     return msg
 
 
+IDLE_S = 30.0  # a session idle longer is closed, not reused (the relay may have dropped it)
+
+
+class SmtpSessions:
+    """Open SMTP sessions to the relay, reused from one mail to the next: at most `size` at
+    once (a burst waits here, its timeout counted once it has a session). A session that
+    failed in any way is closed, never reused; one idle for IDLE_S is closed before use.
+    Connecting, EHLO, STARTTLS and login are as aiosmtplib.send does them, once per session
+    instead of once per mail (under a burst that was a third of a mail's CPU)."""
+
+    def __init__(
+        self, config: SmtpConfig, size: int = 16, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.slots = asyncio.Semaphore(size)
+        self.idle: list[tuple[aiosmtplib.SMTP, float]] = []
+
+    def _fresh_idle(self) -> aiosmtplib.SMTP | None:
+        while self.idle:
+            session, since = self.idle.pop()
+            if self.clock() - since < IDLE_S and session.is_connected:
+                return session
+            session.close()
+        return None
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        c = self.config
+        session = aiosmtplib.SMTP(
+            hostname=c.host,
+            port=c.port,
+            start_tls=c.starttls,
+            username=c.username,
+            password=c.password.get_secret_value() if c.password else None,
+            timeout=c.timeout_s,
+        )
+        await session.connect()
+        return session
+
+    async def send(self, message: EmailMessage) -> None:
+        """Send one mail on an open session (or a new one). Raises what aiosmtplib raises."""
+        async with self.slots:
+            session = self._fresh_idle()
+            try:
+                if session is None:
+                    session = await self._connect()
+                await session.send_message(message)
+            except BaseException:
+                if session is not None:
+                    session.close()
+                raise
+            self.idle.append((session, self.clock()))
+
+    async def close(self) -> None:
+        idle, self.idle = self.idle, []
+        for session, _ in idle:
+            try:
+                await session.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                session.close()
+
+
 class SmtpChannel:
     name = "email"
 
-    def __init__(self, config: SmtpConfig) -> None:
+    def __init__(self, config: SmtpConfig, sessions: SmtpSessions | None = None) -> None:
         self.config = config
+        self.sessions = sessions or SmtpSessions(config)
 
     def build(self, delivery: Delivery) -> EmailMessage:
         """The mail for `delivery`. Raises ValueError for a header value with CR or LF (the
@@ -167,17 +233,8 @@ class SmtpChannel:
             message = self.build(delivery)
         except ValueError:
             raise DeliveryError("bad_header", retryable=False) from None
-        c = self.config
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=c.host,
-                port=c.port,
-                start_tls=c.starttls,
-                username=c.username,
-                password=c.password.get_secret_value() if c.password else None,
-                timeout=c.timeout_s,
-            )
+            await self.sessions.send(message)
         except aiosmtplib.SMTPRecipientsRefused:
             raise DeliveryError("bad_address", retryable=False) from None
         except aiosmtplib.SMTPResponseException as exc:
