@@ -41,7 +41,9 @@ class NotifySettings(CommonSettings):
     retry_base_s: float = Field(default=1.0, gt=0)
     retry_max_s: float = Field(default=60.0, gt=0)
     notify_tick_s: float = Field(default=1.0, gt=0, description="Reminder/escalation check period.")
-    notify_max_in_flight: int = Field(default=200, ge=1, description="Escalations handled at once.")
+    notify_max_in_flight: int = Field(
+        default=1000, ge=1, description="Escalations handled at once."
+    )
     notify_receiver_concurrency: int = Field(
         default=16,
         ge=1,
