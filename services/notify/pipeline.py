@@ -316,6 +316,7 @@ class Notifier:
             message,
             address.options,
             address.person_id,
+            esc.agency_id,
         )
 
     def also_told(self, escalation_id: str, receiver: str) -> list[str]:

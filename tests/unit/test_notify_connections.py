@@ -22,7 +22,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @asynccontextmanager
 async def server(handler: Handler) -> AsyncIterator[str]:
     app = web.Application()
-    app.router.add_post("/{path:.*}", handler)
+    app.router.add_route("*", "/{path:.*}", handler)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
@@ -35,7 +35,7 @@ async def server(handler: Handler) -> AsyncIterator[str]:
 
 async def reason_of(pools: HttpPools, url: str, timeout: float = 2.0) -> str | None:
     try:
-        await post_json(pools, "r", url, b"{}", {}, timeout)
+        await post_json(pools, ("a", "r"), url, b"{}", {}, timeout)
     except DeliveryError as exc:
         return f"{exc.reason}/{'retryable' if exc.retryable else 'final'}"
     return None
@@ -46,7 +46,6 @@ async def reason_of(pools: HttpPools, url: str, timeout: float = 2.0) -> str | N
     [
         (200, None),
         (202, None),
-        (302, "http_4xx/final"),  # not followed, as httpx did not
         (404, "http_4xx/final"),
         (429, "http_429/retryable"),
         (503, "http_5xx/retryable"),
@@ -66,6 +65,83 @@ def test_a_status_is_classified_as_before(status: int, expected: str | None) -> 
             await pools.close()
 
     assert asyncio.run(go()) == expected
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_never_followed(status: int) -> None:
+    """307 and 308 would send the signed POST again, to wherever the receiver points."""
+    hits: list[str] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        hits.append(f"{request.method} {request.path}")
+        if request.path == "/hook":
+            return web.Response(status=status, headers={"Location": "/elsewhere"})
+        return web.Response()
+
+    async def go() -> str | None:
+        pools = HttpPools()
+        try:
+            async with server(answer) as base:
+                return await reason_of(pools, f"{base}/hook")
+        finally:
+            await pools.close()
+
+    assert asyncio.run(go()) == "http_4xx/final"
+    assert hits == ["POST /hook"]
+
+
+def test_the_timeout_bounds_the_wait_for_a_free_slot() -> None:
+    release = asyncio.Event()
+
+    async def hook(request: web.Request) -> web.Response:
+        if request.path == "/busy":
+            await release.wait()
+        return web.Response()
+
+    async def go() -> str | None:
+        pools = HttpPools(per_receiver=1)
+        try:
+            async with server(hook) as base:
+                busy = asyncio.create_task(
+                    post_json(pools, ("a", "r"), f"{base}/busy", b"{}", {}, 5)
+                )
+                await asyncio.sleep(0.2)
+                waited = await asyncio.wait_for(reason_of(pools, f"{base}/hook", 0.2), 2)
+                release.set()
+                await busy
+                return waited
+        finally:
+            await pools.close()
+
+    assert asyncio.run(go()) == "timeout/retryable"
+
+
+def test_agencies_never_share_a_connection() -> None:
+    peers: list[int] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        assert request.transport is not None
+        peers.append(request.transport.get_extra_info("peername")[1])
+        return web.Response(headers={"Set-Cookie": "session=agency-a"})
+
+    async def go() -> list[str]:
+        pools = HttpPools()
+        seen: list[str] = []
+
+        async def cookie_seen(request: web.Request) -> web.Response:
+            seen.append(request.headers.get("Cookie", ""))
+            return await hook(request)
+
+        try:
+            async with server(cookie_seen) as base:
+                for agency in ("a", "a", "b"):
+                    await post_json(pools, (agency, "on-call"), f"{base}/hook", b"{}", {}, 2)
+            return seen
+        finally:
+            await pools.close()
+
+    assert asyncio.run(go()) == ["", "", ""]  # no cookie kept
+    assert peers[0] == peers[1] and peers[2] != peers[0]  # a reused its; b got its own
 
 
 def test_a_refused_connection_and_a_slow_receiver_may_succeed_later() -> None:
@@ -103,7 +179,9 @@ def test_one_receiver_gets_at_most_its_share_at_once_and_others_are_not_held_up(
         try:
             async with server(hook) as base:
                 slow = [
-                    asyncio.create_task(post_json(pools, "slow", f"{base}/slow", b"{}", {}, 5))
+                    asyncio.create_task(
+                        post_json(pools, ("a", "slow"), f"{base}/slow", b"{}", {}, 5)
+                    )
                     for _ in range(10)
                 ]
                 await asyncio.sleep(0.3)

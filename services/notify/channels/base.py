@@ -60,6 +60,7 @@ class Delivery:
     message: Message
     options: Strict | None = None  # the receiver's channel settings (e.g. WebhookTarget)
     person_id: str | None = None  # the person it is addressed to, when it is one
+    agency_id: str = ""  # whose: no connection is shared between agencies (channels.http)
 
 
 class Channel(Protocol):

@@ -46,5 +46,10 @@ class SmsChannel:
         ).encode()
         headers = {"Idempotency-Key": delivery.notification_id}
         await post_json(
-            self.pools, delivery.receiver, target.gateway_url, body, headers, target.timeout_s
+            self.pools,
+            (delivery.agency_id, delivery.receiver),
+            target.gateway_url,
+            body,
+            headers,
+            target.timeout_s,
         )

@@ -83,4 +83,5 @@ class WebhookChannel:
                 raise DeliveryError("no_secret", retryable=False)
             headers["X-Carealert-Signature"] = sign(secret.get_secret_value(), timestamp, body)
         timeout = target.timeout_s if target is not None else DEFAULT_TIMEOUT_S
-        await post_json(self.pools, delivery.receiver, delivery.address, body, headers, timeout)
+        who = (delivery.agency_id, delivery.receiver)
+        await post_json(self.pools, who, delivery.address, body, headers, timeout)
