@@ -10,11 +10,20 @@ producer. kafka-python's murmur2 is the same function as Java's, byte for byte.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from kafka.partitioner.default import murmur2
+
+
+@lru_cache(maxsize=16384)
+def _positive_murmur2(key: bytes) -> int:
+    """kafka-python's murmur2 is pure Python (about 10 µs a key); a child's key comes again
+    with each of its events, so the recent ones are remembered (at most ~10 MB)."""
+    return int(murmur2(key) & 0x7FFFFFFF)
 
 
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition Java's default partitioner picks for `key` among `partitions`."""
     if partitions < 1:
         raise ValueError("partitions must be positive")
-    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+    return _positive_murmur2(key) % partitions
